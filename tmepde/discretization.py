@@ -1,0 +1,238 @@
+"""Spatial discretisation of a :class:`~tmepde.model.Model` on a :class:`~tmepde.grid.Grid`.
+
+The right-hand side is split as ``dy/dt = S(y) + N(t, y)``:
+
+* ``S`` — stiff, linear: diffusion ``∇·(D∇y)`` (with its Dirichlet lift), declared decay
+  ``-k y`` and state-dependent local decay ``-k_loc(y) y``. Time steppers treat it
+  implicitly; :meth:`Discretization.implicit_solve` inverts ``I - γ S``.
+* ``N`` — everything else: reactions and chemotaxis, treated explicitly.
+
+Species are grouped (statically) by boundary conditions and operator type so that every
+group is solved in one batched call:
+
+``spectral``  constant D: one fast-transform solve (exact inverse, no iteration).
+``krylov``    diffusivity map and/or local decay: conjugate gradients preconditioned by the
+              constant-coefficient spectral solve (D and k replaced by their means).
+``local``     non-diffusing species: pointwise division.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import jax
+import jax.numpy as jnp
+from jax.scipy.sparse.linalg import cg
+
+from . import operators
+from .grid import Grid
+from .model import SECONDS_PER_HOUR, Model
+from .transforms import LaplacianTransform
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class _Group:
+    kind: str  # "spectral" | "krylov" | "local"
+    index: np.ndarray  # species indices, static
+    bcs: tuple
+    transform: LaplacianTransform | None
+    lift: np.ndarray  # (len(index), *grid.shape) Dirichlet lift of the Laplacian, 1/µm² · units
+
+
+def _bc_key(bcs):
+    return tuple((lo.kind, lo.value, hi.kind, hi.value) for lo, hi in bcs)
+
+
+class Discretization:
+    """Static operator structure; all numbers that can change come in through ``params``."""
+
+    def __init__(self, model: Model, grid: Grid, cg_tol: float | None = None, cg_maxiter: int = 200):
+        self.model = model
+        self.grid = grid
+        self.cg_tol = cg_tol
+        self.cg_maxiter = cg_maxiter
+        self.bcs = model.boundaries(grid)
+        nspec = len(model.species)
+        for s in model.species:
+            if s.variable_diffusivity and np.shape(s.diffusivity) != grid.shape:
+                raise ValueError(
+                    f"species {s.name!r}: diffusivity map has shape {np.shape(s.diffusivity)}, "
+                    f"expected the grid shape {grid.shape}"
+                )
+        self.local_decay_species = self._local_decay_species()
+        kinds = []
+        for i, s in enumerate(model.species):
+            if s.variable_diffusivity or s.name in self.local_decay_species:
+                kinds.append("krylov")
+            elif s.diffusivity == 0:
+                kinds.append("local")
+            else:
+                kinds.append("spectral")
+        keyed: dict = {}
+        for i in range(nspec):
+            key = (kinds[i], _bc_key(self.bcs[i]))
+            keyed.setdefault(key, []).append(i)
+        self.groups = []
+        for (kind, _), idx in keyed.items():
+            bcs = self.bcs[idx[0]]
+            transform = LaplacianTransform(grid, bcs) if kind != "local" else None
+            lift = np.stack([operators.dirichlet_lift(grid, bcs)] * len(idx))
+            self.groups.append(_Group(kind, np.asarray(idx), bcs, transform, lift))
+        order = np.concatenate([g.index for g in self.groups])
+        self._unpermute = np.argsort(order)
+        self.nonnegative = np.array([s.nonnegative for s in model.species])
+        self.chemotaxis = [
+            (i, model.index(s.chemotaxis.toward), s.chemotaxis,
+             [model.index(c) for c in (s.chemotaxis.crowding or (s.name,))])
+            for i, s in enumerate(model.species) if s.chemotaxis is not None
+        ]
+
+    # -- structure helpers -------------------------------------------------------------
+    def _local_decay_species(self) -> frozenset:
+        if self.model.local_decay is None:
+            return frozenset()
+        y = {n: jax.ShapeDtypeStruct(self.grid.shape, jnp.float32) for n in self.model.names}
+        p = jax.tree_util.tree_map(lambda v: jax.ShapeDtypeStruct(v.shape, jnp.float32),
+                                   self.model.default_params())
+        out = jax.eval_shape(self.model.local_decay, jax.ShapeDtypeStruct((), jnp.float32), y, p)
+        unknown = sorted(set(out) - set(self.model.names))
+        if unknown:
+            raise ValueError(f"local_decay returned unknown species {unknown}")
+        return frozenset(out)
+
+    def _per_species(self, params, prefix, idx, dtype, scale=1.0):
+        """Stack scalar parameters ``prefix+name`` for species ``idx`` -> (len(idx), 1, ...)."""
+        vals = []
+        for i in idx:
+            name = self.model.names[i]
+            vals.append(jnp.asarray(params.get(prefix + name, 0.0), dtype) * scale)
+        shape = (len(idx),) + (1,) * self.grid.ndim
+        return jnp.stack([jnp.broadcast_to(v, self.grid.shape) if v.ndim else v for v in vals]) \
+            if any(jnp.ndim(v) for v in vals) else jnp.stack(vals).reshape(shape)
+
+    def diffusivity(self, params, idx, dtype):
+        """µm²/h, shape (len(idx), 1, ..) or (len(idx), *grid.shape) for maps."""
+        return self._per_species(params, "D_", idx, dtype, SECONDS_PER_HOUR)
+
+    def decay(self, params, idx, dtype):
+        return self._per_species(params, "decay_", idx, dtype)
+
+    def as_dict(self, y) -> dict:
+        return {n: y[i] for i, n in enumerate(self.model.names)}
+
+    def from_dict(self, fields, like) -> jnp.ndarray:
+        """Stack a partial ``{species: rate}`` dict to ``like``'s shape (zeros elsewhere)."""
+        unknown = sorted(set(fields) - set(self.model.names))
+        if unknown:
+            raise ValueError(f"model {self.model.name!r} returned rates for unknown species {unknown}")
+        zero = jnp.zeros(like.shape[1:], like.dtype)
+        return jnp.stack([
+            jnp.broadcast_to(jnp.asarray(fields[n], like.dtype), zero.shape) if n in fields else zero
+            for n in self.model.names
+        ])
+
+    def local_decay(self, t, y, params):
+        """(S, *shape) state-dependent decay rates (1/h, clipped >= 0), zeros if none."""
+        if self.model.local_decay is None:
+            return jnp.zeros_like(y)
+        return jnp.maximum(self.from_dict(self.model.local_decay(t, self.as_dict(y), params), y), 0)
+
+    # -- right-hand sides -------------------------------------------------------------
+    def nonstiff(self, t, y, params, limiter_dt=None):
+        """Reactions + chemotaxis, (S, *shape) per hour."""
+        if self.model.reactions is not None:
+            rate = self.from_dict(self.model.reactions(t, self.as_dict(y), params), y)
+        else:
+            rate = jnp.zeros_like(y)
+        for i, j, taxis, crowd in self.chemotaxis:
+            chi = jnp.asarray(params[f"chi_{self.model.names[i]}"], y.dtype) * SECONDS_PER_HOUR
+            crowding = None
+            if taxis.capacity is not None:
+                crowding = sum(y[c] for c in crowd)[None]
+            flux_div = operators.chemotaxis_divergence(
+                y[i][None], y[j][None], chi, self.grid, self.bcs[i], crowding=crowding,
+                capacity=taxis.capacity, dt=limiter_dt)
+            rate = rate.at[i].add(flux_div[0])
+        return rate
+
+    def stiff(self, t, y, params, k_local=None):
+        """Diffusion + implicit decays, (S, *shape) per hour (full affine operator)."""
+        out = []
+        for g in self.groups:
+            u = jnp.take(y, g.index, axis=0)
+            k = self.decay(params, g.index, y.dtype)
+            if k_local is not None:
+                k = k + jnp.take(k_local, g.index, axis=0)
+            r = -k * u
+            if g.kind != "local":
+                D = self.diffusivity(params, g.index, y.dtype)
+                if g.kind == "krylov":
+                    r = r + operators.variable_diffusion(u, D, self.grid, g.bcs)
+                else:
+                    r = r + D * operators.laplacian(u, self.grid, g.bcs)
+            out.append(jnp.broadcast_to(r, u.shape))
+        return jnp.take(jnp.concatenate(out), self._unpermute, axis=0)
+
+    # -- implicit solve ---------------------------------------------------------------
+    def implicit_solve(self, rhs, gamma, params, k_local=None):
+        """Solve ``(I - γ S) u = rhs`` for the stiff linear part ``S`` (incl. Dirichlet lift).
+
+        rhs: (S, *shape); gamma: scalar step weight in h; k_local: (S, *shape) or None.
+        """
+        dtype = rhs.dtype
+        out = []
+        for g in self.groups:
+            r = jnp.take(rhs, g.index, axis=0)
+            k = self.decay(params, g.index, dtype)
+            if g.kind == "local":
+                out.append(r / (1 + gamma * k))
+                continue
+            D = self.diffusivity(params, g.index, dtype)
+            eig = jnp.asarray(g.transform.eigenvalues, dtype)
+            lift = jnp.asarray(g.lift, dtype)
+            if g.kind == "spectral":
+                r = r + gamma * D * lift
+                out.append(g.transform.apply_multiplier(r, 1 / (1 + gamma * (D * eig + k))))
+                continue
+            # krylov: variable D and/or local decay
+            k_tot = k + (jnp.take(k_local, g.index, axis=0) if k_local is not None else 0.0)
+            k_tot = jnp.broadcast_to(k_tot, r.shape)
+            D_full = jnp.broadcast_to(D, r.shape)
+            r = r + gamma * D_full * lift
+            bcs = g.bcs
+            grid = self.grid
+
+            def matvec(u, D_full=D_full, k_tot=k_tot, bcs=bcs):
+                return u - gamma * (operators.variable_diffusion(u, D_full, grid, bcs, homogeneous=True)
+                                    - k_tot * u)
+
+            axes = tuple(range(1, r.ndim))
+            D_mean = jnp.mean(D_full, axis=axes, keepdims=True)
+            k_mean = jnp.mean(k_tot, axis=axes, keepdims=True)
+            mult = 1 / (1 + gamma * (D_mean * eig + k_mean))
+            transform = g.transform
+
+            def precondition(u, mult=mult, transform=transform):
+                return transform.apply_multiplier(u, mult)
+
+            tol = self.cg_tol if self.cg_tol is not None else (1e-10 if dtype == jnp.float64 else 1e-5)
+            x0 = precondition(r)
+            u, _ = cg(matvec, r, x0=x0, tol=tol, maxiter=self.cg_maxiter, M=precondition)
+            out.append(u)
+        return jnp.take(jnp.concatenate(out), self._unpermute, axis=0)
+
+    def clip(self, y):
+        """Zero round-off negatives in nonnegative species."""
+        mask = jnp.asarray(self.nonnegative.reshape((-1,) + (1,) * self.grid.ndim))
+        return jnp.where(mask, jnp.maximum(y, 0), y)
+
+    def explicit_dt_limit(self, params) -> float:
+        """Largest forward-Euler-stable dt (h) for the diffusion part, from ``params``."""
+        inv_h2 = sum(1 / h**2 for h in self.grid.spacing)
+        d_max = 0.0
+        for s in self.model.species:
+            key = f"D_{s.name}"
+            if key in params:
+                d_max = max(d_max, float(np.max(np.asarray(params[key]))) * SECONDS_PER_HOUR)
+        return np.inf if d_max == 0 else 1 / (2 * d_max * inv_h2)
