@@ -1,0 +1,140 @@
+"""Observed orders of accuracy against analytic and independent reference solutions."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy.integrate import solve_ivp
+
+import tmepde as tp
+from tmepde.transforms import LaplacianTransform
+
+from reference import dense_laplacian_1d
+
+H = 3600.0  # s per h: diffusivities are in µm²/s, time in h
+
+
+def _slope(xs, errs):
+    return np.polyfit(np.log(xs), np.log(errs), 1)[0]
+
+
+def _gaussian(grid, t, D, k, sigma0, center):
+    """Exact free-space solution of u_t = D∇²u - k u from a Gaussian of width sigma0 (µm)."""
+    s2 = sigma0**2 + 2 * D * H * t
+    r2 = sum((x - c) ** 2 for x, c in zip(grid.coordinates(), center))
+    return (sigma0**2 / s2) ** (grid.ndim / 2) * np.exp(-r2 / (2 * s2) - k * t)
+
+
+def _semi_discrete_exact(grid, u0, t, D, k):
+    """Exact-in-time solution of the semi-discrete (periodic) problem via its eigenbasis."""
+    T = LaplacianTransform(grid, tp.resolve_boundaries("periodic", grid.ndim))
+    return np.asarray(T.apply_multiplier(jnp.asarray(u0)[None], np.exp(-t * (D * H * T.eigenvalues + k)))[0])
+
+
+@pytest.mark.parametrize("ndim,ns", [(1, [40, 80, 160]), (2, [40, 80, 160]), (3, [32, 64, 128])])
+def test_spatial_order_two_decaying_gaussian(ndim, ns):
+    # Domain wide enough (7.5 final widths from the centre) that periodic images are < 1e-12.
+    D, k, sigma0, L, t = 0.2, 0.2, 30.0, 600.0, 0.5
+    errs = []
+    for n in ns:
+        grid = tp.Grid((n,) * ndim, L / n)
+        center = (L / 2,) * ndim
+        u_h = _semi_discrete_exact(grid, _gaussian(grid, 0, D, k, sigma0, center), t, D, k)
+        errs.append(np.abs(u_h - _gaussian(grid, t, D, k, sigma0, center)).max())
+    slope = _slope([L / n for n in ns], errs)
+    assert abs(slope - 2) < 0.15, (slope, errs)
+
+
+def _sbdf2_gaussian_error(dt, scheme="sbdf2", ndim=2, n=48):
+    D, k, sigma0, L, t_end = 2.0, 0.2, 40.0, 480.0, 0.8
+    grid = tp.Grid((n,) * ndim, L / n)
+    model = tp.Model([tp.Species("u", diffusivity=D, decay=k, boundary="periodic")])
+    u0 = _gaussian(grid, 0, D, k, sigma0, (L / 2,) * ndim)
+    _, f = tp.simulate(model, grid, {"u": u0}, t_end=t_end, dt=dt, save_every=t_end, scheme=scheme)
+    return np.abs(np.asarray(f["u"][-1]) - _semi_discrete_exact(grid, u0, t_end, D, k)).max()
+
+
+def test_temporal_order_sbdf2_diffusion_decay():
+    dts = [0.1, 0.05, 0.025, 0.0125]
+    errs = [_sbdf2_gaussian_error(dt) for dt in dts]
+    # The first (IMEX Euler) step makes the coarsest pair look better than order 2.
+    assert abs(_slope(dts[1:], errs[1:]) - 2) < 0.2, errs
+
+
+def _logistic_problem():
+    n, h, D, decay, r = 24, 5.0, 1.0, 0.3, 0.8
+    grid = tp.Grid((n,), h)
+    x = grid.axis_centers(0)
+    u0 = 0.2 + 0.7 * np.exp(-((x - 40.0) / 15.0) ** 2)
+
+    def reactions(t, y, p):
+        u = y["u"]
+        return {"u": p["r"] * u * (1 - u) + 0.1 * jnp.sin(t)}
+
+    model = tp.Model([tp.Species("u", diffusivity=D, decay=decay)], reactions, {"r": r})
+    A = D * H * dense_laplacian_1d(n, h, "neumann", "neumann") - decay * np.eye(n)
+
+    def rhs(t, u):
+        return A @ u + r * u * (1 - u) + 0.1 * np.sin(t)
+
+    return grid, model, u0, rhs
+
+
+@pytest.mark.parametrize("scheme,dts,order", [
+    ("sbdf2", [0.1, 0.05, 0.025, 0.0125], 2),
+    ("sbdf1", [0.1, 0.05, 0.025], 1),
+    ("rk4", [0.0025, 0.002, 0.00125], 4),
+])
+def test_temporal_order_nonlinear_against_scipy_radau(scheme, dts, order):
+    # Stiff: D/h² ≈ 144 /h, far above 1/dt for the implicit schemes.
+    grid, model, u0, rhs = _logistic_problem()
+    t_end = 0.4
+    ref = solve_ivp(rhs, (0, t_end), u0, method="Radau", rtol=1e-12, atol=1e-14).y[:, -1]
+    errs = []
+    for dt in dts:
+        _, f = tp.simulate(model, grid, {"u": u0}, t_end=t_end, dt=dt, save_every=t_end / 2, scheme=scheme)
+        errs.append(np.abs(np.asarray(f["u"][-1]) - ref).max())
+    slope = _slope(dts, errs)
+    assert abs(slope - order) < 0.25, (slope, errs)
+
+
+@pytest.mark.parametrize("ndim", [1, 2, 3])
+def test_steady_state_dirichlet_decay_order_two(ndim):
+    """u'' = (k/D) u, u(0) = 1, u'(L) = 0: u = cosh((L - x)/λ) / cosh(L/λ), λ = √(D/k).
+
+    A steady state is an exact fixed point of SBDF2, so large steps reach it.
+    """
+    D, k, L = 10.0, 10.0, 300.0
+    lam = np.sqrt(D * H / k)
+    errs = []
+    sizes = [16, 32, 64]
+    for m in sizes:
+        shape = (m,) + (3,) * (ndim - 1)
+        grid = tp.Grid(shape, (L / m,) + (10.0,) * (ndim - 1))
+        model = tp.Model([tp.Species("u", diffusivity=D, decay=k, boundary={"x_lo": ("dirichlet", 1.0)})])
+        _, f = tp.simulate(model, grid, {"u": 0.0}, t_end=20.0, dt=1.0, save_every=20.0)
+        x = grid.coordinates()[0]
+        exact = np.cosh((L - x) / lam) / np.cosh(L / lam)
+        errs.append(np.abs(np.asarray(f["u"][-1]) - exact).max())
+    slope = _slope([L / m for m in sizes], errs)
+    assert abs(slope - 2) < 0.2, (slope, errs)
+
+
+def test_implicit_100x_explicit_limit_within_one_percent():
+    # IFN-γ-like: D = 100 µm²/s on 10 µm voxels; the explicit limit is 0.25 s.
+    D, k, sigma0, n, h = 100.0, 0.234, 150.0, 256, 10.0
+    grid = tp.Grid((n, n), h)
+    explicit_limit = h**2 / (2 * grid.ndim * D * H)  # forward Euler, h
+    dt = 100 * explicit_limit
+    t_end = 8 * dt
+    model = tp.Model([tp.Species("ifng", diffusivity=D, decay=k, boundary="periodic")])
+    center = (n * h / 2,) * 2
+    _, f = tp.simulate(model, grid, {"ifng": _gaussian(grid, 0, D, k, sigma0, center)},
+                       t_end=t_end, dt=dt, save_every=t_end)
+    exact = _gaussian(grid, t_end, D, k, sigma0, center)
+    rel_l2 = np.linalg.norm(np.asarray(f["ifng"][-1]) - exact) / np.linalg.norm(exact)
+    assert rel_l2 < 0.01, rel_l2
+    # The same step explicitly is unstable: the scheme really is beyond the limit.
+    with pytest.warns(UserWarning, match="stability limit"):
+        _, g = tp.simulate(model, grid, {"ifng": _gaussian(grid, 0, D, k, sigma0, center)},
+                           t_end=t_end, dt=dt, save_every=t_end, scheme="euler")
+    assert not np.all(np.abs(np.asarray(g["ifng"][-1])) < 10)
