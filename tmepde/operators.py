@@ -155,7 +155,10 @@ def chemotaxis_divergence(u, attractant, sensitivity, grid: Grid, bcs: tuple[Axi
             ax = u.ndim - nd + a
             flux_lo = jnp.roll(flux, 1, axis=ax)
             outflow = outflow + (jnp.maximum(flux, 0) + jnp.maximum(-flux_lo, 0)) / grid.spacing[a]
-        scale = jnp.where(dt * outflow > u, u / jnp.maximum(dt * outflow, jnp.finfo(u.dtype).tiny), 1.0)
+        # Double `where` so the unused branch has no 0/0 in its gradient.
+        limited_cells = dt * outflow > u
+        safe = jnp.where(limited_cells, dt * outflow, 1.0)
+        scale = jnp.where(limited_cells, u / safe, 1.0)
         limited = []
         for a, flux in enumerate(faces):
             ax = u.ndim - nd + a
