@@ -14,9 +14,9 @@ Schemes (``scheme=``):
             chemotaxis flux limiter.
 ``euler``   explicit forward Euler (the one-RHS kernel the benchmarks time).
 
-Loop structure: an inner ``lax.scan`` over the steps between two saves, an outer scan over
-saves whose body is ``jax.checkpoint``-ed, so reverse-mode memory grows with the number of
-saves (plus one save interval of steps), not with the number of steps.
+Loop structure: an outer ``lax.scan`` over saves, each save interval a scan over blocks of
+~√n steps, every level ``jax.checkpoint``-ed: reverse-mode memory is about
+``n_saves + 2√(steps per save)`` states, not one per step.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ class Simulator:
 
     def step(self, carry: dict, params: Mapping) -> dict:
         """One step of length ``dt``."""
-        params = {k: jnp.asarray(v, self.dtype) for k, v in params.items()}
+        params = self._as_params(params)
         t = self.time(carry)
         y = carry["y"]
         disc, dt = self.disc, self.dt
@@ -153,20 +153,39 @@ class Simulator:
 
     # -- loops ---------------------------------------------------------------------
     def _advance_impl(self, carry, params, n_saves: int):
+        # Two-level checkpointing inside each save interval: steps are grouped in blocks of
+        # ~√(steps_per_save); reverse mode stores one carry per block and per step of the
+        # block being recomputed, so memory grows as n_saves + 2√(steps_per_save) carries.
+        n = self.steps_per_save
+        block = max(1, math.isqrt(n))
+        n_blocks, remainder = divmod(n, block)
+
+        @jax.checkpoint
         def one_step(c, _):
             return self.step(c, params), None
 
         @jax.checkpoint
+        def one_block(c, _):
+            c, _ = jax.lax.scan(one_step, c, None, length=block)
+            return c, None
+
+        @jax.checkpoint
         def one_save(c, _):
-            c, _ = jax.lax.scan(one_step, c, None, length=self.steps_per_save)
+            c, _ = jax.lax.scan(one_block, c, None, length=n_blocks)
+            if remainder:
+                c, _ = jax.lax.scan(one_step, c, None, length=remainder)
             return c, c["y"]
 
         return jax.lax.scan(one_save, carry, None, length=n_saves)
 
+    def _as_params(self, params):
+        """Parameters as arrays of the run's dtype, so one compiled program serves all values."""
+        return {k: jnp.asarray(v, self.dtype) for k, v in params.items()}
+
     def advance(self, carry, params, n_saves: int):
         """Advance ``n_saves`` save intervals; returns ``(carry, ys)`` with ys
         ``(n_saves, S, *shape)`` the states at the end of each interval."""
-        return self._advance(carry, params, int(n_saves))
+        return self._advance(carry, self._as_params(params), int(n_saves))
 
     def run(self, params, y0, n_saves: int, t0: float = 0.0):
         """States at ``t0 + i * save_every`` for ``i = 0..n_saves``: ``(n_saves+1, S, *shape)``.
