@@ -23,6 +23,7 @@ All transforms act on the trailing ``ndim`` axes and batch over leading axes.
 from __future__ import annotations
 
 import numpy as np
+import jax
 import jax.numpy as jnp
 
 from .grid import AxisBC, Grid
@@ -41,50 +42,69 @@ def _axis_kind(bc: AxisBC) -> str:
     return "dn"
 
 
+def _slice(x, start, stop, axis, step=1):
+    idx = [slice(None)] * x.ndim
+    idx[axis] = slice(start, stop, step)
+    return x[tuple(idx)]
+
+
+def _twiddle(n, length, ndim, axis, dtype, offset=0):
+    """cos and sin of π k / 2n for k = offset..offset+length-1, shaped to broadcast on axis."""
+    k = np.arange(offset, offset + length)
+    shape = [1] * ndim
+    shape[axis] = length
+    c = jnp.asarray(np.cos(np.pi * k / (2 * n)).reshape(shape), dtype=dtype)
+    s = jnp.asarray(np.sin(np.pi * k / (2 * n)).reshape(shape), dtype=dtype)
+    return c, s
+
+
 def _dct2(x, axis: int):
-    """Unnormalised DCT-II along ``axis``: X_k = Σ_n x_n cos(πk(2n+1)/2n)."""
+    """Unnormalised DCT-II along ``axis``: X_k = Σ_n x_n cos(πk(2n+1)/2n).
+
+    Makhoul: v = [x_0, x_2, ..., x_5, x_3, x_1], V = FFT(v), X_k = Re(e^{-iπk/2n} V_k).
+    Only strided slices and one rfft; V_k for k > n/2 is conj(V_{n-k}).
+    """
     n = x.shape[axis]
-    last_odd = n - 1 if n % 2 == 0 else n - 2
-    perm = np.concatenate([np.arange(0, n, 2), np.arange(last_odd, 0, -2)])
-    v = jnp.take(x, perm, axis=axis)
-    V = jnp.fft.rfft(v, axis=axis)
-    # Extend the half spectrum to k = 0..n-1 with V_{n-k} = conj(V_k).
+    v = jnp.concatenate([_slice(x, 0, None, axis, 2), jnp.flip(_slice(x, 1, None, axis, 2), axis)], axis)
+    V = jnp.fft.rfft(v, axis=axis)  # k = 0..n//2
+    re, im = jnp.real(V), jnp.imag(V)
+    half = n // 2 + 1
+    c, s = _twiddle(n, half, x.ndim, axis, x.dtype)
+    low = re * c + im * s  # X_k, k = 0..n//2
+    # k = n//2+1..n-1 uses V_{n-k}, i.e. rfft entries (n+1)//2 - 1 .. 1 (reversed).
     m = (n + 1) // 2
-    tail = jnp.conj(jnp.flip(jnp.take(V, np.arange(1, m), axis=axis), axis=axis))
-    Vfull = jnp.concatenate([V, tail], axis=axis)
-    k = np.arange(n)
-    shape = [1] * x.ndim
-    shape[axis] = n
-    c = jnp.asarray(np.cos(np.pi * k / (2 * n)).reshape(shape), dtype=x.dtype)
-    s = jnp.asarray(np.sin(np.pi * k / (2 * n)).reshape(shape), dtype=x.dtype)
-    return jnp.real(Vfull) * c + jnp.imag(Vfull) * s
+    re_t = jnp.flip(_slice(re, 1, m, axis), axis)
+    im_t = jnp.flip(_slice(im, 1, m, axis), axis)
+    c_t, s_t = _twiddle(n, n - half, x.ndim, axis, x.dtype, offset=half)
+    high = re_t * c_t - im_t * s_t
+    return jnp.concatenate([low, high], axis)
 
 
 def _idct2(X, axis: int):
-    """Exact inverse of :func:`_dct2` along ``axis``."""
+    """Exact inverse of :func:`_dct2` along ``axis``.
+
+    V_k = e^{iπk/2n} (X_k − i X_{n−k}) (X_n := 0) for k = 0..n//2, v = irfft(V), then undo
+    Makhoul's even/odd permutation by interleaving.
+    """
     n = X.shape[axis]
     half = n // 2 + 1
-    k = np.arange(half)
-    shape = [1] * X.ndim
-    shape[axis] = half
-    Xk = jnp.take(X, k, axis=axis)
-    # X_{n-k} for k = 0..n//2 with X_n := 0.
-    idx = n - k
-    idx[0] = 0
-    Xnk = jnp.take(X, idx, axis=axis)
-    mask = np.ones(half)
-    mask[0] = 0.0
-    Xnk = Xnk * jnp.asarray(mask.reshape(shape), dtype=X.dtype)
-    phase = np.exp(1j * np.pi * k / (2 * n)).reshape(shape)
-    cdtype = jnp.result_type(X.dtype, jnp.complex64)
-    V = jnp.asarray(phase, dtype=cdtype) * (Xk - 1j * Xnk)
+    Xk = _slice(X, 0, half, axis)
+    # X_{n-k} for k = 1..n//2 is X[n-1 .. n - n//2] = reversed slice; X_n := 0 for k = 0.
+    zero = jnp.zeros_like(_slice(X, 0, 1, axis))
+    Xnk = jnp.concatenate([zero, jnp.flip(_slice(X, n - half + 1, n, axis), axis)], axis)
+    c, s = _twiddle(n, half, X.ndim, axis, X.dtype)
+    # (c + i s)(Xk − i Xnk) = (c Xk + s Xnk) + i (s Xk − c Xnk)
+    V = jax.lax.complex(c * Xk + s * Xnk, s * Xk - c * Xnk)
     v = jnp.fft.irfft(V, n=n, axis=axis)
-    # Undo Makhoul's even/odd permutation.
     m = (n + 1) // 2
-    inv = np.empty(n, dtype=np.int64)
-    inv[0::2] = np.arange(m)
-    inv[1::2] = np.arange(n - 1, m - 1, -1)
-    return jnp.take(v, inv, axis=axis)
+    even = _slice(v, 0, m, axis)              # x_0, x_2, ...
+    odd = jnp.flip(_slice(v, m, n, axis), axis)  # x_1, x_3, ...
+    if n % 2:
+        odd = jnp.concatenate([odd, jnp.zeros_like(_slice(v, 0, 1, axis))], axis)
+    inter = jnp.stack([even, odd], axis=axis + 1)
+    shape = list(v.shape)
+    shape[axis] = 2 * m
+    return _slice(inter.reshape(shape), 0, n, axis)
 
 
 def _alternate(n: int, ndim: int, axis: int, dtype):
@@ -158,9 +178,9 @@ class LaplacianTransform:
             elif kind == "dst":
                 u = _idct2(u, ax) * _alternate(n, u.ndim, ax, u.dtype)
             elif kind == "nd":
-                u = jnp.take(_idct2(u, ax), np.arange(n), axis=ax)
+                u = _slice(_idct2(u, ax), 0, n, ax)
             elif kind == "dn":
-                u = jnp.take(_idct2(u, ax), np.arange(n, 2 * n), axis=ax)
+                u = _slice(_idct2(u, ax), n, 2 * n, ax)
         return u
 
     def apply_multiplier(self, u, multiplier):
