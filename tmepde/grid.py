@@ -122,12 +122,16 @@ class Grid:
 
     shape: cells per axis, e.g. ``(256, 256)``.
     spacing: cell size per axis in µm (a single number is used for every axis).
+    geometry: ``"cartesian"`` or ``"spherical"`` (1D radial shells around a centre: a
+        spherically symmetric 3D problem; see :mod:`tmepde.radial`).
     """
 
     shape: tuple[int, ...]
     spacing: tuple[float, ...]
+    geometry: str = "cartesian"
 
-    def __init__(self, shape: Sequence[int] | int, spacing: Sequence[float] | float = 1.0):
+    def __init__(self, shape: Sequence[int] | int, spacing: Sequence[float] | float = 1.0,
+                 geometry: str = "cartesian"):
         if isinstance(shape, (int, np.integer)):
             shape = (int(shape),)
         shape = tuple(shape)
@@ -149,8 +153,14 @@ class Grid:
         for h in spacing:
             if not np.isfinite(h) or h <= 0:
                 raise ValueError(f"grid.spacing must be > 0 µm, got {spacing!r}")
+        if geometry not in ("cartesian", "spherical"):
+            raise ValueError(f"grid.geometry must be 'cartesian' or 'spherical', got {geometry!r}")
+        if geometry == "spherical" and len(shape) != 1:
+            raise ValueError(
+                f"grid.geometry 'spherical' is a 1D radial grid; grid.shape must have one entry, got {shape!r}")
         object.__setattr__(self, "shape", tuple(int(n) for n in shape))
         object.__setattr__(self, "spacing", spacing)
+        object.__setattr__(self, "geometry", geometry)
 
     @property
     def ndim(self) -> int:
@@ -162,8 +172,15 @@ class Grid:
 
     @property
     def cell_volume(self) -> float:
-        """µm^ndim."""
+        """µm^ndim of a Cartesian cell (for spherical grids use :meth:`cell_volumes`)."""
         return float(np.prod(self.spacing))
+
+    def cell_volumes(self) -> np.ndarray:
+        """Measure of every cell, shape ``self.shape``: µm^ndim (Cartesian) or µm³ (shells)."""
+        if self.geometry == "spherical":
+            r = np.arange(self.shape[0] + 1) * self.spacing[0]
+            return 4 * np.pi / 3 * (r[1:] ** 3 - r[:-1] ** 3)
+        return np.full(self.shape, self.cell_volume)
 
     @property
     def extent(self) -> tuple[float, ...]:
