@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import jax.numpy as jnp
+from jax import lax
 
 from .grid import AxisBC, Grid
 
@@ -19,8 +20,8 @@ from .grid import AxisBC, Grid
 def _ghost(u, axis: int, bc: AxisBC, homogeneous: bool):
     """Pad ``u`` by one ghost layer on both faces of ``axis``."""
     n = u.shape[axis]
-    first = jnp.take(u, np.array([0]), axis=axis)
-    last = jnp.take(u, np.array([n - 1]), axis=axis)
+    first = lax.slice_in_dim(u, 0, 1, axis=axis)
+    last = lax.slice_in_dim(u, n - 1, n, axis=axis)
     lo, hi = bc
     if lo.kind == "periodic":
         g_lo, g_hi = last, first
@@ -30,21 +31,66 @@ def _ghost(u, axis: int, bc: AxisBC, homogeneous: bool):
     return jnp.concatenate([g_lo, u, g_hi], axis=axis)
 
 
+def _shift(u, axis: int, offset: int):
+    """``v[i] = u[i + offset]`` along ``axis`` for offset ±1, zero where ``i + offset`` leaves
+    the array. A ``lax.pad`` with a negative edge: XLA fuses it into the consumer's loop
+    (a concatenate with ghost layers did not fuse well on CPU: 4-5x slower)."""
+    cfg = [(0, 0, 0)] * u.ndim
+    cfg[axis] = (-1, 1, 0) if offset > 0 else (1, -1, 0)
+    return lax.pad(u, jnp.zeros((), u.dtype), cfg)
+
+
+def _wrap_term(u, axis: int, offset: int):
+    """The periodic neighbour that :func:`_shift` zeroed: ``u[-1]`` at ``i = 0`` (offset -1)
+    or ``u[0]`` at ``i = n-1`` (offset +1), zero elsewhere."""
+    n = u.shape[axis]
+    cfg = [(0, 0, 0)] * u.ndim
+    if offset > 0:
+        cfg[axis] = (n - 1, 0, 0)
+        return lax.pad(lax.slice_in_dim(u, 0, 1, axis=axis), jnp.zeros((), u.dtype), cfg)
+    cfg[axis] = (0, n - 1, 0)
+    return lax.pad(lax.slice_in_dim(u, n - 1, n, axis=axis), jnp.zeros((), u.dtype), cfg)
+
+
+def _axis_vector(values: np.ndarray, ndim: int, axis: int, dtype):
+    shape = [1] * ndim
+    shape[axis] = values.size
+    return jnp.asarray(values.reshape(shape), dtype)
+
+
 def laplacian(u, grid: Grid, bcs: tuple[AxisBC, ...], homogeneous: bool = False):
     """Second-order 3-point-per-axis Laplacian, 1/µm² times ``u``'s units.
 
     ``homogeneous=True`` sets Dirichlet values to 0 (the linear part of the operator); the
     affine remainder is :func:`dirichlet_lift`.
+
+    Same stencil as ghost cells + ``(u[i+1] - 2u[i] + u[i-1]) / h²``, written without
+    materialising the padded array: neighbours are zero-filled shifts, and the ghost values
+    enter as a static per-axis coefficient on the boundary cell (zero flux: ghost = edge,
+    +1; Dirichlet: ghost = 2g - edge, -1 plus the lift 2g) or, for periodic axes, as the
+    wrapped value. Everything is then one elementwise loop that XLA fuses with the caller.
     """
     nd = grid.ndim
-    out = jnp.zeros_like(u)
+    out = None
     for a in range(nd):
         ax = u.ndim - nd + a
         n = u.shape[ax]
-        up = _ghost(u, ax, bcs[a], homogeneous)
-        plus = jnp.take(up, np.arange(2, n + 2), axis=ax)
-        minus = jnp.take(up, np.arange(0, n), axis=ax)
-        out = out + (plus - 2 * u + minus) / grid.spacing[a] ** 2
+        (lo, hi), h2 = bcs[a], grid.spacing[a] ** 2
+        coef = np.full(n, -2.0)
+        const = np.zeros(n)
+        term = _shift(u, ax, +1) + _shift(u, ax, -1)
+        if lo.kind == "periodic":
+            term = term + _wrap_term(u, ax, +1) + _wrap_term(u, ax, -1)
+        else:
+            for i, bc in ((0, lo), (n - 1, hi)):
+                coef[i] += 1.0 if bc.kind == "neumann" else -1.0
+                if bc.kind == "dirichlet" and not homogeneous:
+                    const[i] += 2 * bc.value
+        term = term + _axis_vector(coef, u.ndim, ax, u.dtype) * u
+        if np.any(const):
+            term = term + _axis_vector(const, u.ndim, ax, u.dtype)
+        term = term / h2
+        out = term if out is None else out + term
     return out
 
 
@@ -68,8 +114,8 @@ def dirichlet_lift(grid: Grid, bcs: tuple[AxisBC, ...]) -> np.ndarray:
 
 def _edge_pad(d, axis: int, periodic: bool):
     n = d.shape[axis]
-    first = jnp.take(d, np.array([0]), axis=axis)
-    last = jnp.take(d, np.array([n - 1]), axis=axis)
+    first = lax.slice_in_dim(d, 0, 1, axis=axis)
+    last = lax.slice_in_dim(d, n - 1, n, axis=axis)
     if periodic:
         first, last = last, first
     return jnp.concatenate([first, d, last], axis=axis)
@@ -97,10 +143,10 @@ def variable_diffusion(u, diffusivity, grid: Grid, bcs: tuple[AxisBC, ...],
         periodic = bcs[a][0].kind == "periodic"
         up = _ghost(u, ax, bcs[a], homogeneous)
         dp = _edge_pad(diffusivity, ax, periodic)
-        d_plus = face_diffusivity(diffusivity, jnp.take(dp, np.arange(2, n + 2), axis=ax))
-        d_minus = face_diffusivity(diffusivity, jnp.take(dp, np.arange(0, n), axis=ax))
-        plus = jnp.take(up, np.arange(2, n + 2), axis=ax)
-        minus = jnp.take(up, np.arange(0, n), axis=ax)
+        d_plus = face_diffusivity(diffusivity, lax.slice_in_dim(dp, 2, n + 2, axis=ax))
+        d_minus = face_diffusivity(diffusivity, lax.slice_in_dim(dp, 0, n, axis=ax))
+        plus = lax.slice_in_dim(up, 2, n + 2, axis=ax)
+        minus = lax.slice_in_dim(up, 0, n, axis=ax)
         out = out + (d_plus * (plus - u) - d_minus * (u - minus)) / grid.spacing[a] ** 2
     return out
 
