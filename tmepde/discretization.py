@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.sparse.linalg import cg
 
-from . import operators
+from . import operators, radial
 from .grid import Grid
 from .model import SECONDS_PER_HOUR, Model
 from .transforms import LaplacianTransform
@@ -61,9 +61,16 @@ class Discretization:
                     f"expected the grid shape {grid.shape}"
                 )
         self.local_decay_species = self._local_decay_species()
+        self.radial = grid.geometry == "spherical"
         kinds = []
         for i, s in enumerate(model.species):
-            if s.variable_diffusivity or s.name in self.local_decay_species:
+            diffusing = s.variable_diffusivity or s.diffusivity != 0
+            if self.radial:
+                # Shells: every diffusing species gets a direct tridiagonal solve.
+                if diffusing:
+                    radial.check_boundaries(s.name, self.bcs[i])
+                kinds.append("radial" if diffusing else "local")
+            elif s.variable_diffusivity or s.name in self.local_decay_species:
                 kinds.append("krylov")
             elif s.diffusivity == 0:
                 kinds.append("local")
@@ -76,7 +83,7 @@ class Discretization:
         self.groups = []
         for (kind, _), idx in keyed.items():
             bcs = self.bcs[idx[0]]
-            transform = LaplacianTransform(grid, bcs) if kind != "local" else None
+            transform = LaplacianTransform(grid, bcs) if kind in ("spectral", "krylov") else None
             lift = np.stack([operators.dirichlet_lift(grid, bcs)] * len(idx))
             self.groups.append(_Group(kind, np.asarray(idx), bcs, transform, lift))
         order = np.concatenate([g.index for g in self.groups])
@@ -107,9 +114,9 @@ class Discretization:
         for i in idx:
             name = self.model.names[i]
             vals.append(jnp.asarray(params.get(prefix + name, 0.0), dtype) * scale)
-        shape = (len(idx),) + (1,) * self.grid.ndim
-        return jnp.stack([jnp.broadcast_to(v, self.grid.shape) if v.ndim else v for v in vals]) \
-            if any(jnp.ndim(v) for v in vals) else jnp.stack(vals).reshape(shape)
+        if any(v.ndim for v in vals):  # at least one map: (len(idx), *grid.shape)
+            return jnp.stack([jnp.broadcast_to(v, self.grid.shape) for v in vals])
+        return jnp.stack(vals).reshape((len(idx),) + (1,) * self.grid.ndim)
 
     def diffusivity(self, params, idx, dtype):
         """µm²/h, shape (len(idx), 1, ..) or (len(idx), *grid.shape) for maps."""
@@ -150,9 +157,14 @@ class Discretization:
             crowding = None
             if taxis.capacity is not None:
                 crowding = sum(y[c] for c in crowd)[None]
-            flux_div = operators.chemotaxis_divergence(
-                y[i][None], y[j][None], chi, self.grid, self.bcs[i], crowding=crowding,
-                capacity=taxis.capacity, dt=limiter_dt)
+            if self.radial:
+                flux_div = radial.chemotaxis_divergence(
+                    y[i][None], y[j][None], chi, self.grid, crowding=crowding,
+                    capacity=taxis.capacity, dt=limiter_dt)
+            else:
+                flux_div = operators.chemotaxis_divergence(
+                    y[i][None], y[j][None], chi, self.grid, self.bcs[i], crowding=crowding,
+                    capacity=taxis.capacity, dt=limiter_dt)
             rate = rate.at[i].add(flux_div[0])
         return rate
 
@@ -175,7 +187,9 @@ class Discretization:
             r = -k * u
             if g.kind != "local":
                 D = self.diffusivity(params, g.index, y.dtype)
-                if g.kind == "krylov":
+                if g.kind == "radial":
+                    r = r + radial.diffusion(u, D, self.grid, g.bcs)
+                elif g.kind == "krylov":
                     r = r + operators.variable_diffusion(u, D, self.grid, g.bcs)
                 else:
                     r = r + D * operators.laplacian(u, self.grid, g.bcs)
@@ -200,6 +214,10 @@ class Discretization:
                 out.append(r / (1 + gamma * k))
                 continue
             D = self.diffusivity(params, g.index, dtype)
+            if g.kind == "radial":
+                k_tot = k + (jnp.take(k_local, g.index, axis=0) if k_local is not None else 0.0)
+                out.append(radial.implicit_solve(r, gamma, D, k_tot, self.grid, g.bcs))
+                continue
             eig = jnp.asarray(g.transform.eigenvalues, dtype)
             lift = jnp.asarray(g.lift, dtype)
             if g.kind == "spectral":
@@ -245,8 +263,9 @@ class Discretization:
         mask = jnp.asarray(self.nonnegative.reshape((-1,) + (1,) * self.grid.ndim))
         axes = tuple(range(1, y.ndim))
         positive = jnp.maximum(y, 0)
-        total = jnp.sum(y, axis=axes, keepdims=True)
-        total_pos = jnp.sum(positive, axis=axes, keepdims=True)
+        weights = jnp.asarray(self.grid.cell_volumes() / self.grid.cell_volumes().mean(), y.dtype)
+        total = jnp.sum(y * weights, axis=axes, keepdims=True)
+        total_pos = jnp.sum(positive * weights, axis=axes, keepdims=True)
         undershoot = total_pos > total
         safe_pos = jnp.where(total_pos > 0, total_pos, 1)
         scale = jnp.where(undershoot & (total > 0), total / safe_pos, 1.0)
