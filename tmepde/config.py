@@ -1,0 +1,698 @@
+"""TOML run configurations: a declarative schema, strict validation, resolution, TOML output.
+
+A config is read with :func:`load_config` (file) or :func:`loads_config` (text), with optional
+``--set``-style overrides (``"time.t_end=48"``). Everything is checked before anything is
+computed; every mistake raises :class:`ConfigError` (a ``ValueError``) whose message starts
+with, or names, the full dotted key (``grid.spacing``) and says what to write instead.
+
+The result is a :class:`Config`: the resolved tables (every default filled in, the model's
+species and parameters spelled out) plus the objects built from them (grid, model). Its
+:meth:`Config.to_toml` text loads back to the same config, and is what result files store.
+
+The schema below is the single source of truth: ``docs/config.md`` is generated from it
+(``python -m tmepde.config > docs/config.md``; a test keeps the two equal).
+
+Units: length µm, time h, diffusivity µm²/s, decay 1/h.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import math
+import tomllib
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+from . import initial as _initial
+from .grid import AXIS_NAMES, Boundary, Grid, parse_boundary, resolve_boundaries
+from .model import Model, load_model
+from .stepping import SCHEMES
+
+__all__ = ["ConfigError", "Config", "load_config", "loads_config", "apply_override",
+           "resolve", "config_reference", "SCHEMA"]
+
+
+class ConfigError(ValueError):
+    """A configuration mistake. ``path`` is the dotted key it concerns ('' for the file)."""
+
+    def __init__(self, path: str, message: str):
+        super().__init__(message)
+        self.path = path
+
+
+# --------------------------------------------------------------------------------------
+# Schema
+# --------------------------------------------------------------------------------------
+
+class _Required:
+    def __repr__(self):
+        return "required"
+
+
+class _FromModel:
+    def __repr__(self):
+        return "from the model"
+
+
+REQUIRED = _Required()
+FROM_MODEL = _FromModel()  # default taken from the model's own declaration
+DOMAIN_CENTER = object()  # default filled in from the grid
+OPTIONAL = None  # key may be absent; then it is absent from the resolved config too
+
+
+def _is_number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+@dataclasses.dataclass(frozen=True)
+class Type:
+    """A TOML value type: its name in messages and docs, and a membership test."""
+
+    name: str
+    test: Callable[[object], bool]
+
+
+NUMBER = Type("number", _is_number)
+INTEGER = Type("integer", _is_int)
+STRING = Type("string", lambda v: isinstance(v, str))
+BOOLEAN = Type("boolean", lambda v: isinstance(v, bool))
+INT_LIST = Type("list of integers", lambda v: isinstance(v, list) and all(_is_int(x) for x in v))
+NUMBER_LIST = Type("list of numbers", lambda v: isinstance(v, list) and all(_is_number(x) for x in v))
+NUMBER_OR_LIST = Type("number or list of numbers", lambda v: _is_number(v) or NUMBER_LIST.test(v))
+BOUNDARY = Type("string, number or table",
+                lambda v: isinstance(v, (str, dict)) or _is_number(v))
+
+
+@dataclasses.dataclass(frozen=True)
+class Key:
+    """One config key: type, default (``REQUIRED``, ``FROM_MODEL``, ``None`` = optional or a
+    value), a one-line description with units, a TOML example, and an optional check
+    ``check(value) -> problem or None`` for values of the right type."""
+
+    type: Type
+    default: object
+    doc: str
+    example: str
+    check: Callable[[object], str | None] | None = None
+
+
+def _positive(unit):
+    return lambda v: None if v > 0 else f"must be > 0{unit}"
+
+
+def _nonnegative(unit):
+    return lambda v: None if v >= 0 else f"must be >= 0{unit}"
+
+
+def _one_of(options):
+    return lambda v: None if v in options else f"must be one of {', '.join(map(repr, options))}"
+
+
+def _check_shape(v):
+    if not 1 <= len(v) <= 3:
+        return "must have 1, 2 or 3 entries (cells per axis)"
+    if any(n < 2 for n in v):
+        return "entries must be >= 2 (cells per axis)"
+    return None
+
+
+def _check_spacing(v):
+    vals = v if isinstance(v, list) else [v]
+    if not vals or any(not (math.isfinite(h) and h > 0) for h in vals):
+        return "must be > 0 µm (one number, or one per axis)"
+    return None
+
+
+GRID = {
+    "shape": Key(INT_LIST, REQUIRED, "cells per axis; 1, 2 or 3 entries, each >= 2",
+                 "shape = [128, 128]", _check_shape),
+    "spacing": Key(NUMBER_OR_LIST, 10.0, "cell size in µm; one number for all axes or one per axis",
+                   "spacing = 10.0", _check_spacing),
+}
+
+TIME = {
+    "t_end": Key(NUMBER, REQUIRED, "end time in h (the run starts at 0); a whole multiple of save_every",
+                 "t_end = 24.0", _positive(" h")),
+    "dt": Key(NUMBER, REQUIRED, "time step in h", "dt = 0.1", _positive(" h")),
+    "save_every": Key(NUMBER, REQUIRED, "output interval in h; a whole multiple of dt",
+                      "save_every = 1.0", _positive(" h")),
+}
+
+MODEL = {
+    "path": Key(STRING, REQUIRED, "'package.module:attribute', a Model or a zero-argument callable "
+                "returning one", 'path = "tmepde.models.examples:gray_scott"',
+                lambda v: None if ":" in v else "must look like 'package.module:attribute'"),
+}
+# [model.params]: free keys, checked against Model.default_params() names.
+PARAM_TYPE = NUMBER_OR_LIST
+
+SOLVER = {
+    "scheme": Key(STRING, "sbdf2", f"time stepping scheme, one of {', '.join(SCHEMES)}",
+                  'scheme = "sbdf2"', _one_of(SCHEMES)),
+    "dtype": Key(STRING, "float32", "floating point precision, 'float32' or 'float64'",
+                 'dtype = "float64"', _one_of(("float32", "float64"))),
+    "cg_tol": Key(NUMBER, OPTIONAL, "relative tolerance of the conjugate-gradient solves "
+                  "(variable diffusivity, local uptake); absent = engine default",
+                  "cg_tol = 1e-8", _positive("")),
+    "chemotaxis_limiter": Key(BOOLEAN, True, "limit chemotactic fluxes so densities stay "
+                              "non-negative and below capacity", "chemotaxis_limiter = true"),
+}
+
+OUTPUT = {
+    "path": Key(STRING, "result.h5", "HDF5 file to write, relative to the working directory "
+                "(the CLI's -o overrides it)", 'path = "run.h5"'),
+    "chunk": Key(INTEGER, 10, "saves computed per compiled call; the file is flushed and the "
+                 "progress bar updated after each chunk", "chunk = 10", _positive("")),
+    "compression": Key(INTEGER, 4, "gzip level of the field datasets, 0 (off) to 9",
+                       "compression = 4",
+                       lambda v: None if 0 <= v <= 9 else "must be between 0 and 9"),
+}
+
+SPECIES = {
+    "diffusivity": Key(NUMBER, FROM_MODEL, "diffusivity in µm²/s (>= 0)", "diffusivity = 20.0",
+                       _nonnegative(" µm²/s")),
+    "decay": Key(NUMBER, FROM_MODEL, "linear decay rate in 1/h (>= 0)", "decay = 0.5",
+                 _nonnegative(" 1/h")),
+    "boundary": Key(BOUNDARY, FROM_MODEL,
+                    "'neumann' (= 'zero_flux'), 'periodic', a number (Dirichlet value), or a table "
+                    "by face: keys default, x, y, z, x_lo, x_hi, ..., each a kind or "
+                    "{kind = \"dirichlet\", value = 1.0}",
+                    'boundary = "periodic"'),
+    "units": Key(STRING, FROM_MODEL, "units of the field, written to the output",
+                 'units = "ng/mL"'),
+    "nonnegative": Key(BOOLEAN, FROM_MODEL, "clip round-off negatives to 0 after each step",
+                       "nonnegative = true"),
+}
+
+_CENTER = Key(NUMBER_LIST, DOMAIN_CENTER, "position in µm, one entry per axis",
+              "center = [640.0, 640.0]")
+INITIAL = {
+    "uniform": {
+        "value": Key(NUMBER, REQUIRED, "value in every cell", "value = 1.0"),
+    },
+    "gaussian": {
+        "center": _CENTER,
+        "width": Key(NUMBER, REQUIRED, "standard deviation in µm", "width = 50.0", _positive(" µm")),
+        "amplitude": Key(NUMBER, 1.0, "peak value", "amplitude = 1.0"),
+    },
+    "disk": {
+        "center": _CENTER,
+        "radius": Key(NUMBER, REQUIRED, "radius in µm (disk in 2D, ball in 3D)", "radius = 100.0",
+                      _positive(" µm")),
+        "value": Key(NUMBER, 1.0, "value inside", "value = 1.0"),
+    },
+    "clusters": {
+        "n": Key(INTEGER, REQUIRED, "number of clusters", "n = 10", _nonnegative("")),
+        "radius": Key(NUMBER, REQUIRED, "cluster radius in µm", "radius = 30.0", _positive(" µm")),
+        "value": Key(NUMBER, 1.0, "value inside a cluster (overlaps are not added)", "value = 1.0"),
+        "seed": Key(INTEGER, 0, "random seed; the same seed gives the same field", "seed = 0"),
+    },
+    "file": {
+        "path": Key(STRING, REQUIRED, ".npy array of the grid's shape; relative paths are "
+                    "relative to the config file", 'path = "cells.npy"'),
+        "scale": Key(NUMBER, 1.0, "factor applied to the array", "scale = 1.0"),
+    },
+}
+INITIAL_ALIASES = {"ball": "disk", "npy": "file", "constant": "uniform"}
+
+SECTIONS = {
+    "grid": (GRID, "Uniform cell-centred grid. The domain along each axis is [0, shape × spacing] µm."),
+    "time": (TIME, "Time stepping and output times, all in hours."),
+    "model": (MODEL, "The model to run. `[model.params]` overrides its parameters by name "
+              "(reaction parameters, plus `D_<species>` µm²/s, `decay_<species>` 1/h, "
+              "`chi_<species>`); names are checked against `Model.default_params()`."),
+    "solver": (SOLVER, "Numerical options."),
+    "output": (OUTPUT, "The HDF5 result file (layout: docs/hdf5.md)."),
+}
+SCHEMA = {**{k: v[0] for k, v in SECTIONS.items()}, "species": SPECIES, "initial": INITIAL}
+TOP_LEVEL = ("grid", "time", "model", "solver", "output", "species", "initial")
+
+
+# --------------------------------------------------------------------------------------
+# Validation helpers
+# --------------------------------------------------------------------------------------
+
+def _unknown_key(path: str, key: str, valid: Sequence[str], what: str = "key") -> ConfigError:
+    full = f"{path}.{key}" if path else key
+    close = difflib.get_close_matches(key, list(valid), n=1)
+    hint = f"did you mean '{(path + '.') if path else ''}{close[0]}'? " if close else ""
+    where = f"[{path}]" if path else "the top level"
+    return ConfigError(full, f"unknown {what} '{full}'; {hint}valid {what}s in {where}: "
+                       f"{', '.join(valid) if valid else '(none)'}")
+
+
+def _type_name(v) -> str:
+    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "list",
+            dict: "table"}.get(type(v), type(v).__name__)
+
+
+def _table(value, path: str) -> dict:
+    if not isinstance(value, dict):
+        raise ConfigError(path, f"{path} must be a table ([{path}]), got {value!r} ({_type_name(value)})")
+    return value
+
+
+def _resolve_keys(raw: Mapping, keys: Mapping[str, Key], path: str, skip=()) -> dict:
+    """Check ``raw`` against ``keys`` and fill in defaults (``FROM_MODEL`` keys stay absent)."""
+    for k in raw:
+        if k not in keys and k not in skip:
+            raise _unknown_key(path, k, list(keys) + list(skip))
+    out = {}
+    for k, spec in keys.items():
+        full = f"{path}.{k}"
+        if k not in raw:
+            if spec.default is REQUIRED:
+                raise ConfigError(full, f"missing required key '{full}' ({spec.doc}); "
+                                  f"add it under [{path}], e.g. {spec.example}")
+            if spec.default is not None and spec.default is not FROM_MODEL and spec.default is not DOMAIN_CENTER:
+                out[k] = spec.default
+            continue
+        v = raw[k]
+        if not spec.type.test(v):
+            raise ConfigError(full, f"{full} must be a {spec.type.name}, got {v!r} "
+                              f"({_type_name(v)}); e.g. {spec.example}")
+        if spec.check is not None:
+            problem = spec.check(v)
+            if problem:
+                raise ConfigError(full, f"{full} {problem}, got {v!r}; e.g. {spec.example}")
+        if spec.type is NUMBER:
+            v = float(v)
+        elif spec.type in (NUMBER_LIST, NUMBER_OR_LIST):
+            v = [float(x) for x in v] if isinstance(v, list) else float(v)
+        out[k] = v
+    return out
+
+
+def _whole_multiple(a: float, b: float) -> int | None:
+    """``a / b`` if it is a whole number >= 1, else None."""
+    r = a / b
+    n = round(r)
+    return n if n >= 1 and abs(r - n) <= 1e-9 * max(1.0, r) else None
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}"
+
+
+# --------------------------------------------------------------------------------------
+# Boundaries
+# --------------------------------------------------------------------------------------
+
+def _boundary_to_toml(b: Boundary):
+    return b.kind if b.kind != "dirichlet" else {"kind": "dirichlet", "value": b.value}
+
+
+def _resolve_boundary(spec, ndim: int, path: str) -> dict:
+    """Per-face table ``{x_lo: "neumann" | {kind, value}, ...}`` from a config value."""
+    try:
+        if isinstance(spec, dict) and "kind" in spec:
+            extra = sorted(set(spec) - {"kind", "value"})
+            if extra:
+                raise _unknown_key(path, extra[0], ["kind", "value"])
+            spec = parse_boundary(spec)
+        elif isinstance(spec, dict):
+            spec = {k: (parse_boundary(v) if not isinstance(v, dict) else
+                        Boundary(v.get("kind", "neumann"), v.get("value", 0.0)))
+                    for k, v in spec.items()}
+        bcs = resolve_boundaries(spec, ndim)
+    except ConfigError:
+        raise
+    except (ValueError, TypeError) as e:
+        raise ConfigError(path, f"{path}: {e}") from None
+    return {f"{a}_{side}": _boundary_to_toml(b)
+            for a, pair in zip(AXIS_NAMES, bcs) for side, b in zip(("lo", "hi"), pair)}
+
+
+def _boundary_objects(table: Mapping) -> dict:
+    return {face: parse_boundary(v) if not isinstance(v, dict) else Boundary(v["kind"], v.get("value", 0.0))
+            for face, v in table.items()}
+
+
+# --------------------------------------------------------------------------------------
+# Config
+# --------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Config:
+    """A resolved, validated configuration.
+
+    data: the resolved tables (plain dicts, TOML-serialisable).
+    grid: the :class:`~tmepde.grid.Grid`. model: the model with the ``[species]`` overrides
+    applied. base_dir: where relative paths in the config were resolved from.
+    """
+
+    data: dict
+    grid: Grid
+    model: Model
+    base_dir: Path
+
+    @property
+    def n_saves(self) -> int:
+        """Number of save intervals (the result holds ``n_saves + 1`` states with t = 0)."""
+        return _whole_multiple(self.data["time"]["t_end"], self.data["time"]["save_every"])
+
+    @property
+    def dtype(self):
+        return np.dtype(self.data["solver"]["dtype"])
+
+    def params(self, dtype=None) -> dict:
+        """Model parameters with the ``[model.params]`` overrides applied."""
+        return self.model.params(dtype, **self.data["model"].get("params", {}))
+
+    def initial_fields(self) -> dict:
+        """``{species: float64 array of the grid's shape}`` for species with an initial entry."""
+        out = {}
+        for name, parts in self.data["initial"].items():
+            out[name] = sum((_make_initial(self.grid, p) for p in parts), np.zeros(self.grid.shape))
+        return out
+
+    def initial_state(self) -> np.ndarray:
+        """Stacked initial state ``(n_species, *grid.shape)``, float64; missing species are 0."""
+        fields = self.initial_fields()
+        return np.stack([fields.get(n, np.zeros(self.grid.shape)) for n in self.model.names])
+
+    def to_toml(self) -> str:
+        """The resolved config as TOML text; :func:`loads_config` of it gives the same config."""
+        import tomli_w
+
+        return tomli_w.dumps(self.data)
+
+    def replace(self, *overrides: str) -> "Config":
+        """A new config with ``dotted.key=value`` overrides applied to the resolved tables."""
+        raw = copy.deepcopy(self.data)
+        for o in overrides:
+            apply_override(raw, o)
+        return resolve(raw, self.base_dir)
+
+
+def _make_initial(grid: Grid, part: Mapping) -> np.ndarray:
+    kind = part["type"]
+    if kind == "uniform":
+        return _initial.uniform(grid, part["value"])
+    if kind == "gaussian":
+        return _initial.gaussian(grid, part["center"], part["width"], part["amplitude"])
+    if kind == "disk":
+        return _initial.disk(grid, part["center"], part["radius"], part["value"])
+    if kind == "clusters":
+        return _initial.clusters(grid, part["n"], part["radius"], part["value"], part["seed"])
+    if kind == "file":
+        return _initial.from_file(grid, part["path"], part["scale"])
+    raise AssertionError(kind)
+
+
+def parse_value(text: str):
+    """A ``--set`` value: parsed as a TOML value (``48``, ``[64, 64]``, ``"a"``, ``true``),
+    else taken as a bare string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_override(raw: dict, assignment: str) -> dict:
+    """Apply ``"dotted.key=value"`` to the raw tables in place (creating tables as needed)."""
+    key, sep, text = assignment.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError("", f"--set expects dotted.key=value (e.g. --set time.t_end=48), got {assignment!r}")
+    parts = key.split(".")
+    node = raw
+    for i, part in enumerate(parts[:-1]):
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            prefix = ".".join(parts[: i + 1])
+            raise ConfigError(prefix, f"--set {key}: {prefix} is a value, not a table")
+    node[parts[-1]] = parse_value(text.strip())
+    return raw
+
+
+def loads_config(text: str, overrides: Sequence[str] = (), base_dir: str | Path = ".",
+                 source: str = "<config>") -> Config:
+    """Parse TOML text, apply ``dotted.key=value`` overrides, validate and resolve."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError("", f"{source} is not valid TOML: {e}") from None
+    for o in overrides:
+        apply_override(raw, o)
+    return resolve(raw, base_dir)
+
+
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
+    """Read a TOML config file; relative paths inside it are relative to its folder."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError("", f"cannot read config file {str(path)!r}: {e.strerror}") from None
+    return loads_config(text, overrides, base_dir=path.parent, source=str(path))
+
+
+def resolve(raw: Mapping, base_dir: str | Path = ".") -> Config:
+    """Validate raw TOML tables and fill in every default. Raises :class:`ConfigError`."""
+    base_dir = Path(base_dir)
+    for k in raw:
+        if k not in TOP_LEVEL:
+            raise _unknown_key("", k, list(TOP_LEVEL), "section")
+    data = {}
+    for sec in ("grid", "time", "model", "solver", "output"):
+        data[sec] = _resolve_keys(_table(raw.get(sec, {}), sec), SCHEMA[sec], sec,
+                                  skip=("params",) if sec == "model" else ())
+
+    # grid
+    g = data["grid"]
+    ndim = len(g["shape"])
+    if isinstance(g["spacing"], list) and len(g["spacing"]) != ndim:
+        raise ConfigError("grid.spacing", f"grid.spacing has {len(g['spacing'])} entries but grid.shape "
+                          f"has {ndim}; give one spacing per axis or a single number")
+    if not isinstance(g["spacing"], list):
+        g["spacing"] = [g["spacing"]] * ndim
+    grid = Grid(tuple(g["shape"]), tuple(g["spacing"]))
+
+    # time
+    t = data["time"]
+    r = _whole_multiple(t["save_every"], t["dt"])
+    if r is None:
+        fix = max(1, round(t["save_every"] / t["dt"])) * t["dt"]
+        raise ConfigError("time.save_every",
+                          f"time.save_every ({_fmt(t['save_every'])} h) must be a whole multiple of "
+                          f"time.dt ({_fmt(t['dt'])} h); e.g. save_every = {_fmt(fix)}")
+    if _whole_multiple(t["t_end"], t["save_every"]) is None:
+        fix = max(1, round(t["t_end"] / t["save_every"])) * t["save_every"]
+        raise ConfigError("time.t_end",
+                          f"time.t_end ({_fmt(t['t_end'])} h) must be a whole multiple of "
+                          f"time.save_every ({_fmt(t['save_every'])} h); e.g. t_end = {_fmt(fix)}")
+
+    # model
+    try:
+        model = load_model(data["model"]["path"])
+    except ValueError as e:
+        raise ConfigError("model.path", f"model.path: {e}") from None
+
+    # species overrides -> a model copy with replaced Species
+    raw_species = _table(raw.get("species", {}), "species")
+    new_species = []
+    resolved_species = {}
+    for name in raw_species:
+        if name not in model.names:
+            raise ConfigError(f"species.{name}", f"unknown species '{name}' in [species] for model "
+                              f"'{model.name}'; known species: {', '.join(model.names)}")
+    for s in model.species:
+        path = f"species.{s.name}"
+        over = _resolve_keys(_table(raw_species.get(s.name, {}), path), SPECIES, path)
+        changes = {k: v for k, v in over.items() if k != "boundary"}
+        boundary = _resolve_boundary(over.get("boundary", s.boundary), ndim, f"{path}.boundary")
+        changes["boundary"] = _boundary_objects(boundary)
+        try:
+            s = dataclasses.replace(s, **changes)
+        except ValueError as e:
+            raise ConfigError(path, f"{path}: {e}") from None
+        new_species.append(s)
+        entry = {}
+        if not s.variable_diffusivity:  # a diffusivity map is the model's and is not written out
+            entry["diffusivity"] = float(s.diffusivity)
+        entry.update(decay=float(s.decay), boundary=boundary, units=s.units, nonnegative=bool(s.nonnegative))
+        resolved_species[s.name] = entry
+    if raw_species:
+        # Model has no public way to swap species; a shallow copy keeps subclasses and
+        # every other attribute (reactions, local decay, parameters) as they are.
+        model = copy.copy(model)
+        model.species = tuple(new_species)
+    data["species"] = resolved_species
+
+    # model parameters
+    defaults = model.default_params()
+    transport = {f"{p}{s.name}" for s in model.species for p in ("D_", "decay_")}
+    raw_params = _table(raw.get("model", {}).get("params", {}), "model.params")
+    params = {}
+    for k, v in raw_params.items():
+        full = f"model.params.{k}"
+        if k not in defaults:
+            close = difflib.get_close_matches(k, list(defaults), n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise ConfigError(full, f"unknown parameter '{full}' for model '{model.name}'; {hint}"
+                              f"known parameters: {', '.join(sorted(defaults))}")
+        if not PARAM_TYPE.test(v):
+            raise ConfigError(full, f"{full} must be a number or list of numbers, got {v!r} ({_type_name(v)})")
+        arr = np.asarray(v, dtype=float)
+        if arr.shape != np.shape(defaults[k]) and arr.ndim:
+            raise ConfigError(full, f"{full} has shape {arr.shape}, the model's default has shape "
+                              f"{np.shape(defaults[k])}")
+        if (k.startswith(("D_", "decay_")) and k in transport) and np.any(arr < 0):
+            unit = "µm²/s" if k.startswith("D_") else "1/h"
+            raise ConfigError(full, f"{full} must be >= 0 {unit}, got {v!r}")
+        params[k] = [float(x) for x in v] if isinstance(v, list) else float(v)
+    # Spell out the other parameters (diffusivities and decays live in [species.*]).
+    full_params = {k: float(np.asarray(v)) for k, v in defaults.items()
+                   if k not in transport and np.ndim(v) == 0}
+    full_params.update(params)
+    data["model"]["params"] = full_params
+
+    # initial conditions
+    raw_initial = _table(raw.get("initial", {}), "initial")
+    data["initial"] = {}
+    for name, spec in raw_initial.items():
+        path = f"initial.{name}"
+        if name not in model.names:
+            raise ConfigError(path, f"unknown species '{name}' in [initial] for model '{model.name}'; "
+                              f"known species: {', '.join(model.names)}")
+        parts = spec if isinstance(spec, list) else [spec]
+        resolved = []
+        for i, part in enumerate(parts):
+            ppath = f"{path}[{i}]" if isinstance(spec, list) else path
+            resolved.append(_resolve_initial(_table(part, ppath), ppath, grid, base_dir))
+        data["initial"][name] = resolved
+    return Config(data=data, grid=grid, model=model, base_dir=base_dir)
+
+
+def _resolve_initial(part: Mapping, path: str, grid: Grid, base_dir: Path) -> dict:
+    kinds = list(INITIAL)
+    if "type" not in part:
+        raise ConfigError(f"{path}.type", f"missing required key '{path}.type'; add e.g. "
+                          f'type = "uniform" (one of {", ".join(kinds)})')
+    kind = part["type"]
+    if not isinstance(kind, str) or INITIAL_ALIASES.get(kind, kind) not in INITIAL:
+        raise ConfigError(f"{path}.type", f"{path}.type must be one of {', '.join(map(repr, kinds))}, "
+                          f"got {kind!r}")
+    kind = INITIAL_ALIASES.get(kind, kind)
+    out = {"type": kind, **_resolve_keys({k: v for k, v in part.items() if k != "type"},
+                                         INITIAL[kind], path)}
+    if "center" in INITIAL[kind]:
+        if "center" not in out:
+            out["center"] = _initial.domain_center(grid)
+        elif len(out["center"]) != grid.ndim:
+            raise ConfigError(f"{path}.center", f"{path}.center must have {grid.ndim} entries "
+                              f"(µm, one per axis), got {out['center']!r}")
+    out = {"type": kind, **{k: out[k] for k in INITIAL[kind] if k in out}}  # schema order
+    if kind == "file":
+        p = Path(out["path"])
+        p = p if p.is_absolute() else (base_dir / p)
+        out["path"] = str(p.resolve())
+        try:
+            arr = np.load(p, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"{path}.path", f"{path}.path: cannot read {str(p)!r} as a .npy array: {e}") from None
+        if arr.shape != grid.shape:
+            raise ConfigError(f"{path}.path", f"{path}.path: the array in {str(p)!r} has shape "
+                              f"{tuple(arr.shape)}, expected the grid shape {grid.shape}")
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Generated reference (docs/config.md)
+# --------------------------------------------------------------------------------------
+
+def _default_text(spec: Key) -> str:
+    d = spec.default
+    if d is REQUIRED:
+        return "**required**"
+    if d is FROM_MODEL:
+        return "from the model"
+    if d is None:
+        return "(absent)"
+    if d is DOMAIN_CENTER:
+        return "domain centre"
+    if isinstance(d, bool):
+        return f"`{str(d).lower()}`"
+    if isinstance(d, str):
+        return f'`"{d}"`'
+    return f"`{d!r}`"
+
+
+def _key_table(keys: Mapping[str, Key]) -> list[str]:
+    lines = ["| key | type | default | description |", "|---|---|---|---|"]
+    for k, spec in keys.items():
+        doc = spec.doc.replace("|", "\\|")
+        lines.append(f"| `{k}` | {spec.type.name} | {_default_text(spec)} | {doc} |")
+    return lines
+
+
+def config_reference() -> str:
+    """Markdown reference of every config key, generated from the schema (docs/config.md)."""
+    out = [
+        "# Configuration reference",
+        "",
+        "<!-- Generated from tmepde/config.py by `python -m tmepde.config > docs/config.md`;",
+        "     do not edit by hand (tests/test_config.py checks it is up to date). -->",
+        "",
+        "Runs are described by a TOML file: `tmepde run CONFIG.toml [-o OUT.h5] [--set key=value ...]`.",
+        "Units: length µm, time h, diffusivity µm²/s, decay 1/h.",
+        "",
+        "Everything is validated before anything is computed. A mistake (unknown key, wrong type,",
+        "impossible value, unknown species or parameter) stops with a `ConfigError` naming the",
+        "full dotted key, e.g. `grid.spacing must be > 0 µm (one number, or one per axis), got -1.0;",
+        "e.g. spacing = 10.0`.",
+        "",
+        "`--set dotted.key=value` changes one key before validation; the value is read as a TOML",
+        "value (`--set grid.shape=[64,64]`, `--set solver.scheme=\"rk4\"`) or else as a bare string",
+        "(`--set solver.scheme=rk4`).",
+        "",
+        "The resolved config (every default filled in, the model's species and reaction parameters",
+        "spelled out) is stored in each result file as the root attribute `config_toml`; running it",
+        "again reproduces the run.",
+        "",
+    ]
+    for sec, (keys, doc) in SECTIONS.items():
+        out += [f"## `[{sec}]`", "", doc, "", *_key_table(keys), ""]
+    out += [
+        "Constraints across keys: `time.save_every` is a whole multiple of `time.dt`, and",
+        "`time.t_end` a whole multiple of `time.save_every`; `grid.spacing` has one entry or",
+        "one per axis. The resolved `[model.params]` lists every scalar parameter except",
+        "`D_*` and `decay_*` (those are in `[species.*]`).",
+        "",
+        "## `[species.<name>]`",
+        "",
+        "Overrides of a species' declaration in the model; `<name>` must be one of the model's",
+        "species. Absent keys keep the model's values; the resolved config lists every species.",
+        "",
+        *_key_table(SPECIES),
+        "",
+        "Boundary example: `boundary = { default = \"neumann\", x_lo = { kind = \"dirichlet\", "
+        "value = 1.0 } }`.",
+        "Periodic must be set on both faces of an axis. The resolved config lists every face.",
+        "",
+        "## `[initial.<name>]`",
+        "",
+        "Initial condition of a species, a table with a `type`, or a list of such tables whose",
+        "fields are added (`initial.cells = [{ type = \"disk\", ... }, { type = \"clusters\", ... }]`).",
+        "Species without an entry start at 0. Shapes cover the cells whose centres lie inside.",
+        f"Aliases: {', '.join(f'`{a}` = `{b}`' for a, b in INITIAL_ALIASES.items())}.",
+        "",
+    ]
+    for kind, keys in INITIAL.items():
+        out += [f"### `type = \"{kind}\"`", "", *_key_table(keys), ""]
+    return "\n".join(out)
+
+
+if __name__ == "__main__":  # python -m tmepde.config > docs/config.md
+    import sys
+
+    sys.stdout.write(config_reference())
