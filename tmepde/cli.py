@@ -1,0 +1,134 @@
+"""Command line: ``tmepde <command> ...``.
+
+Each subcommand is a pair of functions registered in :data:`COMMANDS`: one adds its
+arguments to an argparse sub-parser, the other runs it and returns the exit status. To add a
+command (fit, optimize, sweep, plot, ...) write the pair and call :func:`register`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable
+
+import numpy as np
+
+__all__ = ["main", "register", "COMMANDS"]
+
+# name -> (help, add_arguments(parser), run(args) -> exit status)
+COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
+
+
+def register(name: str, help: str, add_arguments, run) -> None:
+    """Register a subcommand ``tmepde NAME``."""
+    COMMANDS[name] = (help, add_arguments, run)
+
+
+# -- run ------------------------------------------------------------------------------
+
+def _run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", help="TOML run configuration (reference: docs/config.md)")
+    p.add_argument("-o", "--output", help="HDF5 file to write (default: output.path of the config)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set time.t_end=48 (repeatable; the value "
+                        "is read as TOML, else as a string)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the resolved config (TOML) and exit without running")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .runner import run_config
+
+    cfg = load_config(args.config, args.overrides)
+    if args.print_config:
+        sys.stdout.write(cfg.to_toml())
+        return 0
+    out = run_config(cfg, args.output, progress=not args.no_progress)
+    print(f"wrote {out}")
+    return 0
+
+
+# -- info -----------------------------------------------------------------------------
+
+def _info_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("result", help="HDF5 result file written by 'tmepde run'")
+    p.add_argument("--config", action="store_true", help="print the stored resolved config (TOML)")
+
+
+def _info(args: argparse.Namespace) -> int:
+    from .io import open_result
+
+    with open_result(args.result) as r:
+        if args.config:
+            sys.stdout.write(r.config_toml)
+            return 0
+        g = r.grid
+        t = r.time
+        a = r.attrs
+        print(f"file:     {args.result}")
+        print(f"model:    {a.get('model', '?')}   tmepde {a.get('tmepde_version', '?')}")
+        print(f"status:   {r.status}")
+        print(f"grid:     {' x '.join(map(str, g.shape))} cells, spacing "
+              f"{' x '.join(f'{h:g}' for h in g.spacing)} µm, extent "
+              f"{' x '.join(f'{e:g}' for e in g.extent)} µm")
+        if len(t):
+            print(f"saves:    {len(t)}, t = {t[0]:g} .. {t[-1]:g} h")
+        else:
+            print("saves:    0")
+        obs = r.observables
+        print("species:")
+        for name in r.species:
+            bcs = r.boundaries(name)
+            kinds = sorted({v if isinstance(v, str) else f"{v[0]}={v[1]:g}" for v in bcs.values()})
+            print(f"  {name:<16} units {r.units(name) or '1'!r:<20} boundaries {', '.join(kinds)}")
+        if len(t):
+            print("observables (first -> last save):")
+            for k, v in obs.items():
+                print(f"  {k:<24} {v[0]:.6g} -> {v[-1]:.6g}   (min {np.min(v):.6g}, max {np.max(v):.6g})")
+    return 0
+
+
+register("run", "run a TOML config and write an HDF5 result", _run_args, _run)
+register("info", "summarise an HDF5 result file", _info_args, _info)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="tmepde", description="Reaction-diffusion simulations of the tumor microenvironment "
+        "(units: µm, h, µm²/s).")
+    parser.add_argument("--version", action="version", version=f"tmepde {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (help_, add_arguments, _) in COMMANDS.items():
+        add_arguments(sub.add_parser(name, help=help_, description=help_))
+    return parser
+
+
+def main(argv=None) -> int:
+    """Entry point of the ``tmepde`` console script; returns the exit status.
+
+    Configuration mistakes (status 2) and failed runs (status 1) print one line that names
+    the key or the field, not a traceback.
+    """
+    from .config import ConfigError
+    from .runner import NonFiniteError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command][2](args)
+    except ConfigError as e:
+        print(f"tmepde: config error: {e}", file=sys.stderr)
+        return 2
+    except NonFiniteError as e:
+        print(f"tmepde: run failed: {e}", file=sys.stderr)
+        return 1
+    except (FileNotFoundError, OSError) as e:
+        print(f"tmepde: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
