@@ -1,0 +1,95 @@
+"""Figures and ParaView/xarray exports read back what the result file holds."""
+
+import xml.etree.ElementTree as ET
+
+import h5py
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+
+import tmepde as tp
+from tmepde import plot
+from tmepde.io import ResultWriter, open_result
+from tmepde.models.examples import gray_scott
+from tmepde.xdmf import attach_dimension_scales, write_xdmf
+
+
+@pytest.fixture(params=[(24, 20), (8, 10, 6)], ids=["2d", "3d"])
+def result_path(request, tmp_path):
+    grid = tp.Grid(request.param, 10.0)
+    model = gray_scott()
+    rng = np.random.default_rng(0)
+    y0 = model.stack({"u": 1 - 0.5 * rng.random(grid.shape), "v": 0.3 * rng.random(grid.shape)}, grid)
+    sim = tp.Simulator(model, grid, dt=0.5, save_every=1.0)
+    ys = np.asarray(sim.run(model.default_params(), y0, 3))
+    path = tmp_path / "run.h5"
+    with ResultWriter(path, grid, model) as w:
+        w.append(np.arange(4.0), ys)
+        w.close("complete")
+    return path
+
+
+def test_snapshot_colour_bar_range_equals_field_range(result_path):
+    with open_result(result_path) as r:
+        fig = plot.field_snapshots(r, ["v"], times=[3.0])
+        images = [im for ax in fig.axes for im in ax.get_images()]
+        field = r.field("v", 3)
+        vmin, vmax = images[0].get_clim()
+        assert (vmin, vmax) == pytest.approx((field.min(), field.max()), rel=1e-12)
+        # The picture holds the same numbers as the file (2D: transposed for imshow).
+        shown = np.asarray(images[0].get_array())
+        expected = field.T if field.ndim == 2 else field[:, :, field.shape[2] // 2].T
+        np.testing.assert_allclose(shown, expected, rtol=1e-12)
+        if field.ndim == 3:  # max projection panel
+            np.testing.assert_allclose(np.asarray(images[1].get_array()), field.max(axis=2).T)
+        plt.close(fig)
+
+
+def test_save_all_and_animation_write_nonempty_images(result_path, tmp_path):
+    with open_result(result_path) as r:
+        paths = plot.save_all(r, tmp_path / "figs", fields=["u", "v"])
+        gif = plot.animate(r, "v", tmp_path / "v.gif")
+    assert len(paths) == 4
+    for p in paths + [gif]:
+        assert p.stat().st_size > 5000, p
+    img = plt.imread(paths[0])
+    assert img.std() > 0.05  # not a blank canvas
+
+
+def test_observable_series_match_file(result_path):
+    with open_result(result_path) as r:
+        fig = plot.observables(r, ["total_v"])
+        line = fig.axes[0].get_lines()[0]
+        np.testing.assert_allclose(line.get_ydata(), r.observables["total_v"])
+        np.testing.assert_allclose(line.get_xdata(), r.time)
+        plt.close(fig)
+
+
+def test_xdmf_parses_and_references_existing_datasets(result_path):
+    xmf = write_xdmf(result_path)
+    root = ET.parse(xmf).getroot()
+    grids = root.findall(".//Grid[@GridType='Uniform']")
+    with h5py.File(result_path, "r") as f:
+        assert len(grids) == f["time"].shape[0]
+        shape = tuple(int(n) for n in f.attrs["grid_shape"])
+        for g in grids:
+            for attr in g.findall("Attribute"):
+                slab = attr.find("DataItem")
+                ref = slab.findall("DataItem")[1]
+                fname, dset = ref.text.split(":")
+                assert fname == result_path.name
+                assert tuple(int(n) for n in ref.get("Dimensions").split()) == f[dset].shape
+                assert tuple(int(n) for n in slab.get("Dimensions").split()) == shape
+        times = [float(g.find("Time").get("Value")) for g in grids]
+        np.testing.assert_allclose(times, f["time"][:])
+
+
+def test_dimension_scales_give_coordinates(result_path):
+    attach_dimension_scales(result_path)
+    attach_dimension_scales(result_path)  # idempotent
+    with h5py.File(result_path, "r") as f:
+        ds = f["fields/u"]
+        x = ds.dims[1][0][:]
+        np.testing.assert_allclose(x, (np.arange(ds.shape[1]) + 0.5) * 10.0)
+        np.testing.assert_allclose(ds.dims[0][0][:], f["time"][:])
+        assert ds.dims[1].label == "x"
