@@ -1,0 +1,199 @@
+"""Behaviours B1–B8 of shared/MODEL.md, each with a stated numeric criterion.
+
+One default parameter set (``tmepde.models.tme.DEFAULTS``) for every behaviour; tests only
+choose treatments (doses, schedules) and, for B8, switch a mechanism on/off.
+
+Well-mixed arms (B1–B4, B6–B8) run on a 2-cell uniform grid (the spatial terms vanish exactly
+for a uniform state; see test_tme_reductions.py) for 14 days, dt = 1 h, all arms vmapped
+through one compiled simulator. B5 is spatial (1D, 2 mm, 5 µm voxels).
+"""
+
+import numpy as np
+import jax
+import jax.numpy as jnp
+import pytest
+
+import tmepde as tp
+from tmepde.batch import sample_lognormal
+from tmepde.models import tme
+
+DAYS = 14
+SAVE = 6.0
+IT_DOSE = 50.0           # ng IFN-γ per intratumoral injection (low, acute course)
+IT_TIMES = [0.0, 48.0, 96.0, 144.0]
+N_PATIENTS = 24
+
+PULSED = dict(it_ifng_times=IT_TIMES, it_ifng_amounts=[IT_DOSE] * 4)
+CONTINUOUS = dict(inf_ifng_start=0.0, inf_ifng_stop=DAYS * 24.0,
+                  inf_ifng_rate=4 * IT_DOSE / (DAYS * 24.0))          # same total, 14 days
+HIGH_CONTINUOUS = dict(inf_ifng_start=0.0, inf_ifng_stop=DAYS * 24.0,
+                       inf_ifng_rate=80 * IT_DOSE / (DAYS * 24.0))    # 20x the total
+PD1 = dict(sys_pd1_times=[0.0, 0, 0, 0], sys_pd1_amounts=[2e8, 0, 0, 0])  # 200 mg i.v.
+BLOCKER = dict(sys_pdl1i_times=list(np.arange(14) * 24.0), sys_pdl1i_amounts=[2e6] * 14)
+TGFBI = dict(sys_tgfbi_times=[0.0, 0, 0, 0], sys_tgfbi_amounts=[7e8, 0, 0, 0])  # 10 mg/kg
+P3_OFF = dict(p3_tgfb=0.0)
+
+ARMS = {
+    "ctrl": {}, "pulsed": PULSED, "continuous": CONTINUOUS, "high": HIGH_CONTINUOUS,
+    "pd1": PD1, "pulsed+pd1": {**PULSED, **PD1}, "pulsed+blocker": {**PULSED, **BLOCKER},
+    "pd1+tgfbi": {**PD1, **TGFBI}, "ctrl|p3off": P3_OFF, "pd1|p3off": {**PD1, **P3_OFF},
+}
+
+
+@pytest.fixture(scope="module")
+def wellmixed():
+    grid = tp.Grid((2,), 20.0)
+    model = tme.tme_model(n_doses={"sys_pdl1i": 14})
+    sim = tp.Simulator(model, grid, dt=1.0, save_every=SAVE)
+    y0 = model.stack(tme.uniform_conditions(), grid)
+    base = model.params()
+
+    def arm(over):
+        p = dict(base)
+        for k, v in over.items():
+            p[k] = jnp.asarray(v, float)
+        return p
+
+    plist = [arm(a) for a in ARMS.values()]
+    # B7: virtual patients (lognormal CV 0.5 on growth, killing, recruitment, TGF-β)
+    pats, batched = sample_lognormal(base, {"growth_tumor": 0.5, "kill_cd8": 0.5,
+                                            "rec_cd8": 0.5, "secr_tgfb": 0.5},
+                                     N_PATIENTS, seed=1)
+    for i in range(N_PATIENTS):
+        pi = {k: (v[i] if k in batched else v) for k, v in pats.items()}
+        plist.append(pi)
+        plist.append(dict(pi, **{k: jnp.asarray(v, float) for k, v in PD1.items()}))
+    stacked = jax.tree_util.tree_map(lambda *x: jnp.stack([jnp.asarray(a, float) for a in x]), *plist)
+    n_saves = int(DAYS * 24 / SAVE)
+    ys = jax.jit(jax.vmap(lambda p: sim.run(p, y0, n_saves)))(stacked)
+    ys = np.asarray(ys)[:, :, :, 0]  # (arm, time, species) at cell 0 (uniform)
+    out = {}
+    for i, name in enumerate(ARMS):
+        out[name] = {s: ys[i, :, model.index(s)] for s in model.names}
+    pat = ys[len(ARMS):]
+    out["_patients"] = [({s: pat[2 * i, :, model.index(s)] for s in ("tumor", "stem")},
+                         {s: pat[2 * i + 1, :, model.index(s)] for s in ("tumor", "stem")})
+                        for i in range(N_PATIENTS)]
+    return out
+
+
+def burden(f, day=DAYS):
+    k = int(day * 24 / SAVE)
+    return float(f["tumor"][k] + f["stem"][k])
+
+
+def mean(f, s):
+    return float(np.mean(f[s]))
+
+
+def test_b1_acute_ifng_course_slows_growth(wellmixed):
+    """B1: 4 intratumoral IFN-γ injections (50 ng, q48h) -> day-14 burden ≤ 95 % of control."""
+    r = burden(wellmixed["pulsed"]) / burden(wellmixed["ctrl"])
+    print("B1 burden ratio", r)
+    assert r <= 0.95
+
+
+def test_b2_prolonged_low_dose_is_protumor(wellmixed):
+    """B2: same total dose by continuous local release: time-mean PD-L1, exhausted CD8,
+    Tregs and MDSCs each ≥ 10 % higher than pulsed, and day-14 burden higher than pulsed."""
+    c, p = wellmixed["continuous"], wellmixed["pulsed"]
+    for s in ("pdl1", "cd8_ex", "treg", "mdsc"):
+        print("B2", s, mean(c, s) / mean(p, s))
+        assert mean(c, s) >= 1.10 * mean(p, s), s
+    print("B2 burden cont/pulsed", burden(c) / burden(p))
+    assert burden(c) > burden(p)
+
+
+def test_b3_anti_pd1_raises_ifng_and_combination_wins(wellmixed):
+    """B3: anti-PD-1 (200 mg) -> time-mean intratumoral IFN-γ ≥ 1.5x control, burden ≤ 90 %
+    of control; IFN-γ + anti-PD-1 burden below both monotherapies."""
+    w = wellmixed
+    print("B3 IFN ratio", mean(w["pd1"], "ifng") / mean(w["ctrl"], "ifng"),
+          "burden", burden(w["pd1"]) / burden(w["ctrl"]),
+          "combo/pd1", burden(w["pulsed+pd1"]) / burden(w["pd1"]),
+          "combo/ifn", burden(w["pulsed+pd1"]) / burden(w["pulsed"]))
+    assert mean(w["pd1"], "ifng") >= 1.5 * mean(w["ctrl"], "ifng")
+    assert burden(w["pd1"]) <= 0.9 * burden(w["ctrl"])
+    assert burden(w["pulsed+pd1"]) < min(burden(w["pd1"]), burden(w["pulsed"]))
+
+
+def test_b4_blocking_pdl1_induction_improves_ifng(wellmixed):
+    """B4: PD-L1-induction blocker + IFN-γ: mean PD-L1 ≤ 80 % and burden ≤ 90 % of IFN-γ alone."""
+    b, p = wellmixed["pulsed+blocker"], wellmixed["pulsed"]
+    print("B4 pdl1", mean(b, "pdl1") / mean(p, "pdl1"), "burden", burden(b) / burden(p))
+    assert mean(b, "pdl1") <= 0.8 * mean(p, "pdl1")
+    assert burden(b) <= 0.9 * burden(p)
+
+
+def test_b6_low_dose_stemness_high_dose_kills(wellmixed):
+    """B6: low continuous dose -> stem-like fraction ≥ 1.5x control at day 14; a 20x higher
+    dose -> burden ≤ 20 % of control."""
+    w = wellmixed
+    frac = lambda f: float(f["stem"][-1] / (f["tumor"][-1] + f["stem"][-1]))
+    print("B6 stem frac", frac(w["continuous"]), frac(w["ctrl"]),
+          "high burden ratio", burden(w["high"]) / burden(w["ctrl"]))
+    assert frac(w["continuous"]) >= 1.5 * frac(w["ctrl"])
+    assert burden(w["high"]) <= 0.2 * burden(w["ctrl"])
+
+
+def test_b7_virtual_patients_split_into_responders(wellmixed):
+    """B7: 24 virtual patients (lognormal CV 0.5 on 4 parameters), anti-PD-1: at least 3
+    responders (day-14 burden ≤ 50 % of their own untreated course) and at least 3
+    non-responders (≥ 80 %)."""
+    ratios = np.array([burden(t) / burden(c) for c, t in wellmixed["_patients"]])
+    print("B7 ratios", np.round(np.sort(ratios), 3))
+    assert np.sum(ratios <= 0.5) >= 3
+    assert np.sum(ratios >= 0.8) >= 3
+
+
+def test_b8_tgfb_blockade_restores_checkpoint_blockade(wellmixed):
+    """B8: efficacy e = ln(burden_ctrl / burden_treated) at day 14. With IFN-γ-driven TGF-β
+    (P3) on, anti-PD-1 efficacy is ≤ 90 % of that with P3 off, and adding TGF-β blockade
+    restores it to ≥ 100 % of the P3-off efficacy."""
+    w = wellmixed
+    e_on = np.log(burden(w["ctrl"]) / burden(w["pd1"]))
+    e_off = np.log(burden(w["ctrl|p3off"]) / burden(w["pd1|p3off"]))
+    e_rescue = np.log(burden(w["ctrl"]) / burden(w["pd1+tgfbi"]))
+    print("B8", e_on, e_off, e_rescue)
+    assert e_on <= 0.9 * e_off
+    assert e_rescue >= e_off
+
+
+# -- B5: bystander reach ------------------------------------------------------------------
+def _local_lambda(u, h, m):
+    """Decay length from u(x-mh) + u(x+mh) = 2 cosh(mh/λ) u(x), exact for any combination of
+    e^{±x/λ} (so independent of the far boundary)."""
+    c = (u[:-2 * m] + u[2 * m:]) / (2 * u[m:-m])
+    return m * h / np.arccosh(c)
+
+
+def test_b5_bystander_reach_sparse_vs_dense():
+    """B5: IFN-γ held at 1 ng/mL at x = 0 (T-cell cluster), frozen tissue of sparse (0.5 %)
+    or dense (100 %) cells. The steady decay length matches √(D/k_eff), k_eff = decay +
+    uptake·φ, within 5 %; sparse λ ≥ 800 µm with PD-L1 induced (≥ 0.5) at 800 µm (Hoekstra
+    2020), dense λ ≤ 100 µm (Centofanti 2023: tens of µm) and PD-L1 < 0.5 at 400 µm."""
+    h = 5.0
+    grid = tp.Grid((400,), h)
+    model = tme.tme_model(boundaries={"ifng": {"x_lo": ("dirichlet", 1.0)}})
+    p = model.params(growth_tumor=0.0, growth_stem=0.0, angiogenesis=0.0)  # frozen tissue
+    sim = tp.Simulator(model, grid, dt=2.0, save_every=200.0)
+    y0s = jnp.stack([model.stack({"tumor": phi, "pdl1": tme.DEFAULTS["pdl1_basal"]}, grid)
+                     for phi in (0.005, 1.0)])
+    ys = jax.jit(jax.vmap(lambda y0: sim.run(p, y0, 1)))(y0s)
+    x = grid.axis_centers(0)
+    D = float(p["D_ifng"]) * 3600
+    for k, (label, m, window) in enumerate((("sparse", 40, (200, 1200)), ("dense", 10, (50, 250)))):
+        f = model.unstack(np.asarray(ys[k, -1]))
+        phi = sum(f[c] for c in tme.CELLS)
+        sel = (x[m:-m] >= window[0]) & (x[m:-m] <= window[1])
+        k_eff = float(p["decay_ifng"]) + float(p["uptake_ifng"]) * np.mean(phi[m:-m][sel])
+        lam_analytic = np.sqrt(D / k_eff)
+        lam = np.median(_local_lambda(f["ifng"], h, m)[sel])
+        print("B5", label, lam, lam_analytic)
+        assert abs(lam / lam_analytic - 1) < 0.05
+        if label == "sparse":
+            assert lam >= 800
+            assert np.interp(800, x, f["pdl1"]) >= 0.5
+        else:
+            assert lam <= 100
+            assert np.interp(400, x, f["pdl1"]) < 0.5

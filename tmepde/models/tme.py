@@ -1,0 +1,440 @@
+"""The IFN-γ tumor-microenvironment model (built only on the public model API).
+
+Mechanisms A1–A8 (anti-tumor) and P1–P7 (pro-tumor) of ``shared/MODEL.md`` are separate,
+switchable terms: each has its own strength parameter (0 switches it off). All switches are
+smooth (Hill functions, no branches), so every output is differentiable in every parameter,
+including dose times. Equations, units and sources: ``docs/model.md``.
+
+Units: length µm, time h, D and χ in µm²/s, cytokines and drugs ng/mL, cells as volume
+fraction (0..1, crowding capacity 1), PD-L1 level and exposure memory 0..1, vessel density
+0..1 (relative perfused-vessel density of a voxel).
+
+Usage::
+
+    model = tme_model()                       # well-mixed intratumoral dosing
+    model = tme_model(grid=grid)              # Gaussian injection sites on this grid
+    p = model.params()                        # defaults (see DEFAULTS)
+    y0 = model.stack(initial_conditions(grid), grid)
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import jax.numpy as jnp
+
+from .. import therapy
+from ..model import Chemotaxis, Model, Species
+
+H = 3600.0  # s per h
+CELLS = ("tumor", "stem", "cd8", "cd8_ex", "nk", "treg", "mdsc", "m1", "m2")
+CYTOKINES = ("ifng", "il2", "il12", "tgfb", "il10", "cxcl")
+SYSTEMIC = {  # agent -> tissue field it enters
+    "ifng": "ifng", "pd1": "apd1", "pdl1i": "pdl1i", "tgfbi": "tgfbi"}
+LOCAL = {"ifng": "depot_ifng", "il12": "depot_il12"}  # intratumoral / sustained release
+PK = {"ifng": therapy.IFNG_SC, "pd1": therapy.PEMBROLIZUMAB_IV,
+      "pdl1i": therapy.PDL1_BLOCKER_ORAL, "tgfbi": therapy.TGFB_BLOCKADE_IV}
+
+# Diffusivities (µm²/s) and linear decays (1/h). "est" = our estimate.
+TRANSPORT = {
+    #         D        decay          source
+    "tumor":  (0.005, 0.0),           # est: front speed 2√(Dr) ≈ 20 µm/day
+    "stem":   (0.005, 0.0),           # est
+    "cd8":    (0.5, 0.0),             # T-cell random motility 3–60 µm²/min = 0.05–1 µm²/s
+    "cd8_ex": (0.1, 0.0),             # est (exhausted: slower)
+    "nk":     (0.5, 0.0),             # as CD8 (est)
+    "treg":   (0.3, 0.0),             # est
+    "mdsc":   (0.3, 0.0),             # est
+    "m1":     (0.05, 0.0),            # est (macrophages slow)
+    "m2":     (0.05, 0.0),            # est
+    "ifng":   (100.0, 0.234),         # spQSP-IO: D 100 µm²/s, 6.5e-5 /s
+    "il2":    (100.0, 0.693),         # spQSP-IO D; t½ 1 h (range 0.1–7 h)
+    "il12":   (50.0, 0.023),          # D est (70 kDa); decay QSPIO-TNBC 0.023 /h
+    "tgfb":   (27.0, 0.596),          # Popel fit D; 14.3 /day QSPIO-TNBC
+    "il10":   (50.0, 0.167),          # D est; 4 /day QSPIO-TNBC
+    "cxcl":   (100.0, 0.46),          # est (8–10 kDa chemokine, t½ 1.5 h)
+    "pdl1":   (0.0, 1.0 / 24),        # relaxation ≈ 1 /day QSPIO-TNBC
+    "memory": (0.0, 1.0 / 72),        # est: running average, time constant 3 days
+    "vessel": (0.0, 0.0),
+    "apd1":   (10.0, 0.0),            # IgG in tissue ~10 µm²/s (est)
+    "pdl1i":  (300.0, 0.1),           # small molecule (est)
+    "tgfbi":  (10.0, 0.0),            # antibody / trap (est)
+    "depot_ifng": (0.0, 1.0),         # first-order release from the injection depot (est)
+    "depot_il12": (0.0, 0.5),         # est (IL-12 vector / depot release)
+}
+
+# Reaction parameters (units in brackets). "est" marks our estimates.
+DEFAULTS = {
+    # -- tumor ------------------------------------------------------------------------
+    "growth_tumor": 0.3 / 24,      # 1/h; 0.11–0.51 /day (Benzekry, Kuznetsov, de Pillis)
+    "growth_stem": 0.15 / 24,      # 1/h; est (stem-like cycle slower)
+    "capacity": 1.0,               # volume fraction; packed tissue
+    "supply_weight": 0.3,          # -, share of growth that needs perfusion (A8 coupling), est
+    "kill_sat": 0.2,               # volume fraction; tumor density at half-max killing, est
+    "stem_resistance": 0.3,        # -, killing efficacy on stem-like cells relative, est
+    # A1 antiproliferative + apoptosis (high EC50)
+    "a1_antiprolif": 0.5,          # -, max fractional growth inhibition, est
+    "ec50_a1": 5.0,                # ng/mL, est (JAK/STAT, high EC50)
+    "a1_apoptosis": 0.03,          # 1/h max apoptosis rate, est
+    "ec50_apoptosis": 20.0,        # ng/mL, est
+    "hill_apoptosis": 2.0,
+    # A2 MHC-I upregulation boosts CTL per-contact efficacy
+    "a2_mhc": 1.0,                 # -, max fold increase minus 1, est
+    "ec50_a2": 1.0,                # ng/mL, est
+    # CTL / NK / M1 killing
+    "kill_cd8": 4.0 / 24,          # 1/h per CTL volume fraction; 2–16 kills/CTL/day
+    "kill_nk": 2.0 / 24,           # 1/h, est
+    "kill_m1": 1.0 / 24,           # 1/h, est
+    # A3 chemokine induction and recruitment from vessels
+    "a3_cxcl": 20.0,               # ng/mL/h per cell volume fraction, est
+    "cxcl_basal": 0.1,             # -, basal fraction of max secretion, est
+    "ec50_a3": 0.5,                # ng/mL IFN-γ, est
+    "uptake_cxcl": 5.0,            # 1/h per effector volume fraction, est
+    "ec50_cxcl": 1.0,              # ng/mL CXCL9/10 for half-max recruitment, est
+    "rec_cd8": 2e-3,               # volume fraction/h per unit vessel density, est
+    "rec_nk": 1e-3,                # est
+    "rec_basal": 0.2,              # -, recruitment without chemokine relative to max, est
+    # A4 M2 -> M1 polarisation; M1 -> M2 reversion
+    "a4_polarize": 0.05,           # 1/h, est
+    "ec50_a4": 1.0,                # ng/mL, est
+    "m1_to_m2": 0.01,              # 1/h basal, est
+    "rec_mac": 5e-4,               # volume fraction/h per vessel density, est
+    "death_mac": 0.01,             # 1/h, est
+    # A5 NK boost
+    "a5_nk": 1.0,                  # -, est
+    "ec50_a5": 1.0,                # ng/mL, est
+    # A6 IL-12 <-> IFN-γ loop
+    "secr_ifng": 273.6,            # ng/mL/h per engaged effector volume fraction: 7.6e-10
+                                   # ng/s/cell (spQSP-IO) × 1e9 cells/mL (cell volume
+                                   # 1000 µm³) × 10 % actively secreting at a time (est)
+    "a6_il12_to_ifng": 2.0,        # -, max fold increase minus 1, est
+    "ec50_il12": 1.0,              # ng/mL, est
+    "secr_il12": 2.0,              # ng/mL/h per M1 volume fraction, est
+    "a6_ifng_to_il12": 2.0,        # -, est
+    "ec50_a6": 1.0,                # ng/mL IFN-γ, est
+    "uptake_il12": 1.0,            # 1/h per effector volume fraction, est
+    "uptake_ifng": 43.2,           # 1/h per cell volume fraction (1.2e-2 /s; spQSP tumor
+                                   # voxel 1e-3 /s; est chosen for dense reach ≈ 90 µm)
+    # A7 IL-2
+    "secr_il2": 50.0,              # ng/mL/h per CD8 volume fraction (antigen-engaged), est
+    "a7_prolif_cd8": 0.03,         # 1/h max, est (doubling ~1 day)
+    "a7_prolif_nk": 0.02,          # 1/h max, est
+    "ec50_il2": 4.96,              # ng/mL = 0.32 nM × 15.5 kDa (QSPIO-TNBC)
+    "ec50_il2_treg": 0.5,          # ng/mL, CD25-high (10x lower), est
+    "uptake_il2": 10.0,            # 1/h per effector volume fraction, est
+    "uptake_il2_treg": 50.0,       # 1/h per Treg volume fraction (CD25 sink), est
+    "death_cd8": 0.01,             # 1/h, est
+    "death_nk": 0.01,              # 1/h, est
+    # A8 angiogenesis and its inhibition by IFN-γ (optional)
+    "angiogenesis": 0.002,         # 1/h per tumor volume fraction, est
+    "a8_antiangio": 0.005,         # 1/h max vessel regression, est
+    "ec50_a8": 1.0,                # ng/mL, est
+    # P1 PD-L1 induction and checkpoint
+    "p1_induction": 1.0,           # -, induced share of the max (0 = off)
+    "p1_on_rate": 0.5,             # 1/h, up within hours (est)
+    "ec50_pdl1": 0.1,              # ng/mL (spQSP-IO; Shin 2017)
+    "hill_pdl1": 1.26,
+    "pdl1_basal": 1.0 / 6,         # -, basal / max (up to 6-fold)
+    "p1_kill_inhibition": 3.0,     # -, PD-1:PD-L1 inhibition strength of killing, est
+    "p1_secretion_inhibition": 2.0,  # -, of IFN-γ / IL-2 secretion, est
+    "ec50_apd1": 500.0,            # ng/mL anti-PD-1 for half receptor occupancy, est
+    # P2 exhaustion
+    "p2_exhaustion": 0.1 / 24,     # 1/h; 0.05–0.1 /day (QSPIO; SPQSP_PDAC)
+    "p2_chronic": 1.0,             # -, weight of chronic exposure memory, est
+    "death_cd8_ex": 0.005,         # 1/h, est
+    # chronic-exposure memory
+    "ec50_memory": 0.3,            # ng/mL, est (chronic signalling threshold)
+    # P3 chronic IFN-γ recruits Tregs; IFN-γ lowers NSDHL -> tumor TGF-β1
+    "rec_treg": 3e-4,              # volume fraction/h per vessel density, est
+    "p3_treg": 3.0,                # -, fold increase at full memory, est
+    "secr_tgfb": 1.0,              # ng/mL/h per tumor volume fraction, est
+    "p3_tgfb": 3.0,                # -, fold increase by IFN-γ (NSDHL), est
+    "ec50_p3": 0.5,                # ng/mL, est
+    "secr_tgfb_reg": 2.0,          # ng/mL/h per Treg/M2 volume fraction, est
+    "a7_prolif_treg": 0.02,        # 1/h max, est
+    "death_treg": 0.01,            # 1/h, est
+    # P4 MDSC
+    "rec_mdsc": 3e-4,              # volume fraction/h per vessel density, est
+    "p4_mdsc": 3.0,                # -, fold increase by IFN-γ (NLRP3/WNT5a/CXCR2), est
+    "ec50_p4": 0.2,                # ng/mL, est
+    "death_mdsc": 0.01,            # 1/h, est
+    "mdsc_suppression": 20.0,      # -, per MDSC volume fraction, est
+    "treg_suppression": 20.0,      # -, per Treg volume fraction, est
+    # P5 IDO-1 (co-induced with PD-L1)
+    "p5_ido": 1.0,                 # -, est
+    # P6 stemness (low dose, chronic) vs apoptosis (high dose: A1)
+    "p6_stemness": 0.003,           # 1/h max conversion, est
+    "stem_reversion": 0.005,       # 1/h, est
+    # P7 TGF-β and IL-10 suppression
+    "p7_tgfb_ctl": 2.0,            # -, est
+    "ec50_tgfb": 3.5,              # ng/mL = 0.14 nM × 25 kDa (QSPIO-TNBC)
+    "p7_tgfb_treg": 1.0,           # -, est
+    "p7_il10": 2.0,                # -, est
+    "ec50_il10": 0.15,             # ng/mL ≈ 8 pM × 18.6 kDa (QSPIO-TNBC)
+    "secr_il10": 1.0,              # ng/mL/h per M2/Treg/MDSC volume fraction, est
+    # drugs in tissue
+    "ec50_pdl1i": 10.0,            # ng/mL, est
+    "ec50_tgfbi": 1000.0,          # ng/mL trap for 50 % TGF-β neutralisation, est
+    "it_volume_ml": 0.1,           # mL, tumor volume for well-mixed intratumoral dosing
+}
+
+
+def hill(x, k, n=1.0):
+    """x^n/(k^n + x^n) for x >= 0, smooth in x, k and n (no NaN gradients at x = 0)."""
+    x = jnp.maximum(x, 0.0)
+    r = jnp.exp(n * (jnp.log(x + 1e-30) - jnp.log(k)))
+    return r / (1.0 + r)
+
+
+def _n_slots(n_doses, agent, route, default=4):
+    if isinstance(n_doses, int):
+        return n_doses
+    return int((n_doses or {}).get(f"{route}_{agent}", default))
+
+
+def tme_model(grid=None, n_doses=4, boundaries=None, cd8_chi: float = 2.0, nk_chi: float = 2.0,
+              name: str = "tme") -> Model:
+    """Build the TME model.
+
+    grid: optional :class:`tmepde.Grid`; with it, intratumoral doses are deposited as 3D
+        Gaussians at ``it_<agent>_x/_y/_z`` (µm) of s.d. ``it_<agent>_width`` (µm); without,
+        evenly in ``it_volume_ml`` (well mixed).
+    n_doses: slots per schedule (static), an int or a dict ``{"sys_ifng": 6, "it_il12": 3}``.
+    boundaries: ``{species: boundary spec}`` (default zero flux everywhere).
+    cd8_chi, nk_chi: chemotactic sensitivity up CXCL9/10 (µm²/s per ng/mL), est.
+    """
+    boundaries = dict(boundaries or {})
+    crowd = CELLS
+    species = []
+    for s, (D, k) in TRANSPORT.items():
+        taxis = None
+        if s in ("cd8", "nk"):
+            taxis = Chemotaxis("cxcl", sensitivity=cd8_chi if s == "cd8" else nk_chi,
+                               capacity=1.0, crowding=crowd)
+        units = ("volume fraction" if s in CELLS else "ng/mL" if s not in
+                 ("pdl1", "memory", "vessel") else "1")
+        species.append(Species(s, diffusivity=D, decay=k, boundary=boundaries.get(s, "neumann"),
+                               chemotaxis=taxis, units=units))
+
+    params = dict(DEFAULTS)
+    for agent, pk in PK.items():
+        n = _n_slots(n_doses, agent, "sys")
+        params[f"sys_{agent}_times"] = np.zeros(n)
+        params[f"sys_{agent}_amounts"] = np.zeros(n)
+        params[f"pk_{agent}_ke"] = pk["ke"]
+        params[f"pk_{agent}_V"] = pk["V"]
+        params[f"pk_{agent}_F"] = pk["F"]
+        if pk["ka"] is not None:
+            params[f"pk_{agent}_ka"] = pk["ka"]
+        # exchange through vessels (1/h per unit vessel density) and tissue:plasma ratio
+        params[f"perm_{agent}"] = {"ifng": 1.0, "pd1": 0.05, "pdl1i": 1.0, "tgfbi": 0.05}[agent]
+        params[f"partition_{agent}"] = {"ifng": 1.0, "pd1": 0.3, "pdl1i": 1.0, "tgfbi": 0.3}[agent]
+    for agent in LOCAL:
+        n = _n_slots(n_doses, agent, "it")
+        params[f"it_{agent}_times"] = np.zeros(n)
+        params[f"it_{agent}_amounts"] = np.zeros(n)
+        params[f"inf_{agent}_start"] = 0.0
+        params[f"inf_{agent}_stop"] = 0.0
+        params[f"inf_{agent}_rate"] = 0.0   # ng/h into the depot (sustained local release)
+        if grid is not None:
+            centre = [0.5 * e for e in grid.extent]
+            for ax, c in zip("xyz", centre):
+                params[f"it_{agent}_{ax}"] = c
+            params[f"it_{agent}_width"] = 200.0  # µm, est (injection bleb)
+    params["dose_width_h"] = therapy.DEFAULT_WIDTH_H
+    coords = None if grid is None else tuple(jnp.asarray(c) for c in grid.coordinates())
+
+    def plasma(agent, t, p):
+        ka = p.get(f"pk_{agent}_ka") if PK[agent]["ka"] is not None else None
+        return therapy.pk_concentration(
+            t, p[f"sys_{agent}_times"], p[f"sys_{agent}_amounts"], ke=p[f"pk_{agent}_ke"],
+            volume_ml=p[f"pk_{agent}_V"], ka=ka, bioavailability=p[f"pk_{agent}_F"],
+            width=p["dose_width_h"])
+
+    def local_input(agent, t, p):
+        """ng/mL/h deposited into the depot of ``agent``."""
+        w = p["dose_width_h"]
+        r = (therapy.pulse_rate(t, p[f"it_{agent}_times"], p[f"it_{agent}_amounts"], w)
+             + therapy.infusion_rate(t, p[f"inf_{agent}_start"], p[f"inf_{agent}_stop"],
+                                     p[f"inf_{agent}_rate"], w))
+        if coords is None:
+            return r / p["it_volume_ml"]
+        centre = [p[f"it_{agent}_{ax}"] for ax in "xyz"[:len(coords)]]
+        return r * therapy.gaussian_site(coords, centre, p[f"it_{agent}_width"]) * therapy.UM3_PER_ML
+
+    def derived(t, y, p):
+        T, S = y["tumor"], y["stem"]
+        tum = T + S
+        phi = sum(y[c] for c in CELLS)
+        free = 1.0 - phi / p["capacity"]
+        occ = y["apd1"] / (y["apd1"] + p["ec50_apd1"])
+        pd_signal = y["pdl1"] * (1.0 - occ)
+        tgfb_act = y["tgfb"] / (1.0 + y["tgfbi"] / p["ec50_tgfbi"])
+        return T, S, tum, phi, free, pd_signal, tgfb_act
+
+    def reactions(t, y, p):
+        T, S, tum, phi, free, pd, B = derived(t, y, p)
+        I, L2, L12, L10, C = y["ifng"], y["il2"], y["il12"], y["il10"], y["cxcl"]
+        E, X, K, R, Md = y["cd8"], y["cd8_ex"], y["nk"], y["treg"], y["mdsc"]
+        M1, M2, P, Hm, V = y["m1"], y["m2"], y["pdl1"], y["memory"], y["vessel"]
+        engaged = tum / (p["kill_sat"] + tum)  # antigen contact (saturating)
+
+        # -- tumor -----------------------------------------------------------------
+        supply = 1.0 - p["supply_weight"] * (1.0 - V)
+        antiprolif = 1.0 - p["a1_antiprolif"] * hill(I, p["ec50_a1"])              # A1
+        apoptosis = p["a1_apoptosis"] * hill(I, p["ec50_apoptosis"], p["hill_apoptosis"])  # A1/P6
+        suppress_ctl = 1.0 / ((1.0 + p["p1_kill_inhibition"] * pd)                 # P1
+                              * (1.0 + p["p5_ido"] * P)                            # P5
+                              * (1.0 + p["p7_tgfb_ctl"] * hill(B, p["ec50_tgfb"]))  # P7
+                              * (1.0 + p["mdsc_suppression"] * Md)                 # P4
+                              * (1.0 + p["treg_suppression"] * R))                 # P3/P7
+        ctl = p["kill_cd8"] * E * (1.0 + p["a2_mhc"] * hill(I, p["ec50_a2"])) * suppress_ctl  # A2
+        nk = (p["kill_nk"] * K * (1.0 + p["a5_nk"] * hill(I, p["ec50_a5"]))              # A5
+              / (1.0 + p["p7_tgfb_ctl"] * hill(B, p["ec50_tgfb"])))
+        mac = p["kill_m1"] * M1                                                           # A4
+        kill_per_tumor = (ctl + nk + mac) / (p["kill_sat"] + tum)
+        high_dose_off = 1.0 - hill(I, p["ec50_apoptosis"], p["hill_apoptosis"])
+        to_stem = p["p6_stemness"] * Hm * high_dose_off * T                               # P6
+        from_stem = p["stem_reversion"] * S
+        dT = (p["growth_tumor"] * supply * antiprolif * T * free
+              - kill_per_tumor * T - apoptosis * T - to_stem + from_stem)
+        dS = (p["growth_stem"] * supply * antiprolif * S * free
+              - p["stem_resistance"] * (kill_per_tumor + apoptosis) * S + to_stem - from_stem)
+
+        # -- effector and regulatory cells ------------------------------------------
+        chemo = p["rec_basal"] + (1.0 - p["rec_basal"]) * hill(C, p["ec50_cxcl"])        # A3
+        secr_supp = 1.0 / (1.0 + p["p1_secretion_inhibition"] * pd)                       # P1
+        exhaustion = p["p2_exhaustion"] * E * (pd * engaged + p["p2_chronic"] * Hm)       # P2
+        dE = (p["rec_cd8"] * V * chemo * free
+              + p["a7_prolif_cd8"] * hill(L2, p["ec50_il2"]) * E * free                  # A7
+              - exhaustion - p["death_cd8"] * E)
+        dX = exhaustion - p["death_cd8_ex"] * X
+        dK = (p["rec_nk"] * V * chemo * free
+              + p["a7_prolif_nk"] * hill(L2, p["ec50_il2"]) * K * free                   # A7
+              - p["death_nk"] * K)
+        dR = (p["rec_treg"] * V * (1.0 + p["p3_treg"] * Hm) * free                        # P3
+              + p["a7_prolif_treg"] * hill(L2, p["ec50_il2_treg"]) * R * free
+              * (1.0 + p["p7_tgfb_treg"] * hill(B, p["ec50_tgfb"]))                       # P7
+              - p["death_treg"] * R)
+        dMd = (p["rec_mdsc"] * V * (1.0 + p["p4_mdsc"] * hill(I, p["ec50_p4"])) * free    # P4
+               - p["death_mdsc"] * Md)
+        polar = p["a4_polarize"] * hill(I, p["ec50_a4"]) * M2                             # A4
+        revert = p["m1_to_m2"] * (1.0 + hill(L10, p["ec50_il10"]) + hill(B, p["ec50_tgfb"])) * M1
+        dM1 = polar - revert - p["death_mac"] * M1
+        dM2 = p["rec_mac"] * V * free - polar + revert - p["death_mac"] * M2
+
+        # -- cytokines --------------------------------------------------------------
+        il12_boost = 1.0 + p["a6_il12_to_ifng"] * hill(L12, p["ec50_il12"])               # A6
+        il10_supp = 1.0 / (1.0 + p["p7_il10"] * hill(L10, p["ec50_il10"]))               # P7
+        dI = p["secr_ifng"] * (E * engaged + K) * il12_boost * secr_supp * il10_supp
+        dL12 = p["secr_il12"] * M1 * (1.0 + p["a6_ifng_to_il12"] * hill(I, p["ec50_a6"]))  # A6
+        dL2 = p["secr_il2"] * E * engaged * secr_supp                                     # A7
+        dB = (p["secr_tgfb"] * tum * (1.0 + p["p3_tgfb"] * hill(I, p["ec50_p3"]))         # P3
+              + p["secr_tgfb_reg"] * (R + M2))
+        dL10 = p["secr_il10"] * (M2 + R + Md)
+        dC = p["a3_cxcl"] * (tum + M1 + M2 + Md) * (p["cxcl_basal"]                       # A3
+                                                   + (1 - p["cxcl_basal"]) * hill(I, p["ec50_a3"]))
+
+        # -- states -----------------------------------------------------------------
+        blocker = y["pdl1i"] / (y["pdl1i"] + p["ec50_pdl1i"])
+        # P1: relaxes toward target(I) at decay_pdl1 + p1_on_rate·h(I): fast up, slow down;
+        # the steady state is the dose response itself (EC50 0.1 ng/mL, Hill 1.26).
+        h_pdl1 = hill(I, p["ec50_pdl1"], p["hill_pdl1"])
+        target = p["pdl1_basal"] + (1.0 - p["pdl1_basal"]) * p["p1_induction"] * (1.0 - blocker) * h_pdl1
+        dP = p["decay_pdl1"] * target + p["p1_on_rate"] * h_pdl1 * (target - P)           # P1
+        dH = p["decay_memory"] * hill(I, p["ec50_memory"], p["hill_pdl1"])
+        dV = (p["angiogenesis"] * tum * (1.0 - V)
+              - p["a8_antiangio"] * hill(I, p["ec50_a8"]) * V)                            # A8
+
+        out = {"tumor": dT, "stem": dS, "cd8": dE, "cd8_ex": dX, "nk": dK, "treg": dR,
+               "mdsc": dMd, "m1": dM1, "m2": dM2, "ifng": dI, "il2": dL2, "il12": dL12,
+               "tgfb": dB, "il10": dL10, "cxcl": dC, "pdl1": dP, "memory": dH, "vessel": dV}
+
+        # -- therapy ----------------------------------------------------------------
+        for agent, field in SYSTEMIC.items():
+            src = p[f"perm_{agent}"] * V * p[f"partition_{agent}"] * plasma(agent, t, p)
+            out[field] = out.get(field, 0.0) + src
+        for agent, depot in LOCAL.items():
+            out[depot] = local_input(agent, t, p)
+            out[agent] = out[agent] + p[f"decay_{depot}"] * y[depot]
+        return out
+
+    def local_decay(t, y, p):
+        phi = sum(y[c] for c in CELLS)
+        E, K, R, V = y["cd8"], y["nk"], y["treg"], y["vessel"]
+        return {
+            "ifng": p["uptake_ifng"] * phi + p["perm_ifng"] * V,
+            "il2": p["uptake_il2"] * (E + K) + p["uptake_il2_treg"] * R,
+            "il12": p["uptake_il12"] * (E + K),
+            "cxcl": p["uptake_cxcl"] * (E + K),
+            "apd1": p["perm_pd1"] * V,
+            "pdl1i": p["perm_pdl1i"] * V,
+            "tgfbi": p["perm_tgfbi"] * V,
+        }
+
+    return Model(species, reactions, params, local_decay=local_decay, name=name)
+
+
+def model():
+    """Zero-argument entry point for ``load_model("tmepde.models.tme:model")``."""
+    return tme_model()
+
+
+def default_params(grid=None, dtype=None, **overrides):
+    return tme_model(grid=grid).params(dtype=dtype, **overrides)
+
+
+# -- initial conditions ----------------------------------------------------------------------
+def initial_conditions(grid, *, tumor_radius=None, centre=None, tumor_density=0.6,
+                       stem_fraction=0.02, vessel_density=0.5, vessel_spots=12,
+                       vessel_width=None, infiltrate=None, seed=0) -> dict:
+    """Numpy fields for a 2D/3D tumor section (or 1D transect) on ``grid``.
+
+    tumor: a disk/ball of ``tumor_density`` (smooth edge, one voxel wide) of radius
+    ``tumor_radius`` (default 30 % of the smallest extent) at ``centre`` (default: middle);
+    a ``stem_fraction`` of it stem-like. vessel: background ``vessel_density`` plus
+    ``vessel_spots`` Gaussian vessel clusters at random positions (max 1). Immune infiltrate:
+    small volume fractions (dict ``infiltrate`` overrides ``{"cd8": 0.01, ...}``),
+    concentrated in the stroma/rim, sparse inside. PD-L1 at its basal level.
+    """
+    rng = np.random.default_rng(seed)
+    X = grid.coordinates()
+    ext = grid.extent
+    centre = [0.5 * e for e in ext] if centre is None else list(centre)
+    R = 0.3 * min(ext) if tumor_radius is None else tumor_radius
+    r = np.sqrt(sum((x - c) ** 2 for x, c in zip(X, centre)))
+    h = min(grid.spacing)
+    inside = 0.5 * (1 - np.tanh((r - R) / h))
+    tumor = tumor_density * inside
+    width = 2 * h if vessel_width is None else vessel_width
+    vessel = np.full(grid.shape, vessel_density * 0.3)
+    for _ in range(vessel_spots):
+        c = [rng.uniform(0, e) for e in ext]
+        d2 = sum((x - ci) ** 2 for x, ci in zip(X, c))
+        vessel += vessel_density * np.exp(-0.5 * d2 / width**2)
+    vessel = np.clip(vessel, 0, 1)
+    inf = {"cd8": 0.01, "nk": 0.005, "treg": 0.003, "mdsc": 0.003, "m1": 0.005, "m2": 0.02}
+    inf.update(infiltrate or {})
+    rim = 0.3 + 0.7 * (1 - inside)  # immune cells sparser in the tumor core
+    out = {"tumor": tumor * (1 - stem_fraction), "stem": tumor * stem_fraction,
+           "vessel": vessel, "pdl1": np.full(grid.shape, DEFAULTS["pdl1_basal"])}
+    for k, v in inf.items():
+        out[k] = v * rim
+    return out
+
+
+def uniform_conditions(tumor=0.3, stem_fraction=0.02, vessel=0.5, infiltrate=None) -> dict:
+    """Well-mixed state (scalars): the same tissue as :func:`initial_conditions`' core."""
+    inf = {"cd8": 0.01, "nk": 0.005, "treg": 0.003, "mdsc": 0.003, "m1": 0.005, "m2": 0.02}
+    inf.update(infiltrate or {})
+    out = {"tumor": tumor * (1 - stem_fraction), "stem": tumor * stem_fraction,
+           "vessel": vessel, "pdl1": DEFAULTS["pdl1_basal"]}
+    out.update(inf)
+    return out
+
+
+def tumor_burden(fields_or_y, model=None):
+    """Mean tumor + stem volume fraction per saved time (``fields`` dict of (T, ...))."""
+    f = fields_or_y
+    return jnp.mean((f["tumor"] + f["stem"]).reshape(f["tumor"].shape[0], -1), axis=1)
