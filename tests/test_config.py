@@ -36,7 +36,7 @@ def _error(text=BASE, overrides=()):
 
 @pytest.mark.parametrize("overrides, path, message", [
     (["grid.spasing=5.0"], "grid.spasing",
-     "unknown key 'grid.spasing'; did you mean 'grid.spacing'? valid keys in [grid]: shape, spacing"),
+     "unknown key 'grid.spasing'; did you mean 'grid.spacing'? valid keys in [grid]: shape, spacing, geometry"),
     (['grid.spacing="ten"'], "grid.spacing",
      "grid.spacing must be a number or list of numbers, got 'ten' (string); e.g. spacing = 10.0"),
     (["grid.spacing=0.0"], "grid.spacing",

@@ -89,3 +89,38 @@ def test_spherical_grid_rejects_dirichlet_centre():
     model = tp.Model([tp.Species("u", diffusivity=1.0, boundary={"x_lo": ("dirichlet", 1.0)})])
     with pytest.raises(ValueError, match="x_lo is the centre"):
         tp.Simulator(model, grid, dt=1.0)
+
+
+def test_spherical_config_runs_through_cli_and_totals_use_shell_volumes(tmp_path):
+    from tmepde.cli import main
+    from tmepde.io import open_result
+
+    cfg = tmp_path / "sphere.toml"
+    cfg.write_text("""
+[grid]
+shape = [30]
+spacing = 10.0
+geometry = "spherical"
+[time]
+t_end = 4.0
+dt = 0.5
+save_every = 2.0
+[model]
+path = "tmepde.models.examples:fisher_kpp"
+[initial.tumor]
+type = "disk"
+center = [0.0]
+radius = 100.0
+value = 0.5
+[solver]
+dtype = "float64"
+""")
+    out = tmp_path / "sphere.h5"
+    assert main(["run", str(cfg), "-o", str(out), "--no-progress"]) == 0
+    with open_result(out) as r:
+        grid = r.grid
+        assert grid.geometry == "spherical"
+        tumor = r.series("tumor")
+        np.testing.assert_allclose(r.observables["total_tumor"], tumor @ grid.cell_volumes(), rtol=1e-12)
+        # Initial burden: a ball of radius 100 µm at density 0.5 (shells whose centre is inside).
+        assert r.observables["total_tumor"][0] == pytest.approx(0.5 * 4 / 3 * np.pi * 100.0**3, rel=1e-12)

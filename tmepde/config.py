@@ -136,6 +136,9 @@ GRID = {
                  "shape = [128, 128]", _check_shape),
     "spacing": Key(NUMBER_OR_LIST, 10.0, "cell size in µm; one number for all axes or one per axis",
                    "spacing = 10.0", _check_spacing),
+    "geometry": Key(STRING, "cartesian", "'cartesian', or 'spherical' for a 1D radial grid of shells "
+                    "(a spherically symmetric 3D tumor; x_lo is the centre)", 'geometry = "spherical"',
+                    lambda v: None if v in ("cartesian", "spherical") else "must be 'cartesian' or 'spherical'"),
 }
 
 TIME = {
@@ -475,7 +478,10 @@ def resolve(raw: Mapping, base_dir: str | Path = ".") -> Config:
                           f"has {ndim}; give one spacing per axis or a single number")
     if not isinstance(g["spacing"], list):
         g["spacing"] = [g["spacing"]] * ndim
-    grid = Grid(tuple(g["shape"]), tuple(g["spacing"]))
+    if g["geometry"] == "spherical" and ndim != 1:
+        raise ConfigError("grid.geometry", f"grid.geometry = 'spherical' needs a 1D grid.shape (radial "
+                          f"shells), got {g['shape']}; e.g. shape = [100]")
+    grid = Grid(tuple(g["shape"]), tuple(g["spacing"]), geometry=g["geometry"])
 
     # time
     t = data["time"]
@@ -522,10 +528,7 @@ def resolve(raw: Mapping, base_dir: str | Path = ".") -> Config:
         entry.update(decay=float(s.decay), boundary=boundary, units=s.units, nonnegative=bool(s.nonnegative))
         resolved_species[s.name] = entry
     if raw_species:
-        # Model has no public way to swap species; a shallow copy keeps subclasses and
-        # every other attribute (reactions, local decay, parameters) as they are.
-        model = copy.copy(model)
-        model.species = tuple(new_species)
+        model = model.with_species(new_species)
     data["species"] = resolved_species
 
     # model parameters

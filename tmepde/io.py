@@ -39,7 +39,8 @@ def _version() -> str:
 def _observables(grid: Grid, names: Sequence[str], ys: np.ndarray) -> dict:
     """Per-save scalars of ``ys`` (T, S, *shape): totals (sum × cell volume), min, max."""
     axes = tuple(range(2, ys.ndim))
-    total = ys.sum(axis=axes, dtype=np.float64) * grid.cell_volume
+    volumes = grid.cell_volumes()
+    total = (ys.astype(np.float64) * volumes).sum(axis=axes)
     lo, hi = ys.min(axis=axes), ys.max(axis=axes)
     out = {}
     for i, n in enumerate(names):
@@ -77,6 +78,7 @@ class ResultWriter:
             "grid_shape": np.asarray(grid.shape, dtype=np.int64),
             "grid_spacing_um": np.asarray(grid.spacing, dtype=np.float64),
             "cell_volume_um3": grid.cell_volume,
+            "grid_geometry": grid.geometry,
             "time_units": "h",
             "config_toml": config_toml,
         })
@@ -97,7 +99,7 @@ class ResultWriter:
                     if b.kind == "dirichlet":
                         d.attrs[f"boundary_{axis}_{side}_value"] = b.value
         obs = f.create_group("observables")
-        vol_units = f"µm^{grid.ndim}" if grid.ndim > 1 else "µm"
+        vol_units = "µm^3" if grid.geometry == "spherical" else (f"µm^{grid.ndim}" if grid.ndim > 1 else "µm")
         for s in model.species:
             for kind in ("total", "min", "max"):
                 d = obs.create_dataset(f"{kind}_{s.name}", shape=(0,), maxshape=(None,),
@@ -194,7 +196,8 @@ class Result:
     @property
     def grid(self) -> Grid:
         return Grid(tuple(int(n) for n in self._file.attrs["grid_shape"]),
-                    tuple(float(h) for h in self._file.attrs["grid_spacing_um"]))
+                    tuple(float(h) for h in self._file.attrs["grid_spacing_um"]),
+                    geometry=str(self._file.attrs.get("grid_geometry", "cartesian")))
 
     @property
     def time(self) -> np.ndarray:

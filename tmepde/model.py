@@ -132,6 +132,15 @@ class Model:
         self.name = name
         self._params = {k: v for k, v in (params or {}).items()}
 
+    def with_species(self, species: Sequence[Species]) -> "Model":
+        """The same reactions and parameters with replaced species definitions (e.g.
+        other boundary conditions or diffusivities from a config)."""
+        species = tuple(species)
+        if tuple(s.name for s in species) != self.names:
+            raise ValueError(f"with_species must keep the species and their order {list(self.names)}, "
+                             f"got {[s.name for s in species]}")
+        return Model(species, self.reactions, self._params, self.local_decay, self.name)
+
     def index(self, name: str) -> int:
         try:
             return self.names.index(name)
