@@ -93,3 +93,39 @@ def test_dimension_scales_give_coordinates(result_path):
         np.testing.assert_allclose(x, (np.arange(ds.shape[1]) + 0.5) * 10.0)
         np.testing.assert_allclose(ds.dims[0][0][:], f["time"][:])
         assert ds.dims[1].label == "x"
+
+
+def test_cli_run_writes_xdmf_and_plot_animate_commands(tmp_path):
+    from tmepde.cli import main
+
+    cfg = tmp_path / "gs.toml"
+    cfg.write_text("""
+[grid]
+shape = [16, 12]
+spacing = 10.0
+[time]
+t_end = 2.0
+dt = 0.5
+save_every = 1.0
+[model]
+path = "tmepde.models.examples:gray_scott"
+[initial.u]
+type = "uniform"
+value = 1.0
+[initial.v]
+type = "gaussian"
+center = [80.0, 60.0]
+width = 30.0
+amplitude = 0.5
+""")
+    out = tmp_path / "gs.h5"
+    assert main(["run", str(cfg), "-o", str(out), "--no-progress"]) == 0
+    assert out.with_suffix(".xmf").exists()
+    with h5py.File(out, "r") as f:
+        assert f["fields/u"].dims[2][0].shape == (12,)
+    assert main(["plot", str(out), "--fields", "v", "-o", str(tmp_path / "figs")]) == 0
+    pngs = sorted((tmp_path / "figs").glob("*.png"))
+    assert len(pngs) == 3 and all(p.stat().st_size > 5000 for p in pngs)
+    assert main(["animate", str(out), "v", "-o", str(tmp_path / "v.gif")]) == 0
+    assert (tmp_path / "v.gif").stat().st_size > 5000
+    assert main(["plot", str(out), "--fields", "nope"]) == 2

@@ -90,8 +90,55 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- plot / animate -----------------------------------------------------------------
+
+def _plot_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("result", help="HDF5 result file")
+    p.add_argument("--fields", nargs="+", help="species to show (default: all)")
+    p.add_argument("--times", nargs="+", type=float, help="save times in h (nearest saves; default: 3 spread)")
+    p.add_argument("-o", "--out-dir", default="figures", help="folder for the PNG files (default: figures)")
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from .io import open_result
+    from .plot import save_all
+
+    with open_result(args.result) as r:
+        unknown = sorted(set(args.fields or []) - set(r.species))
+        if unknown:
+            print(f"tmepde: no fields {unknown} in {args.result}; fields: {r.species}", file=sys.stderr)
+            return 2
+        for p in save_all(r, args.out_dir, args.fields, args.times):
+            print(f"wrote {p}")
+    return 0
+
+
+def _animate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("result", help="HDF5 result file")
+    p.add_argument("field", help="species to animate")
+    p.add_argument("-o", "--output", help="GIF or MP4 file (default: <result>_<field>.gif)")
+    p.add_argument("--fps", type=int, default=8)
+
+
+def _animate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .io import open_result
+    from .plot import animate
+
+    with open_result(args.result) as r:
+        if args.field not in r.species:
+            print(f"tmepde: no field {args.field!r} in {args.result}; fields: {r.species}", file=sys.stderr)
+            return 2
+        out = args.output or str(Path(args.result).with_suffix("")) + f"_{args.field}.gif"
+        print(f"wrote {animate(r, args.field, out, fps=args.fps)}")
+    return 0
+
+
 register("run", "run a TOML config and write an HDF5 result", _run_args, _run)
 register("info", "summarise an HDF5 result file", _info_args, _info)
+register("plot", "field snapshots, observables and profiles of a result file (PNG)", _plot_args, _plot)
+register("animate", "GIF/MP4 of one field over time", _animate_args, _animate)
 
 
 def build_parser() -> argparse.ArgumentParser:

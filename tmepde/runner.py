@@ -120,4 +120,9 @@ def run_config(config: Config | str | Path, out_path: str | Path | None = None, 
     finally:
         bar.close()
     writer.close("complete")
+    # Coordinates for generic HDF5 readers/xarray and a sidecar ParaView opens directly.
+    from .xdmf import attach_dimension_scales, write_xdmf
+
+    attach_dimension_scales(out_path)
+    write_xdmf(out_path)
     return out_path
