@@ -155,6 +155,7 @@ MODEL = {
                 lambda v: None if ":" in v else "must look like 'package.module:attribute'"),
 }
 # [model.params]: free keys, checked against Model.default_params() names.
+# [model.options]: free keys, passed as keyword arguments to a model factory.
 PARAM_TYPE = NUMBER_OR_LIST
 
 SOLVER = {
@@ -229,7 +230,8 @@ INITIAL_ALIASES = {"ball": "disk", "npy": "file", "constant": "uniform"}
 SECTIONS = {
     "grid": (GRID, "Uniform cell-centred grid. The domain along each axis is [0, shape × spacing] µm."),
     "time": (TIME, "Time stepping and output times, all in hours."),
-    "model": (MODEL, "The model to run. `[model.params]` overrides its parameters by name "
+    "model": (MODEL, "The model to run. `[model.options]` are keyword arguments of a model factory "
+              "(the grid is passed too when the factory takes `grid`). `[model.params]` overrides its parameters by name "
               "(reaction parameters, plus `D_<species>` µm²/s, `decay_<species>` 1/h, "
               "`chi_<species>`); names are checked against `Model.default_params()`."),
     "solver": (SOLVER, "Numerical options."),
@@ -468,7 +470,7 @@ def resolve(raw: Mapping, base_dir: str | Path = ".") -> Config:
     data = {}
     for sec in ("grid", "time", "model", "solver", "output"):
         data[sec] = _resolve_keys(_table(raw.get(sec, {}), sec), SCHEMA[sec], sec,
-                                  skip=("params",) if sec == "model" else ())
+                                  skip=("params", "options") if sec == "model" else ())
 
     # grid
     g = data["grid"]
@@ -498,10 +500,14 @@ def resolve(raw: Mapping, base_dir: str | Path = ".") -> Config:
                           f"time.save_every ({_fmt(t['save_every'])} h); e.g. t_end = {_fmt(fix)}")
 
     # model
+    options = _table(raw.get("model", {}).get("options", {}), "model.options")
     try:
-        model = load_model(data["model"]["path"])
+        model = load_model(data["model"]["path"], options, grid)
     except ValueError as e:
-        raise ConfigError("model.path", f"model.path: {e}") from None
+        key = "model.options" if "option" in str(e) else "model.path"
+        raise ConfigError(key, f"{key}: {e}") from None
+    if options:
+        data["model"]["options"] = options
 
     # species overrides -> a model copy with replaced Species
     raw_species = _table(raw.get("species", {}), "species")

@@ -200,11 +200,15 @@ class Model:
         return tuple(resolve_boundaries(s.boundary, grid.ndim) for s in self.species)
 
 
-def load_model(path: str) -> Model:
+def load_model(path: str, options: Mapping | None = None, grid: Grid | None = None) -> Model:
     """Import a model by ``"package.module:attribute"``.
 
-    The attribute may be a :class:`Model` or a zero-argument callable returning one.
+    The attribute may be a :class:`Model` or a callable returning one (a factory). A factory
+    is called with ``options`` as keyword arguments, plus ``grid=grid`` when it takes a
+    ``grid`` argument (models that place things in space, e.g. injection sites).
     """
+    import inspect
+
     if ":" not in path:
         raise ValueError(
             f"model path {path!r} must look like 'package.module:attribute' "
@@ -219,7 +223,23 @@ def load_model(path: str) -> Model:
         obj = getattr(module, attr)
     except AttributeError:
         raise ValueError(f"module {module_name!r} has no attribute {attr!r}") from None
-    model = obj() if callable(obj) and not isinstance(obj, Model) else obj
+    options = dict(options or {})
+    if isinstance(obj, Model):
+        if options:
+            raise ValueError(f"{path!r} is a Model, not a factory, so it takes no options "
+                             f"(got {sorted(options)})")
+        return obj
+    if not callable(obj):
+        raise ValueError(f"{path!r} is {type(obj).__name__}, expected a tmepde.Model or a factory")
+    signature = inspect.signature(obj)
+    accepts_any = any(p.kind == p.VAR_KEYWORD for p in signature.parameters.values())
+    unknown = sorted(k for k in options if k not in signature.parameters and not accepts_any)
+    if unknown:
+        known = [k for k in signature.parameters if k != "grid"]
+        raise ValueError(f"model factory {path!r} has no options {unknown}; its options are {known}")
+    if grid is not None and "grid" in signature.parameters and "grid" not in options:
+        options["grid"] = grid
+    model = obj(**options)
     if not isinstance(model, Model):
         raise ValueError(f"{path!r} gave {type(model).__name__}, expected a tmepde.Model")
     return model
