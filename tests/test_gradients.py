@@ -49,14 +49,14 @@ def test_grad_matches_finite_differences(scheme):
 
 
 def test_grad_through_diffusivity_map_and_krylov_solve():
-    grid = tp.Grid((12, 10), 10.0)
+    grid = tp.Grid((8, 6), 10.0)
     x, y = grid.coordinates()
-    d_map = 5.0 + 4.0 * np.tanh((x - 60) / 20)
+    d_map = 5.0 + 4.0 * np.tanh((x - 40) / 20)
     model = tp.Model([tp.Species("u", diffusivity=d_map, decay=0.2)],
                      lambda t, y, p: {"u": p["r"] * y["u"] * (1 - y["u"])}, {"r": 0.3})
     sim = tp.Simulator(model, grid, dt=0.2, save_every=0.6)
     u0 = model.stack({"u": 0.1 + 0.8 * np.exp(-((x - 30) ** 2 + (y - 50) ** 2) / 500)}, grid)
-    probe = jnp.asarray((x > 80).astype(float))
+    probe = jnp.asarray((x > 50).astype(float))
 
     def loss(params):
         return jnp.sum(sim.run(params, u0, 2)[-1, 0] * probe)
@@ -108,7 +108,9 @@ def test_vmap_over_parameters_equals_loop_without_recompiling():
 
 
 def test_float32_matches_float64():
-    grid, model, y0 = _taxis_setup(16)
+    grid, _, y0 = _taxis_setup(16)
+    model = gray_scott()
+    y0 = jnp.stack([1 - y0[0], y0[0]])
     out = {}
     for dtype in (jnp.float32, jnp.float64):
         sim = tp.Simulator(model, grid, dt=0.25, save_every=1.0, dtype=dtype)
@@ -119,7 +121,7 @@ def test_float32_matches_float64():
 
 
 def _grad_temp_bytes(steps_per_save, n_saves, checkpoint_steps=True):
-    grid = tp.Grid((32, 32), 10.0)
+    grid = tp.Grid((16, 16), 10.0)
     model = gray_scott()
     dt = 0.1
     sim = tp.Simulator(model, grid, dt=dt, save_every=dt * steps_per_save)
@@ -133,7 +135,7 @@ def _grad_temp_bytes(steps_per_save, n_saves, checkpoint_steps=True):
 
 
 def test_reverse_mode_memory_grows_with_saves_not_steps():
-    state_bytes = 2 * 32 * 32 * 8
+    state_bytes = 2 * 16 * 16 * 8
     few = _grad_temp_bytes(steps_per_save=5, n_saves=8)
     many = _grad_temp_bytes(steps_per_save=80, n_saves=8)
     # 16x more steps: memory may grow by a few states per extra step at most within one save
@@ -141,4 +143,4 @@ def test_reverse_mode_memory_grows_with_saves_not_steps():
     carry_bytes = 3 * state_bytes  # SBDF2 carries y, y_prev and the previous explicit rates
     assert many - few < 40 * carry_bytes, (few, many, (many - few) / carry_bytes)
     more_saves = _grad_temp_bytes(steps_per_save=5, n_saves=64)
-    assert more_saves > few
+    assert more_saves - few > 40 * state_bytes  # the saved history itself does grow
