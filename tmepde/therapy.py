@@ -169,7 +169,8 @@ UM3_PER_ML = 1e12
 
 # -- agent library (label / literature PK; see docs/model.md) --------------------------------
 # ke, ka in 1/h; V in mL (apparent V/F for s.c.).
-#  IFN-γ-1b s.c. (Actimmune/Imukin): terminal t½ 5.9 h, Cmax ≈ 0.6 ng/mL at ≈ 8 h for
+#  IFN-γ-1b s.c. (Actimmune/Imukin): terminal t½ 5.9 h (ka ≈ ke, so the terminal slope
+#    emerges only days after the peak), Cmax ≈ 0.6 ng/mL at ≈ 8 h for
 #    50 µg/m² (MODEL.md anchor). ke = ln2/5.9 h; ka chosen so tmax = ln(ka/ke)/(ka-ke) = 8 h
 #    (ka = 0.1331 /h); V/F = 56.6 L then gives Cmax = 0.60 ng/mL for 86.5 µg.
 #  pembrolizumab i.v.: t½ 22 d, Vss ≈ 6.0 L (Keytruda label); nivolumab t½ 25 d, Vss 8 L.
