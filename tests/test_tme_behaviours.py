@@ -21,7 +21,7 @@ DAYS = 14
 SAVE = 6.0
 IT_DOSE = 50.0           # ng IFN-γ per intratumoral injection (low, acute course)
 IT_TIMES = [0.0, 48.0, 96.0, 144.0]
-N_PATIENTS = 24
+N_PATIENTS = 48
 
 PULSED = dict(it_ifng_times=IT_TIMES, it_ifng_amounts=[IT_DOSE] * 4)
 CONTINUOUS = dict(inf_ifng_start=0.0, inf_ifng_stop=DAYS * 24.0,
@@ -137,7 +137,7 @@ def test_b6_low_dose_stemness_high_dose_kills(wellmixed):
 
 
 def test_b7_virtual_patients_split_into_responders(wellmixed):
-    """B7: 24 virtual patients (lognormal CV 0.5 on 4 parameters), anti-PD-1: at least 3
+    """B7: 48 virtual patients (lognormal CV 0.5 on 4 parameters), anti-PD-1: at least 3
     responders (day-14 burden ≤ 50 % of their own untreated course) and at least 3
     non-responders (≥ 80 %)."""
     ratios = np.array([burden(t) / burden(c) for c, t in wellmixed["_patients"]])

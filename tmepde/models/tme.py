@@ -182,8 +182,9 @@ DEFAULTS = {
 
 def hill(x, k, n=1.0):
     """x^n/(k^n + x^n) for x >= 0, smooth in x, k and n (no NaN gradients at x = 0)."""
-    x = jnp.maximum(x, 0.0)
-    r = jnp.exp(n * (jnp.log(x + 1e-30) - jnp.log(k)))
+    positive = x > 0
+    safe = jnp.where(positive, x, 1.0)  # double where: exact 0 at x = 0, finite gradients
+    r = jnp.where(positive, jnp.exp(n * (jnp.log(safe) - jnp.log(k))), 0.0)
     return r / (1.0 + r)
 
 
@@ -242,7 +243,10 @@ def tme_model(grid=None, n_doses=4, boundaries=None, cd8_chi: float = 2.0, nk_ch
             for ax, c in zip("xyz", centre):
                 params[f"it_{agent}_{ax}"] = c
             params[f"it_{agent}_width"] = 200.0  # µm, est (injection bleb)
-    params["dose_width_h"] = therapy.DEFAULT_WIDTH_H
+    # Dose pulses are sampled at the step times: an s.d. of >= 2 dt makes the delivered amount
+    # exact to round-off whatever the dose time (the sampled Gaussian sums to its integral to
+    # ~exp(-2π² (w/dt)²)); 1 h suits dt <= 0.5 h. Narrower pulses alias with the step.
+    params["dose_width_h"] = 1.0
     coords = None if grid is None else tuple(jnp.asarray(c) for c in grid.coordinates())
 
     def plasma(agent, t, p):
