@@ -89,6 +89,8 @@ class Discretization:
         order = np.concatenate([g.index for g in self.groups])
         self._unpermute = np.argsort(order)
         self.nonnegative = np.array([s.nonnegative for s in model.species])
+        volumes = grid.cell_volumes()
+        self._volume_weights = volumes / volumes.mean()
         self.chemotaxis = [
             (i, model.index(s.chemotaxis.toward), s.chemotaxis,
              [model.index(c) for c in (s.chemotaxis.crowding or (s.name,))])
@@ -258,19 +260,29 @@ class Discretization:
         below zero by O(dt²). Negatives are set to 0 and the positive part is scaled so the
         species' total over the grid is unchanged (a global mass fixer, as in atmospheric
         chemistry transport): positivity and conservation both hold, and nothing changes
-        where no undershoot occurred.
+        where no undershoot occurred. Species not declared nonnegative are untouched (and
+        cost nothing).
         """
-        mask = jnp.asarray(self.nonnegative.reshape((-1,) + (1,) * self.grid.ndim))
+        if not self.nonnegative.any():
+            return y
         axes = tuple(range(1, y.ndim))
         positive = jnp.maximum(y, 0)
-        weights = jnp.asarray(self.grid.cell_volumes() / self.grid.cell_volumes().mean(), y.dtype)
-        total = jnp.sum(y * weights, axis=axes, keepdims=True)
-        total_pos = jnp.sum(positive * weights, axis=axes, keepdims=True)
+        if self.grid.geometry == "cartesian":
+            total = jnp.sum(y, axis=axes, keepdims=True)
+            total_pos = jnp.sum(positive, axis=axes, keepdims=True)
+        else:
+            weights = jnp.asarray(self._volume_weights, y.dtype)
+            total = jnp.sum(y * weights, axis=axes, keepdims=True)
+            total_pos = jnp.sum(positive * weights, axis=axes, keepdims=True)
         undershoot = total_pos > total
         safe_pos = jnp.where(total_pos > 0, total_pos, 1)
         scale = jnp.where(undershoot & (total > 0), total / safe_pos, 1.0)
         scale = jnp.where(undershoot & (total <= 0), 0.0, scale)
-        return jnp.where(mask, positive * scale, y)
+        fixed = positive * scale
+        if self.nonnegative.all():
+            return fixed
+        mask = jnp.asarray(self.nonnegative.reshape((-1,) + (1,) * self.grid.ndim))
+        return jnp.where(mask, fixed, y)
 
     def explicit_dt_limit(self, params) -> float:
         """Largest forward-Euler-stable dt (h) for the diffusion part, from ``params``."""
