@@ -141,8 +141,21 @@ register("plot", "field snapshots, observables and profiles of a result file (PN
 register("animate", "GIF/MP4 of one field over time", _animate_args, _animate)
 
 
+def _load_command_modules() -> None:
+    """Import every module of :mod:`tmepde.commands`; each registers its subcommand(s)."""
+    import importlib
+    import pkgutil
+
+    from . import commands
+
+    for mod in sorted(m.name for m in pkgutil.iter_modules(commands.__path__)):
+        importlib.import_module(f"{commands.__name__}.{mod}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
+
+    _load_command_modules()
 
     parser = argparse.ArgumentParser(
         prog="tmepde", description="Reaction-diffusion simulations of the tumor microenvironment "
