@@ -87,6 +87,7 @@ BOOLEAN = Type("boolean", lambda v: isinstance(v, bool))
 INT_LIST = Type("list of integers", lambda v: isinstance(v, list) and all(_is_int(x) for x in v))
 NUMBER_LIST = Type("list of numbers", lambda v: isinstance(v, list) and all(_is_number(x) for x in v))
 NUMBER_OR_LIST = Type("number or list of numbers", lambda v: _is_number(v) or NUMBER_LIST.test(v))
+STRING_LIST = Type("list of strings", lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v))
 BOUNDARY = Type("string, number or table",
                 lambda v: isinstance(v, (str, dict)) or _is_number(v))
 
@@ -238,7 +239,7 @@ SECTIONS = {
     "output": (OUTPUT, "The HDF5 result file (layout: docs/hdf5.md)."),
 }
 SCHEMA = {**{k: v[0] for k, v in SECTIONS.items()}, "species": SPECIES, "initial": INITIAL}
-TOP_LEVEL = ("grid", "time", "model", "solver", "output", "species", "initial")
+TOP_LEVEL = ("grid", "time", "model", "solver", "output", "species", "initial", "sweep")
 
 
 # --------------------------------------------------------------------------------------
@@ -579,6 +580,8 @@ def resolve(raw: Mapping, base_dir: str | Path = ".") -> Config:
             ppath = f"{path}[{i}]" if isinstance(spec, list) else path
             resolved.append(_resolve_initial(_table(part, ppath), ppath, grid, base_dir))
         data["initial"][name] = resolved
+    if "sweep" in raw:
+        data["sweep"] = _resolve_sweep(_table(raw["sweep"], "sweep"), defaults, model, data["initial"])
     return Config(data=data, grid=grid, model=model, base_dir=base_dir)
 
 
@@ -612,6 +615,131 @@ def _resolve_initial(part: Mapping, path: str, grid: Grid, base_dir: Path) -> di
         if arr.shape != grid.shape:
             raise ConfigError(f"{path}.path", f"{path}.path: the array in {str(p)!r} has shape "
                               f"{tuple(arr.shape)}, expected the grid shape {grid.shape}")
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# [sweep]: batches of runs (tmepde sweep; docs/batch.md)
+# --------------------------------------------------------------------------------------
+
+SWEEP = {
+    "path": Key(STRING, "sweep.h5", "HDF5 sweep file to write (the CLI's -o overrides it)",
+                'path = "cohort.h5"'),
+    "chunk": Key(INTEGER, OPTIONAL, "members per compiled chunk, rounded up to a multiple of the "
+                 "device count; absent = the most that fit in half the free device memory",
+                 "chunk = 64", _positive("")),
+    "save_fields": Key(BOOLEAN, False, "also store every member's fields (B × T × S × grid: can "
+                       "be huge); observables are always stored", "save_fields = true"),
+    "field_stride": Key(INTEGER, 1, "with save_fields, keep every k-th save of the fields",
+                        "field_stride = 4", _positive("")),
+    "burden": Key(STRING_LIST, OPTIONAL, "species whose total is the tumor burden of the response "
+                  "summary; absent = tumor and stem when the model has them (else no summary)",
+                  'burden = ["tumor", "stem"]'),
+    "cr_fraction": Key(NUMBER, 1e-3, "complete response: burden below this fraction of its "
+                       "baseline", "cr_fraction = 1e-3",
+                       lambda v: None if 0 < v < 1 else "must be between 0 and 1"),
+    "detection": Key(NUMBER, OPTIONAL, "complete response also when the burden falls below this "
+                     "absolute level (µm^ndim × field units); absent = no absolute threshold",
+                     "detection = 100.0", _nonnegative("")),
+    "pr_change": Key(NUMBER, -30.0, "partial response: diameter-equivalent change <= this (%)",
+                     "pr_change = -30.0", lambda v: None if -100 < v < 0 else "must be between -100 and 0 %"),
+    "pd_change": Key(NUMBER, 20.0, "progressive disease: diameter-equivalent change >= this (%)",
+                     "pd_change = 20.0", _positive(" %")),
+}
+SWEEP_COHORT = {
+    "n": Key(INTEGER, REQUIRED, "number of virtual patients (log-normal parameter draws)", "n = 100",
+             _positive("")),
+    "seed": Key(INTEGER, 0, "random seed; the same seed gives the same patients in every arm",
+                "seed = 0"),
+}
+SWEEP_ARM = {
+    "name": Key(STRING, REQUIRED, "arm name (unique; written to the file and the summary)",
+                'name = "ifng_pulsed"',
+                lambda v: None if v and "/" not in v else "must be a non-empty name without '/'"),
+}
+
+
+def _sweep_value(key: str, v, path: str, defaults: Mapping, model: Model, initial: Mapping):
+    """One value of a swept key: a model parameter (number, or list of the parameter's length)
+    or ``initial.<species>.<key>`` (a number of that initial-condition key)."""
+    if key.startswith("initial."):
+        parts = key.split(".")
+        name = parts[1] if len(parts) == 3 else None
+        if name is None or name not in initial or len(initial[name]) != 1 or \
+                parts[2] not in INITIAL[initial[name][0]["type"]] or parts[2] in ("center", "path"):
+            raise ConfigError(path, f"{path}: '{key}' is not a numeric key of a single-part "
+                              f"[initial.<species>] entry; swept initial keys look like "
+                              f"'initial.cd8.seed' (entries: {', '.join(sorted(initial)) or 'none'})")
+        spec = INITIAL[initial[name][0]["type"]][parts[2]]
+        if not spec.type.test(v):
+            raise ConfigError(path, f"{path} must be a {spec.type.name}, got {v!r}; e.g. {spec.example}")
+        problem = spec.check(v) if spec.check else None
+        if problem:
+            raise ConfigError(path, f"{path} {problem}, got {v!r}")
+        return v
+    if key not in defaults:
+        close = difflib.get_close_matches(key, list(defaults), n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        path = path.rsplit("[", 1)[0] if path.endswith("]") else path  # the key, not one value
+        raise ConfigError(path, f"{path}: unknown parameter '{key}' for model '{model.name}'; {hint}"
+                          "sweep a model parameter or 'initial.<species>.<key>'")
+    shape = np.shape(defaults[key])
+    if not PARAM_TYPE.test(v) or np.shape(v) != shape:
+        want = "a number" if not shape else f"a list of {shape[0]} numbers"
+        raise ConfigError(path, f"{path} must be {want} (the shape of parameter '{key}'), got {v!r}")
+    return [float(x) for x in v] if isinstance(v, list) else float(v)
+
+
+def _resolve_sweep(raw: Mapping, defaults: Mapping, model: Model, initial: Mapping) -> dict:
+    out = _resolve_keys(raw, SWEEP, "sweep", skip=("grid", "cohort", "arms"))
+    for name in out.get("burden", []):
+        if name not in model.names:
+            raise ConfigError("sweep.burden", f"sweep.burden names unknown species '{name}'; "
+                              f"species: {', '.join(model.names)}")
+    grid = {}
+    for k, values in _table(raw.get("grid", {}), "sweep.grid").items():
+        path = f"sweep.grid.{k}"
+        if not isinstance(values, list) or not values:
+            raise ConfigError(path, f"{path} must be a non-empty list of values, got {values!r}; "
+                              f"e.g. {k} = [0.5, 1.0, 2.0]")
+        grid[k] = [_sweep_value(k, v, f"{path}[{i}]", defaults, model, initial)
+                   for i, v in enumerate(values)]
+    if grid:
+        out["grid"] = grid
+    if "cohort" in raw:
+        rc = _table(raw["cohort"], "sweep.cohort")
+        cohort = _resolve_keys(rc, SWEEP_COHORT, "sweep.cohort", skip=("cv",))
+        cv = {}
+        for k, c in _table(rc.get("cv", {}), "sweep.cohort.cv").items():
+            path = f"sweep.cohort.cv.{k}"
+            if k not in defaults:
+                close = difflib.get_close_matches(k, list(defaults), n=1)
+                hint = f"did you mean '{close[0]}'? " if close else ""
+                raise ConfigError(path, f"{path}: unknown parameter '{k}' for model '{model.name}'; "
+                                  f"{hint}cv keys are model parameters")
+            if not _is_number(c) or not (c >= 0 and math.isfinite(c)):
+                raise ConfigError(path, f"{path} (coefficient of variation) must be a number >= 0, "
+                                  f"got {c!r}; e.g. {k} = 0.3")
+            cv[k] = float(c)
+        cohort["cv"] = cv
+        out["cohort"] = cohort
+    if "arms" in raw:
+        arms = raw["arms"]
+        if not isinstance(arms, list) or not arms or not all(isinstance(a, dict) for a in arms):
+            raise ConfigError("sweep.arms", "sweep.arms must be an array of tables: [[sweep.arms]] "
+                              'name = "control" ... [[sweep.arms]] name = "treated" set = { ... }')
+        resolved, seen = [], set()
+        for i, a in enumerate(arms):
+            path = f"sweep.arms[{i}]"
+            arm = _resolve_keys(a, SWEEP_ARM, path, skip=("set",))
+            if arm["name"] in seen:
+                raise ConfigError(f"{path}.name", f"{path}.name {arm['name']!r} is used twice; "
+                                  "arm names must be unique")
+            seen.add(arm["name"])
+            arm["set"] = {k: _sweep_value(k, v, f"{path}.set.{k}", defaults, model, initial)
+                          for k, v in _table(a.get("set", {}), f"{path}.set").items()}
+            resolved.append(arm)
+        out["arms"] = resolved
     return out
 
 
@@ -698,6 +826,40 @@ def config_reference() -> str:
     ]
     for kind, keys in INITIAL.items():
         out += [f"### `type = \"{kind}\"`", "", *_key_table(keys), ""]
+    out += [
+        "## `[sweep]`",
+        "",
+        "Optional: a batch of runs for `tmepde sweep CONFIG` (ignored by `tmepde run`); see",
+        "docs/batch.md. Members are every combination of arm × grid point × virtual patient, all",
+        "run as one compiled program per chunk and written to one HDF5 file (docs/hdf5.md).",
+        "",
+        *_key_table(SWEEP),
+        "",
+        "### `[sweep.grid]`",
+        "",
+        "Full-factorial grid: `<key> = [v1, v2, ...]`. A key is a model parameter (a number per",
+        "value, or a list of the parameter's length for array parameters such as dose times) or a",
+        "numeric key of a single-part initial condition, `initial.<species>.<key>` (e.g.",
+        "`\"initial.cd8.seed\" = [1, 2, 3]`).",
+        "",
+        "### `[sweep.cohort]`",
+        "",
+        "Virtual patients: each parameter in `cv` is log-normal with median its value in the",
+        "member (config, arm and grid applied) and coefficient of variation `cv`",
+        "(σ_log = √(ln(1 + cv²))). Patient `i` has the same draws in every arm and grid point.",
+        "",
+        *_key_table(SWEEP_COHORT),
+        "| `cv` | table | `{}` | `{ <parameter> = cv, ... }`, each cv >= 0 (absent: n identical patients) |",
+        "",
+        "### `[[sweep.arms]]`",
+        "",
+        "Treatment arms (an array of tables), each applied on top of the config: dose schedules,",
+        "parameter or initial-condition changes. Absent = one arm named `base`.",
+        "",
+        *_key_table(SWEEP_ARM),
+        "| `set` | table | `{}` | `{ <parameter or initial.<species>.<key>> = value, ... }` |",
+        "",
+    ]
     return "\n".join(out)
 
 
