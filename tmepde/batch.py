@@ -100,15 +100,20 @@ def _round_up(n: int, m: int) -> int:
 # -- running ---------------------------------------------------------------------------
 def iter_batch(sim: Simulator, params: Mapping, batched: Sequence[str], y0, n_saves: int,
                chunk: int | None = None, y0_batched: bool = False,
-               devices: Sequence | None = None) -> Iterator[tuple[slice, jax.Array]]:
+               devices: Sequence | None = None, n: int | None = None) -> Iterator[tuple[slice, jax.Array]]:
     """Yield ``(member slice, states (b, n_saves+1, S, *shape))`` chunk by chunk, so a
     caller can write each chunk to disk before the next runs.
 
-    The chunk is padded to a multiple of the device count (padding repeats the last member
-    and is dropped) and sharded over a 1-D mesh named ``"batch"``.
+    y0: one state ``(S, *shape)`` for every member, ``(B, S, *shape)`` with ``y0_batched``,
+    or a callable ``indices -> (len(indices), S, *shape)`` called once per chunk (members'
+    initial states are then never all in memory at once; give ``n`` when no parameter is
+    batched). The chunk is padded to a multiple of the device count (padding repeats the
+    last member and is dropped) and sharded over a 1-D mesh named ``"batch"``.
     """
     batched = list(batched)
-    n = batch_size(params, batched) if batched else int(jnp.shape(y0)[0])
+    y0_batched = y0_batched or callable(y0)
+    if n is None:
+        n = batch_size(params, batched) if batched else int(jnp.shape(y0)[0])
     devices = list(devices or jax.devices())
     mesh = Mesh(np.asarray(devices), ("batch",))
     shard = NamedSharding(mesh, P("batch"))
@@ -123,7 +128,12 @@ def iter_batch(sim: Simulator, params: Mapping, batched: Sequence[str], y0, n_sa
         take = np.minimum(np.arange(start, start + chunk), n - 1)  # pad with the last member
         p = {k: (jax.device_put(jnp.asarray(v)[take], shard) if k in batched
                  else jax.device_put(jnp.asarray(v), replicated)) for k, v in params.items()}
-        y = jax.device_put(jnp.asarray(y0)[take], shard) if y0_batched else jax.device_put(jnp.asarray(y0), replicated)
+        if callable(y0):
+            y = jax.device_put(jnp.asarray(y0(take)), shard)
+        elif y0_batched:
+            y = jax.device_put(jnp.asarray(y0)[take], shard)
+        else:
+            y = jax.device_put(jnp.asarray(y0), replicated)
         out = mapped(p, y)
         yield slice(start, stop), out[: stop - start]
 

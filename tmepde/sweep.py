@@ -1,0 +1,498 @@
+"""Sweeps and virtual cohorts from a config's ``[sweep]`` table: one compiled batch, one file.
+
+A sweep's members are every combination of *arm* × *grid point* × *virtual patient*
+(arm-major, patient fastest). Each member's model parameters (and optionally initial
+conditions) are the config's, then the arm's ``set``, then the grid point's values, then the
+patient's log-normal factors. All members run through :func:`tmepde.batch.iter_batch`
+(``jax.vmap`` of one :class:`~tmepde.stepping.Simulator`, chunked to fit device memory and
+sharded over every device), and each finished chunk is written to one HDF5 file with a
+leading member axis (layout: docs/hdf5.md, "sweep files") and flushed.
+
+The cohort summary classifies each member's tumor burden curve RECIST-like
+(:func:`classify`) and tabulates response rates per arm with Wilson 95 % intervals
+(:func:`response_table`).
+
+    from tmepde.sweep import run_sweep
+    path = run_sweep("configs/cohort.toml", "cohort.h5")   # then tmepde.io.open_result(path)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import sys
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import h5py
+import numpy as np
+
+from .config import Config, ConfigError, load_config
+
+__all__ = ["SWEEP_FORMAT", "Plan", "plan_sweep", "run_sweep", "classify", "wilson",
+           "response_table", "table_csv", "table_markdown", "diameter_exponent", "CLASSES"]
+
+SWEEP_FORMAT = "tmepde-sweep"
+SWEEP_FORMAT_VERSION = 1
+CLASSES = ("CR", "PR", "SD", "PD", "NE")  # best first; NE = not evaluable
+Z95 = 1.959963984540054  # standard normal 97.5 % quantile
+
+
+# -- members ----------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True, eq=False)
+class Plan:
+    """Every member of a sweep, before anything runs.
+
+    values: ``{key: (B, ...) array}`` for every varied key (model parameters and
+    ``initial.<species>.<key>``), float64. arm_index, grid_index, patient: ``(B,)`` ints.
+    """
+
+    arm_names: list
+    arm_index: np.ndarray
+    grid_index: np.ndarray
+    patient: np.ndarray
+    values: dict
+    param_keys: list   # varied model parameters
+    initial_keys: list  # varied initial-condition keys
+
+    @property
+    def n(self) -> int:
+        return len(self.arm_index)
+
+
+def _sweep_table(config: Config) -> dict:
+    if "sweep" not in config.data:
+        raise ConfigError("sweep", "the config has no [sweep] table; add one, e.g. [sweep.cohort] "
+                          "n = 100, cv = { growth_tumor = 0.3 } (see docs/batch.md), or pass -n N")
+    return config.data["sweep"]
+
+
+def _initial_value(config: Config, key: str):
+    _, species, name = key.split(".")
+    return config.data["initial"][species][0][name]
+
+
+def plan_sweep(config: Config) -> Plan:
+    """Members of ``config``'s ``[sweep]`` table (validated already by the config schema)."""
+    sw = _sweep_table(config)
+    import jax
+
+    if config.dtype == np.float64 and not jax.config.jax_enable_x64:  # as runner.build does
+        jax.config.update("jax_enable_x64", True)
+    base = {k: np.asarray(v, np.float64) for k, v in config.params(config.dtype).items()}
+    arms = sw.get("arms") or [{"name": "base", "set": {}}]
+    grid = sw.get("grid", {})
+    cohort = sw.get("cohort", {"n": 1, "seed": 0, "cv": {}})
+    keys = list(dict.fromkeys([k for a in arms for k in a["set"]] + list(grid) + sorted(cohort["cv"])))
+    param_keys = [k for k in keys if not k.startswith("initial.")]
+    initial_keys = [k for k in keys if k.startswith("initial.")]
+
+    combos = list(itertools.product(*grid.values())) or [()]
+    n_pat = cohort["n"]
+    factors = {}
+    if cohort["cv"]:
+        from .batch import sample_lognormal  # the same draws as the Python API
+
+        ones = {k: np.ones(np.shape(base[k])) for k in cohort["cv"]}
+        drawn, _ = sample_lognormal(ones, cohort["cv"], n_pat, cohort["seed"])
+        factors = {k: np.asarray(drawn[k], np.float64) for k in cohort["cv"]}
+
+    n = len(arms) * len(combos) * n_pat
+    a_idx, g_idx, p_idx = (x.reshape(-1) for x in np.meshgrid(
+        np.arange(len(arms)), np.arange(len(combos)), np.arange(n_pat), indexing="ij"))
+    values = {}
+    for k in keys:
+        default = base[k] if k in base else np.asarray(_initial_value(config, k), np.float64)
+        per_arm = np.stack([np.asarray(a["set"].get(k, default), np.float64) for a in arms])
+        out = per_arm[a_idx]
+        if k in grid:
+            g = list(grid).index(k)
+            per_combo = np.stack([np.asarray(c[g], np.float64) for c in combos])
+            out = per_combo[g_idx]
+        if k in factors:
+            out = out * factors[k][p_idx]
+        values[k] = out
+    assert all(v.shape[0] == n for v in values.values())
+    return Plan([a["name"] for a in arms], a_idx, g_idx, p_idx, values, param_keys, initial_keys)
+
+
+class _InitialStates:
+    """Initial state of each member, built once per distinct initial-condition combination."""
+
+    def __init__(self, config: Config, plan: Plan, dtype):
+        self.config, self.plan, self.dtype = config, plan, dtype
+        self.cache = {}
+
+    def __call__(self, indices) -> np.ndarray:
+        return np.stack([self.state(int(i)) for i in indices])
+
+    def state(self, i: int) -> np.ndarray:
+        keys = self.plan.initial_keys
+        combo = tuple(self.plan.values[k][i].item() for k in keys)
+        if combo not in self.cache:
+            sets = []
+            for k, v in zip(keys, combo):
+                spec = _initial_spec(self.config, k)
+                sets.append(f"{k}={int(round(v)) if spec.type.name == 'integer' else repr(float(v))}")
+            self.cache[combo] = self.config.replace(*sets).initial_state().astype(self.dtype)
+        return self.cache[combo]
+
+
+def _initial_spec(config: Config, key: str):
+    from .config import INITIAL
+
+    _, species, name = key.split(".")
+    return INITIAL[config.data["initial"][species][0]["type"]][name]
+
+
+# -- response classification -----------------------------------------------------------
+def diameter_exponent(grid) -> float:
+    """Exponent turning a burden (area in 2D, volume in 3D) into a diameter-equivalent:
+    1/2 in 2D, 1/3 in 3D and for spherical (radial) grids, 1 for a 1D transect."""
+    if grid.geometry == "spherical":
+        return 1.0 / 3.0
+    return 1.0 / grid.ndim
+
+
+def classify(burden, exponent: float, *, cr_fraction: float = 1e-3, detection: float | None = None,
+             pr_change: float = -30.0, pd_change: float = 20.0) -> dict:
+    """RECIST-like response of burden curves ``(B, T)`` (save 0 = baseline).
+
+    change(t) = 100 × ((b(t)/b(0))^exponent − 1) %, a diameter-equivalent change. At each
+    save t >= 1: CR if b(t) < cr_fraction × b(0) (or < ``detection``), PR if change <=
+    ``pr_change``, PD if change >= ``pd_change``, SD otherwise. *Best* response is the best
+    class over t >= 1 (best change = its minimum); *horizon* response is the class at the last
+    save. Members with a non-finite curve or no baseline burden are NE (not evaluable).
+
+    Returns ``change (B, T)``, ``best_change``, ``horizon_change`` (B,) in % and ``best``,
+    ``horizon`` (B,) class names.
+    """
+    b = np.asarray(burden, np.float64)
+    if b.ndim != 2 or b.shape[1] < 2:
+        raise ValueError(f"classify: burden must have shape (members, saves >= 2), got {b.shape}")
+    b0 = b[:, :1]
+    ok = np.isfinite(b).all(axis=1) & (b0[:, 0] > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(ok[:, None], b / np.where(b0 > 0, b0, 1.0), np.nan)
+        change = 100.0 * (np.maximum(ratio, 0.0) ** exponent - 1.0)
+    cr = ratio < cr_fraction
+    if detection is not None:
+        cr |= b < detection
+    rank = np.where(cr, 0, np.where(change <= pr_change, 1, np.where(change >= pd_change, 3, 2)))
+    rank = np.where(ok[:, None], rank, 4)[:, 1:]
+    best_rank = rank.min(axis=1)
+    names = np.asarray(CLASSES)
+    return {
+        "change": change,
+        "best_change": np.where(ok, np.nanmin(np.where(ok[:, None], change, 0.0)[:, 1:], axis=1), np.nan),
+        "horizon_change": change[:, -1],
+        "best": names[best_rank],
+        "horizon": names[rank[:, -1]],
+    }
+
+
+def wilson(k, n, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion k/n (95 % by default); (nan, nan) for n = 0."""
+    if n == 0:
+        return (math.nan, math.nan)
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z / denom * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def response_table(arm_names: Sequence[str], arm_index, best, horizon) -> list[dict]:
+    """Per-arm counts of the best response and rates with Wilson 95 % intervals.
+
+    ORR = (CR + PR)/n, DCR = (CR + PR + SD)/n (best response); ORR_horizon at the last save.
+    NE members count in n (intention to treat).
+    """
+    arm_index, best, horizon = np.asarray(arm_index), np.asarray(best), np.asarray(horizon)
+    rows = []
+    for a, name in enumerate(arm_names):
+        sel = arm_index == a
+        n = int(sel.sum())
+        row = {"arm": name, "n": n}
+        for c in CLASSES:
+            row[c] = int((best[sel] == c).sum())
+        for label, k in (("ORR", row["CR"] + row["PR"]), ("DCR", row["CR"] + row["PR"] + row["SD"]),
+                         ("ORR_horizon", int(np.isin(horizon[sel], ("CR", "PR")).sum()))):
+            lo, hi = wilson(k, n)
+            row[label], row[f"{label}_lo"], row[f"{label}_hi"] = (k / n if n else math.nan), lo, hi
+        rows.append(row)
+    return rows
+
+
+TABLE_COLUMNS = ("arm", "n", *CLASSES, "ORR", "ORR_lo", "ORR_hi", "DCR", "DCR_lo", "DCR_hi",
+                 "ORR_horizon", "ORR_horizon_lo", "ORR_horizon_hi")
+
+
+def table_csv(rows: Sequence[Mapping]) -> str:
+    lines = [",".join(TABLE_COLUMNS)]
+    for r in rows:
+        lines.append(",".join(str(r[c]) if not isinstance(r[c], float) else f"{r[c]:.6g}"
+                              for c in TABLE_COLUMNS))
+    return "\n".join(lines) + "\n"
+
+
+def table_markdown(rows: Sequence[Mapping], note: str = "") -> str:
+    def pct(r, k):
+        return f"{100 * r[k]:.0f} % [{100 * r[k + '_lo']:.0f}, {100 * r[k + '_hi']:.0f}]"
+
+    out = ["| arm | n | CR | PR | SD | PD | NE | ORR (best) [95 % CI] | DCR (best) [95 % CI] "
+           "| ORR at horizon [95 % CI] |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        out.append(f"| {r['arm']} | {r['n']} | " + " | ".join(str(r[c]) for c in CLASSES)
+                   + f" | {pct(r, 'ORR')} | {pct(r, 'DCR')} | {pct(r, 'ORR_horizon')} |")
+    return "\n".join(out) + ("\n\n" + note if note else "") + "\n"
+
+
+# -- the file ---------------------------------------------------------------------------
+class SweepWriter:
+    """Sweep file with a leading member axis; :meth:`write` fills members chunk by chunk and
+    flushes, so an interrupted sweep keeps every finished chunk (``members/done``)."""
+
+    def __init__(self, path, config: Config, plan: Plan, times, *, dtype, save_fields: bool,
+                 field_stride: int, burden_species: Sequence[str]):
+        from .io import FORMAT_VERSION, _version
+
+        self.path = Path(path)
+        grid, model, n, T = config.grid, config.model, plan.n, len(times)
+        self.names = tuple(model.names)
+        self.stride = field_stride
+        self.save_fields = save_fields
+        self.burden_species = list(burden_species)
+        self._file = f = h5py.File(self.path, "w")
+        string = h5py.string_dtype()
+        f.attrs.update({
+            "format": SWEEP_FORMAT, "format_version": SWEEP_FORMAT_VERSION,
+            "result_format_version": FORMAT_VERSION, "tmepde_version": _version(),
+            "status": "running", "model": model.name,
+            "species": np.array(self.names, dtype=string),
+            "grid_shape": np.asarray(grid.shape, dtype=np.int64),
+            "grid_spacing_um": np.asarray(grid.spacing, dtype=np.float64),
+            "cell_volume_um3": grid.cell_volume, "grid_geometry": grid.geometry,
+            "time_units": "h", "config_toml": config.to_toml(), "n_members": n,
+            "arms": np.array(plan.arm_names, dtype=string),
+            "burden_species": np.array(self.burden_species, dtype=string),
+        })
+        f.create_dataset("time", data=np.asarray(times, np.float64)).attrs["units"] = "h"
+        m = f.create_group("members")
+        m.create_dataset("index", data=np.arange(n, dtype=np.int64))
+        m.create_dataset("arm", data=np.array([plan.arm_names[a] for a in plan.arm_index], dtype=object),
+                         dtype=string)
+        m.create_dataset("arm_index", data=plan.arm_index.astype(np.int64))
+        m.create_dataset("grid_index", data=plan.grid_index.astype(np.int64))
+        m.create_dataset("patient", data=plan.patient.astype(np.int64))
+        m.create_dataset("done", data=np.zeros(n, bool))
+        m.create_dataset("status", data=np.array(["pending"] * n, dtype=object), dtype=string)
+        pg = m.create_group("params")
+        for k, v in plan.values.items():
+            pg.create_dataset(k, data=v)
+        obs = f.create_group("observables")
+        chunk_b = max(1, min(n, 4096 // max(1, T)))
+        vol_units = "µm^3" if grid.geometry == "spherical" else (f"µm^{grid.ndim}" if grid.ndim > 1 else "µm")
+        for s in model.species:
+            for kind in ("total", "min", "max"):
+                d = obs.create_dataset(f"{kind}_{s.name}", shape=(n, T), dtype=np.float64,
+                                       chunks=(chunk_b, T), fillvalue=np.nan)
+                d.attrs["units"] = f"{vol_units}·{s.units or '1'}" if kind == "total" else (s.units or "1")
+        if self.burden_species:
+            d = obs.create_dataset("burden", shape=(n, T), dtype=np.float64, chunks=(chunk_b, T),
+                                   fillvalue=np.nan)
+            d.attrs["units"] = vol_units
+            d.attrs["description"] = "tumor burden: sum of total_<s> over " + ", ".join(self.burden_species)
+        if save_fields:
+            ft = np.asarray(times, np.float64)[::field_stride]
+            f.create_dataset("field_time", data=ft).attrs["units"] = "h"
+            fg = f.create_group("fields")
+            level = int(config.data["output"]["compression"])
+            gzip = {"compression": "gzip", "compression_opts": level} if level else {}
+            for s in model.species:
+                d = fg.create_dataset(s.name, shape=(n, len(ft), *grid.shape), dtype=np.dtype(dtype),
+                                      chunks=(1, 1, *grid.shape), **gzip)
+                d.attrs["units"] = s.units
+        f.flush()
+
+    def write(self, members: slice, totals, mins, maxs, finite, fields=None) -> None:
+        """Chunk of members: observables ``(b, T, S)``, finite ``(b, T, S)`` bools,
+        fields ``(b, T_f, S, *shape)`` or None."""
+        f = self._file
+        for i, name in enumerate(self.names):
+            f["observables"][f"total_{name}"][members] = totals[:, :, i]
+            f["observables"][f"min_{name}"][members] = mins[:, :, i]
+            f["observables"][f"max_{name}"][members] = maxs[:, :, i]
+        if self.burden_species:
+            idx = [self.names.index(s) for s in self.burden_species]
+            f["observables"]["burden"][members] = totals[:, :, idx].sum(axis=2)
+        if fields is not None:
+            for i, name in enumerate(self.names):
+                f["fields"][name][members] = fields[:, :, i]
+        status = []
+        for ok in finite:
+            if ok.all():
+                status.append("complete")
+            else:
+                t_bad = int(np.argmin(ok.all(axis=1)))
+                s_bad = self.names[int(np.argmin(ok[t_bad]))]
+                status.append(f"failed: field {s_bad!r} became non-finite at save {t_bad}")
+        f["members"]["status"][members] = np.array(status, dtype=object)
+        f["members"]["done"][members] = True
+        f.flush()
+
+    def write_summary(self, result: dict, rows: list, exponent: float, thresholds: dict,
+                      csv: str, markdown: str) -> None:
+        f = self._file
+        g = f.require_group("summary")
+        string = h5py.string_dtype()
+        for k in ("best_change", "horizon_change"):
+            g.create_dataset(k, data=result[k]).attrs["units"] = "%"
+        for k in ("best", "horizon"):
+            g.create_dataset(k, data=result[k].astype(object), dtype=string)
+        arms = g.create_group("arms")
+        for c in TABLE_COLUMNS:
+            vals = [r[c] for r in rows]
+            arms.create_dataset(c, data=np.array(vals, dtype=object) if c == "arm" else np.asarray(vals),
+                                **({"dtype": string} if c == "arm" else {}))
+        g.attrs.update({"diameter_exponent": exponent, "csv": csv, "markdown": markdown,
+                        **{k: v for k, v in thresholds.items() if v is not None}})
+        f.flush()
+
+    def close(self, status: str | None = None) -> None:
+        if self._file.id.valid:
+            if status is not None:
+                self._file.attrs["status"] = status
+            self._file.close()
+
+
+def _burden_species(config: Config) -> list:
+    sw = config.data["sweep"]
+    if "burden" in sw:
+        return list(sw["burden"])
+    return [s for s in ("tumor", "stem") if s in config.model.names]
+
+
+def summarize(path) -> list[dict] | None:
+    """(Re)compute the response summary of a sweep file from its burden observable; writes
+    ``/summary`` and ``<stem>_summary.{csv,md}`` next to the file. Returns the table rows
+    (None when the sweep has no burden)."""
+    from .config import loads_config
+
+    with h5py.File(path, "r") as f:
+        if "burden" not in f["observables"]:
+            return None
+        burden = f["observables/burden"][:]
+        arm_index = f["members/arm_index"][:]
+        done = f["members/done"][:]
+        arm_names = [s.decode() if isinstance(s, bytes) else str(s) for s in f.attrs["arms"]]
+        config = loads_config(str(f.attrs["config_toml"]))
+    sw = config.data["sweep"]
+    exponent = diameter_exponent(config.grid)
+    thresholds = {k: sw.get(k) for k in ("cr_fraction", "detection", "pr_change", "pd_change")}
+    res = classify(burden, exponent, **thresholds)
+    res["best"][~done] = "NE"
+    res["horizon"][~done] = "NE"
+    rows = response_table(arm_names, arm_index, res["best"], res["horizon"])
+    note = (f"Burden = total of {', '.join(_burden_species(config))}; change = diameter-equivalent "
+            f"(burden^{exponent:.3g}) vs baseline; CR < {sw['cr_fraction']:g} × baseline"
+            + (f" or < {sw['detection']:g}" if sw.get("detection") is not None else "")
+            + f", PR <= {sw['pr_change']:g} %, PD >= +{sw['pd_change']:g} %. "
+            "Best = best class over all saves after baseline. Rates with Wilson 95 % intervals.")
+    csv, md = table_csv(rows), table_markdown(rows, note)
+    path = Path(path)
+    w = SweepWriter.__new__(SweepWriter)
+    w._file = h5py.File(path, "r+")
+    if "summary" in w._file:
+        del w._file["summary"]
+    try:
+        w.write_summary(res, rows, exponent, thresholds, csv, md)
+    finally:
+        w.close()
+    stem = path.with_suffix("")
+    Path(f"{stem}_summary.csv").write_text(csv, encoding="utf-8")
+    Path(f"{stem}_summary.md").write_text(md, encoding="utf-8")
+    return rows
+
+
+# -- running ----------------------------------------------------------------------------
+def run_sweep(config: Config | str | Path, out_path: str | Path | None = None, *,
+              progress: bool = True, overrides: Sequence[str] = (), n: int | None = None,
+              seed: int | None = None, chunk: int | None = None, devices=None) -> Path:
+    """Run every member of a config's ``[sweep]`` and write the sweep file; returns its path.
+
+    config: a :class:`Config` or TOML file (``overrides`` are ``dotted.key=value``).
+    n, seed: override ``sweep.cohort.n`` / ``sweep.cohort.seed``. chunk: members per compiled
+    call (default ``sweep.chunk``, else automatic). devices: JAX devices to shard over
+    (default all). Also writes ``<stem>_summary.{csv,md}`` when the sweep has a burden.
+    """
+    overrides = list(overrides)
+    if n is not None:
+        overrides.append(f"sweep.cohort.n={int(n)}")
+    if seed is not None:
+        overrides.append(f"sweep.cohort.seed={int(seed)}")
+    if not isinstance(config, Config):
+        config = load_config(config, overrides)
+    elif overrides:
+        config = config.replace(*overrides)
+    sw = _sweep_table(config)
+    out_path = Path(out_path if out_path is not None else sw["path"])
+
+    import jax
+    import jax.numpy as jnp
+
+    from . import batch
+    from .runner import build
+
+    setup = build(config)
+    sim = setup.simulator
+    plan = plan_sweep(config)
+    params = dict(setup.params)
+    for k in plan.param_keys:
+        params[k] = jnp.asarray(plan.values[k], sim.dtype)
+    y0 = _InitialStates(config, plan, setup.y0.dtype) if plan.initial_keys else setup.y0
+    if not np.isfinite(setup.y0).all():
+        raise ConfigError("initial", "the initial state is not finite (NaN or inf); check [initial]")
+    times = np.asarray(sim.save_times(setup.n_saves), np.float64)
+    chunk = chunk or sw.get("chunk") or batch.auto_chunk(sim, setup.n_saves, plan.n)
+    stride = sw["field_stride"]
+    volumes = jnp.asarray(config.grid.cell_volumes(), sim.dtype)
+
+    @jax.jit
+    def reduce(out):  # (b, T, S, *shape) -> per-save totals, min, max, finite: (b, T, S)
+        axes = tuple(range(3, out.ndim))
+        return (jnp.sum(out * volumes, axis=axes), out.min(axis=axes), out.max(axis=axes),
+                jnp.isfinite(out).all(axis=axes))
+
+    from tqdm import tqdm
+
+    writer = SweepWriter(out_path, config, plan, times, dtype=sim.dtype,
+                         save_fields=sw["save_fields"], field_stride=stride,
+                         burden_species=_burden_species(config))
+    bar = tqdm(total=plan.n, unit="member", desc=f"tmepde sweep {config.model.name}",
+               disable=not (progress and sys.stderr.isatty()))
+    n_failed = 0
+    try:
+        for members, out in batch.iter_batch(sim, params, plan.param_keys, y0, setup.n_saves,
+                                             chunk=chunk, devices=devices, n=plan.n):
+            tot, lo, hi, fin = (np.asarray(x) for x in reduce(out))
+            fields = np.asarray(out[:, ::stride]) if sw["save_fields"] else None
+            writer.write(members, tot.astype(np.float64), lo.astype(np.float64),
+                         hi.astype(np.float64), fin, fields)
+            n_failed += int((~fin.all(axis=(1, 2))).sum())
+            bar.update(members.stop - members.start)
+    except BaseException as e:
+        writer.close(f"failed: {type(e).__name__}: {e}")
+        raise
+    finally:
+        bar.close()
+    writer.close("complete" if not n_failed else
+                 f"complete: {n_failed} of {plan.n} members became non-finite (members/status)")
+    if n_failed:
+        import warnings
+
+        warnings.warn(f"{n_failed} of {plan.n} sweep members became non-finite (NaN or inf); "
+                      f"see members/status in {str(out_path)!r}. Try a smaller time.dt", stacklevel=2)
+    summarize(out_path)
+    return out_path
