@@ -100,10 +100,19 @@ def _plot_args(p: argparse.ArgumentParser) -> None:
 
 
 def _plot(args: argparse.Namespace) -> int:
-    from .io import open_result
-    from .plot import save_all
+    from .io import SweepResult, open_result
+    from .plot import save_all, save_sweep_all
 
     with open_result(args.result) as r:
+        if isinstance(r, SweepResult):  # --fields name observables for the spaghetti plots
+            unknown = sorted(set(args.fields or []) - set(r.observables))
+            if unknown:
+                print(f"tmepde: no observables {unknown} in {args.result}; observables: "
+                      f"{sorted(r.observables)}", file=sys.stderr)
+                return 2
+            for p in save_sweep_all(r, args.out_dir, args.fields):
+                print(f"wrote {p}")
+            return 0
         unknown = sorted(set(args.fields or []) - set(r.species))
         if unknown:
             print(f"tmepde: no fields {unknown} in {args.result}; fields: {r.species}", file=sys.stderr)

@@ -24,7 +24,7 @@ import numpy as np
 from .grid import AXIS_NAMES, Grid, resolve_boundaries
 from .model import Model
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "ResultWriter", "Result", "open_result"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "ResultWriter", "Result", "SweepResult", "open_result"]
 
 FORMAT = "tmepde-result"
 FORMAT_VERSION = 1
@@ -250,6 +250,138 @@ class Result:
         return tomllib.loads(self.config_toml)
 
 
-def open_result(path: str | Path) -> Result:
-    """Open a result file for reading."""
+def open_result(path: str | Path) -> "Result | SweepResult":
+    """Open a result file for reading: a :class:`Result`, or a :class:`SweepResult` for a
+    sweep file written by ``tmepde sweep``."""
+    with h5py.File(path, "r") as f:
+        fmt = f.attrs.get("format")
+    if fmt == SWEEP_FORMAT:
+        return SweepResult(path)
     return Result(path)
+
+
+# -- sweep files (tmepde.sweep; docs/hdf5.md "Sweep files") ------------------------------
+SWEEP_FORMAT = "tmepde-sweep"
+
+
+def _strings(values) -> list[str]:
+    return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
+
+
+class SweepResult(Result):
+    """A sweep file opened for reading: every array has a leading member axis ``B``.
+
+    ``members`` (index, arm, arm_index, grid_index, patient, done, status), ``params`` (each
+    varied key, ``(B, ...)``), ``observables`` (``(B, T)``), ``summary`` (per member
+    ``best``/``horizon`` class and change in %). :meth:`select` picks member indices;
+    :meth:`member` gives one member's observables; :meth:`field` one member's field.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._file = h5py.File(self.path, "r")
+        fmt = self._file.attrs.get("format")
+        if fmt != SWEEP_FORMAT:
+            self._file.close()
+            raise ValueError(f"{str(self.path)!r} is not a tmepde sweep file (format attribute {fmt!r})")
+
+    def __len__(self) -> int:
+        return int(self._file.attrs["n_members"])
+
+    @property
+    def n_members(self) -> int:
+        return len(self)
+
+    @property
+    def arm_names(self) -> list[str]:
+        return _strings(self._file.attrs["arms"])
+
+    @property
+    def members(self) -> dict:
+        m = self._file["members"]
+        out = {k: m[k][:] for k in ("index", "arm_index", "grid_index", "patient", "done")}
+        out["arm"] = np.asarray(_strings(m["arm"][:]))
+        out["status"] = np.asarray(_strings(m["status"][:]))
+        return out
+
+    @property
+    def params(self) -> dict:
+        """``{key: (B, ...) float64}``: each member's value of every varied key."""
+        return {k: v[:] for k, v in self._file["members/params"].items()}
+
+    @property
+    def observables(self) -> dict:
+        """``{name: (B, T) float64}`` (NaN for members not finished)."""
+        return {k: v[:] for k, v in self._file["observables"].items()}
+
+    def observable(self, name: str, members=None) -> np.ndarray:
+        """One observable, ``(B, T)`` or the selected members' rows."""
+        if name not in self._file["observables"]:
+            raise KeyError(f"no observable {name!r} in {str(self.path)!r}; observables: "
+                           f"{sorted(self._file['observables'])}")
+        d = self._file["observables"][name][:]
+        return d if members is None else d[np.asarray(members)]
+
+    def member(self, i: int) -> dict:
+        """Member ``i``: its arm, parameter values and observables ``{name: (T,)}``."""
+        m = self.members
+        return {"arm": str(m["arm"][i]), "status": str(m["status"][i]),
+                "params": {k: v[i] for k, v in self.params.items()},
+                "observables": {k: v[i] for k, v in self._file["observables"].items()}}
+
+    def select(self, arm: str | None = None, done: bool = True, **conditions) -> np.ndarray:
+        """Indices of members in ``arm`` (and finished when ``done``) whose varied keys equal
+        the given values, e.g. ``select("ifng_pulsed", growth_tumor=0.0125)``."""
+        m = self.members
+        keep = np.ones(len(self), bool)
+        if arm is not None:
+            if arm not in self.arm_names:
+                raise KeyError(f"no arm {arm!r} in {str(self.path)!r}; arms: {self.arm_names}")
+            keep &= m["arm"] == arm
+        if done:
+            keep &= m["done"]
+        params = self.params
+        for k, v in conditions.items():
+            if k not in params:
+                raise KeyError(f"{k!r} is not a varied key of {str(self.path)!r}; varied: {sorted(params)}")
+            keep &= np.isclose(params[k], v, rtol=1e-12, atol=0).reshape(len(self), -1).all(axis=1)
+        return np.flatnonzero(keep)
+
+    @property
+    def has_fields(self) -> bool:
+        return "fields" in self._file
+
+    @property
+    def field_time(self) -> np.ndarray:
+        """Times (h) of the stored field saves (every ``sweep.field_stride``-th save)."""
+        if not self.has_fields:
+            raise KeyError(f"{str(self.path)!r} stores no fields (sweep.save_fields = false)")
+        return self._file["field_time"][:]
+
+    def _dataset(self, name: str):
+        if not self.has_fields:
+            raise KeyError(f"{str(self.path)!r} stores no fields (sweep.save_fields = false); "
+                           "rerun with --set sweep.save_fields=true")
+        return super()._dataset(name)
+
+    def field(self, name: str, member: int = 0, index: int = -1) -> np.ndarray:
+        """One stored save of one species of one member (grid-shaped array)."""
+        return self._dataset(name)[member, index]
+
+    def series(self, name: str, member: int = 0) -> np.ndarray:
+        """All stored saves of one species of one member, ``(T_f, *grid_shape)``."""
+        return self._dataset(name)[member]
+
+    @property
+    def summary(self) -> dict:
+        """Per-member response: ``best``, ``horizon`` (CR/PR/SD/PD/NE), ``best_change``,
+        ``horizon_change`` (%), and ``arms`` (the per-arm table as column arrays)."""
+        if "summary" not in self._file:
+            return {}
+        g = self._file["summary"]
+        out = {k: g[k][:] for k in ("best_change", "horizon_change")}
+        out.update({k: np.asarray(_strings(g[k][:])) for k in ("best", "horizon")})
+        out["arms"] = {k: (np.asarray(_strings(v[:])) if k == "arm" else v[:]) for k, v in g["arms"].items()}
+        for k, v in g.attrs.items():
+            out[k] = v
+        return out

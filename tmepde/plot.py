@@ -178,3 +178,104 @@ def save_all(result: Result, out_dir: str | Path, fields: Sequence[str] | None =
         plt.close(fig)
         paths.append(p)
     return paths
+
+
+# -- sweep files (tmepde sweep): cohorts and regimens ----------------------------------------
+RECIST_COLOURS = {"CR": "#1a9850", "PR": "#91cf60", "SD": "#fee08b", "PD": "#d73027", "NE": "0.6"}
+
+
+def _arm_colours(names):
+    cmap = plt.get_cmap("tab10")
+    return {a: cmap(i % 10) for i, a in enumerate(names)}
+
+
+def spaghetti(sweep, observable: str = "burden", relative: bool = True, members=None):
+    """One line per member of ``observable`` over time, coloured by arm; ``relative`` divides
+    each curve by its baseline (save 0). ``sweep``: a :class:`tmepde.io.SweepResult`."""
+    m = sweep.members
+    idx = np.flatnonzero(m["done"]) if members is None else np.asarray(members)
+    y = sweep.observable(observable, idx)
+    if relative:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            y = y / y[:, :1]
+    colours = _arm_colours(sweep.arm_names)
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    alpha = max(0.15, min(0.9, 8 / max(1, len(idx))))
+    for row, i in zip(y, idx):
+        ax.plot(sweep.time, row, color=colours[m["arm"][i]], lw=0.9, alpha=alpha)
+    for a in sweep.arm_names:
+        ax.plot([], [], color=colours[a], label=a)
+    ax.set_xlabel("time (h)")
+    ax.set_ylabel(f"{observable} / baseline" if relative else observable)
+    ax.set_title(f"{observable}, {len(idx)} members", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def waterfall(sweep):
+    """Best response per member (% diameter-equivalent change from baseline), sorted,
+    bars coloured by RECIST class, with the PR and PD thresholds as dashed lines."""
+    s = sweep.summary
+    if not s:
+        raise KeyError(f"{str(sweep.path)!r} has no response summary (no tumor burden: set sweep.burden)")
+    done = sweep.members["done"]
+    change, best = s["best_change"][done], s["best"][done]
+    order = np.argsort(np.where(np.isfinite(change), change, np.inf))[::-1]
+    fig, ax = plt.subplots(figsize=(max(4, min(12, 0.12 * len(order) + 3)), 3.6))
+    heights = np.nan_to_num(change[order], nan=0.0)
+    ax.bar(np.arange(len(order)), heights, width=0.85,
+           color=[RECIST_COLOURS[c] for c in best[order]])
+    ax.axhline(float(s.get("pd_change", 20.0)), color="0.3", ls="--", lw=0.8)
+    ax.axhline(float(s.get("pr_change", -30.0)), color="0.3", ls="--", lw=0.8)
+    ax.axhline(0, color="k", lw=0.6)
+    from matplotlib.patches import Patch
+
+    handles = [Patch(color=RECIST_COLOURS[c], label=f"{c} ({int((best == c).sum())})")
+               for c in ("CR", "PR", "SD", "PD", "NE") if (best == c).any()]
+    ax.set_xticks([])
+    ax.set_xlabel("members (sorted)")
+    ax.set_ylabel("best change from baseline (%)")
+    ax.legend(handles=handles, fontsize=7, ncol=5)
+    fig.tight_layout()
+    return fig
+
+
+def response_rates(sweep, rate: str = "ORR"):
+    """Response rate per arm (``ORR``, ``DCR`` or ``ORR_horizon``) with Wilson 95 % intervals."""
+    s = sweep.summary
+    if not s:
+        raise KeyError(f"{str(sweep.path)!r} has no response summary (no tumor burden: set sweep.burden)")
+    arms = s["arms"]
+    names = list(arms["arm"])
+    r, lo, hi = (100 * np.asarray(arms[k], float) for k in (rate, f"{rate}_lo", f"{rate}_hi"))
+    colours = _arm_colours(names)
+    fig, ax = plt.subplots(figsize=(max(3.5, 1.1 * len(names) + 1.5), 3.4))
+    x = np.arange(len(names))
+    ax.bar(x, r, color=[colours[a] for a in names], yerr=[r - lo, hi - r], capsize=4)
+    for xi, n, ri in zip(x, arms["n"], r):
+        ax.text(xi, 2, f"n={n}", ha="center", fontsize=7)
+    ax.set_xticks(x, names, rotation=20, fontsize=8)
+    ax.set_ylim(0, 100)
+    ax.set_ylabel(f"{rate.replace('_', ' at ')} (%), 95 % CI")
+    fig.tight_layout()
+    return fig
+
+
+def save_sweep_all(sweep, out_dir: str | Path, observables: Sequence[str] | None = None) -> list[Path]:
+    """Spaghetti plot(s), waterfall and response rates of a sweep file; returns the paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = sweep.path.stem
+    names = list(observables or (["burden"] if "burden" in sweep.observables else
+                                 [f"total_{sweep.species[0]}"]))
+    figs = [(f"spaghetti_{n}", spaghetti(sweep, n)) for n in names]
+    if sweep.summary:
+        figs += [("waterfall", waterfall(sweep)), ("response_rates", response_rates(sweep))]
+    paths = []
+    for label, fig in figs:
+        p = out_dir / f"{stem}_{label}.png"
+        fig.savefig(p, dpi=110)
+        plt.close(fig)
+        paths.append(p)
+    return paths

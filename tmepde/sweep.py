@@ -33,7 +33,7 @@ from .config import Config, ConfigError, load_config
 __all__ = ["SWEEP_FORMAT", "Plan", "plan_sweep", "run_sweep", "classify", "wilson",
            "response_table", "table_csv", "table_markdown", "diameter_exponent", "CLASSES"]
 
-SWEEP_FORMAT = "tmepde-sweep"
+from .io import SWEEP_FORMAT  # noqa: E402  (one definition, in io)
 SWEEP_FORMAT_VERSION = 1
 CLASSES = ("CR", "PR", "SD", "PD", "NE")  # best first; NE = not evaluable
 Z95 = 1.959963984540054  # standard normal 97.5 % quantile
