@@ -18,6 +18,7 @@ The cohort summary classifies each member's tumor burden curve RECIST-like
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import itertools
 import math
@@ -131,11 +132,14 @@ class _InitialStates:
         keys = self.plan.initial_keys
         combo = tuple(self.plan.values[k][i].item() for k in keys)
         if combo not in self.cache:
-            sets = []
+            from .config import resolve
+
+            raw = copy.deepcopy(self.config.data)
             for k, v in zip(keys, combo):
+                _, species, name = k.split(".")
                 spec = _initial_spec(self.config, k)
-                sets.append(f"{k}={int(round(v)) if spec.type.name == 'integer' else repr(float(v))}")
-            self.cache[combo] = self.config.replace(*sets).initial_state().astype(self.dtype)
+                raw["initial"][species][0][name] = int(round(v)) if spec.type.name == "integer" else float(v)
+            self.cache[combo] = resolve(raw, self.config.base_dir).initial_state().astype(self.dtype)
         return self.cache[combo]
 
 
