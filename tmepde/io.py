@@ -59,10 +59,12 @@ class ResultWriter:
 
     path: file to create (overwritten). config_toml: resolved config text, stored verbatim.
     dtype: dtype of the field datasets. compression: gzip level 0-9 (0 = none).
+    params: the run's parameters; with them the model's own :class:`~tmepde.model.Observable`
+    summaries are computed (jitted, vmapped over saves) and saved too.
     """
 
     def __init__(self, path: str | Path, grid: Grid, model: Model, *, config_toml: str = "",
-                 dtype=np.float64, compression: int = 4):
+                 dtype=np.float64, compression: int = 4, params=None):
         self.path = Path(path)
         self.grid = grid
         self.names = tuple(model.names)
@@ -109,6 +111,16 @@ class ResultWriter:
                     "total": f"sum of {s.name} over the grid × cell volume",
                     "min": f"minimum of {s.name} over the grid", "max": f"maximum of {s.name} over the grid",
                 }[kind]
+        self._observe = None
+        if params is not None and model.observables:
+            import jax
+
+            for o in model.observables:
+                d = obs.create_dataset(o.name, shape=(0,), maxshape=(None,), dtype=np.float64,
+                                       chunks=(1024,))
+                d.attrs["units"] = o.units
+                d.attrs["description"] = o.description
+            self._observe = jax.jit(jax.vmap(lambda t, y: model.observe(t, y, params, grid)))
         f.flush()
 
     def append(self, times, ys) -> None:
@@ -127,7 +139,10 @@ class ResultWriter:
             d = f["fields"][name]
             d.resize((n1, *self.grid.shape))
             d[n0:n1] = ys[:, i]
-        for name, values in _observables(self.grid, self.names, ys).items():
+        observed = _observables(self.grid, self.names, ys)
+        if self._observe is not None:
+            observed.update({k: np.asarray(v, np.float64) for k, v in self._observe(times.astype(ys.dtype), ys).items()})
+        for name, values in observed.items():
             d = f["observables"][name]
             d.resize((n1,))
             d[n0:n1] = values

@@ -95,6 +95,27 @@ class Species:
         return np.ndim(self.diffusivity) > 0
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class Observable:
+    """A scalar summary of the state, saved with every output time and usable in objectives.
+
+    fn(t, y, p, grid) -> scalar: ``t`` in h, ``y`` a dict of fields (each of the grid's
+    shape), ``p`` the parameter dict, ``grid`` the :class:`~tmepde.grid.Grid` (static: use
+    ``grid.cell_volumes()`` and ``grid.coordinates()`` for integrals and positions). Written
+    with jax.numpy, it is jitted, vmapped over saves and differentiable.
+    units, description: stored with the dataset in result files.
+    """
+
+    name: str
+    fn: Callable[[object, dict, dict, Grid], object]
+    units: str = ""
+    description: str = ""
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name.isidentifier():
+            raise ValueError(f"observable name must be an identifier, got {self.name!r}")
+
+
 class Model:
     """Species + a reaction function + default parameters.
 
@@ -105,11 +126,14 @@ class Model:
         that depend on the local state (e.g. uptake by cells). They are treated implicitly,
         like ``Species.decay``, so fast uptake does not limit the time step.
     params: default values for the reaction parameters; transport parameters are added.
+    observables: optional :class:`Observable` summaries (tumor burden, mean PD-L1, ...),
+        saved per output time next to the automatic ``total_/min_/max_<species>``.
     """
 
     def __init__(self, species: Sequence[Species], reactions: ReactionFn | None = None,
                  params: Mapping[str, object] | None = None,
-                 local_decay: ReactionFn | None = None, name: str = "model"):
+                 local_decay: ReactionFn | None = None, name: str = "model",
+                 observables: Sequence[Observable] = ()):
         species = tuple(species)
         if not species:
             raise ValueError("a model needs at least one species")
@@ -131,6 +155,14 @@ class Model:
         self.local_decay = local_decay
         self.name = name
         self._params = {k: v for k, v in (params or {}).items()}
+        self.observables = tuple(observables)
+        obs_names = [o.name for o in self.observables]
+        clash = sorted({n for n in obs_names if obs_names.count(n) > 1}
+                       | {n for n in obs_names if n.split("_", 1)[0] in ("total", "min", "max")
+                          and n.split("_", 1)[-1] in names})
+        if clash:
+            raise ValueError(f"model {name!r}: observable names repeated or clashing with the "
+                             f"automatic total_/min_/max_<species> ones: {clash}")
 
     def with_species(self, species: Sequence[Species]) -> "Model":
         """The same reactions and parameters with replaced species definitions (e.g.
@@ -139,7 +171,13 @@ class Model:
         if tuple(s.name for s in species) != self.names:
             raise ValueError(f"with_species must keep the species and their order {list(self.names)}, "
                              f"got {[s.name for s in species]}")
-        return Model(species, self.reactions, self._params, self.local_decay, self.name)
+        return Model(species, self.reactions, self._params, self.local_decay, self.name,
+                     self.observables)
+
+    def observe(self, t, y, params, grid: Grid) -> dict:
+        """The model's observables at one time: ``y`` stacked ``(S, *grid.shape)`` -> {name: scalar}."""
+        fields = {n: y[i] for i, n in enumerate(self.names)}
+        return {o.name: jnp.asarray(o.fn(t, fields, params, grid), y.dtype) for o in self.observables}
 
     def index(self, name: str) -> int:
         try:

@@ -67,6 +67,20 @@ def _first_nonfinite(ys: np.ndarray, names) -> tuple[int, str] | None:
     return k, names[int(np.argmin(finite[k]))]
 
 
+def _salvage(writer: ResultWriter, in_flight, names) -> None:
+    """Write the finite leading saves of chunks still in flight (best effort)."""
+    for times, ys in in_flight:
+        try:
+            ys = np.asarray(ys)
+        except Exception:  # the computation itself failed: nothing more to keep
+            return
+        bad = _first_nonfinite(ys, names)
+        k = len(times) if bad is None else bad[0]
+        writer.append(times[:k], ys[:k])
+        if bad is not None:
+            return
+
+
 def run_config(config: Config | str | Path, out_path: str | Path | None = None, *,
                progress: bool = True, overrides=()) -> Path:
     """Run a config and write its result file; returns the file's path.
@@ -93,28 +107,38 @@ def run_config(config: Config | str | Path, out_path: str | Path | None = None, 
     bar = tqdm(total=setup.n_saves, unit="save", desc=f"tmepde {config.model.name}",
                disable=not (progress and sys.stderr.isatty()), leave=True)
     writer = ResultWriter(out_path, config.grid, config.model, config_toml=config.to_toml(),
-                          dtype=sim.dtype, compression=config.data["output"]["compression"])
+                          dtype=sim.dtype, compression=config.data["output"]["compression"],
+                          params=setup.params)
+    in_flight = []  # (save times, device states) dispatched, not yet written
     try:
         bad = _first_nonfinite(setup.y0[None], names)
         if bad is not None:
             raise NonFiniteError(bad[1], 0.0, out_path)
         carry = sim.init(setup.y0, setup.params)
         writer.append([0.0], np.asarray(carry["y"])[None])
+        # JAX dispatch is asynchronous: chunk k+1 is already computing while chunk k is
+        # copied, checked and compressed into the file (the write overlaps the compute).
         done = 0
-        while done < setup.n_saves:
-            n = min(chunk, setup.n_saves - done)
-            carry, ys = sim.advance(carry, setup.params, n)
+        while done < setup.n_saves or in_flight:
+            if done < setup.n_saves:
+                n = min(chunk, setup.n_saves - done)
+                carry, ys = sim.advance(carry, setup.params, n)
+                in_flight.append((save_every * np.arange(done + 1, done + n + 1), ys))
+                done += n
+                if len(in_flight) < 2 and done < setup.n_saves:
+                    continue
+            times, ys = in_flight.pop(0)
             ys = np.asarray(ys)
-            times = save_every * np.arange(done + 1, done + n + 1)
             bad = _first_nonfinite(ys, names)
             if bad is not None:
                 k, species = bad
                 writer.append(times[:k], ys[:k])
                 raise NonFiniteError(species, float(times[k]), out_path)
             writer.append(times, ys)
-            done += n
-            bar.update(n)
+            bar.update(len(times))
     except BaseException as e:
+        if not isinstance(e, NonFiniteError):
+            _salvage(writer, in_flight, names)  # chunks computed before the interruption
         writer.close(f"failed: {type(e).__name__}: {e}")
         raise
     finally:

@@ -25,7 +25,7 @@ import numpy as np
 import jax.numpy as jnp
 
 from .. import therapy
-from ..model import Chemotaxis, Model, Species
+from ..model import Chemotaxis, Model, Observable, Species
 
 H = 3600.0  # s per h
 CELLS = ("tumor", "stem", "cd8", "cd8_ex", "nk", "treg", "mdsc", "m1", "m2")
@@ -377,7 +377,99 @@ def tme_model(grid=None, n_doses=4, boundaries=None, cd8_chi: float = 2.0, nk_ch
             "tgfbi": p["perm_tgfbi"] * V,
         }
 
-    return Model(species, reactions, params, local_decay=local_decay, name=name)
+    observables = tme_observables(plasma)
+    return Model(species, reactions, params, local_decay=local_decay, name=name,
+                 observables=observables)
+
+
+# -- observables -----------------------------------------------------------------------------
+def _integral(f, grid):
+    """∑ f · cell volume (µm^ndim; µm³ on spherical shells)."""
+    return jnp.sum(f * jnp.asarray(grid.cell_volumes(), f.dtype))
+
+
+def _weighted_mean(f, w, grid):
+    """Mean of ``f`` weighted by the density ``w`` (0 where ``w`` vanishes everywhere)."""
+    total = _integral(w, grid)
+    safe = jnp.where(total > 0, total, 1.0)
+    return jnp.where(total > 0, _integral(f * w, grid) / safe, 0.0)
+
+
+def _ratio(a, b):
+    safe = jnp.where(b > 0, b, 1.0)
+    return jnp.where(b > 0, a / safe, 0.0)
+
+
+def infiltration_depth(effectors, tumor, grid):
+    """Effector-weighted mean depth (µm) of effector cells inside the tumor.
+
+    The tumor is taken as the ball (disk in 2D, interval in 1D) around the tumor's
+    cell-weighted centroid whose volume is that of the tumor region, ∑ vol · tumor / max(tumor)
+    (exact for a uniformly packed tumor). Depth of an effector at distance r from the centre is max(R - r, 0): 0 at and outside the
+    rim, R at the centre. Effectors spread uniformly over a 2D disk give R/3, in 3D R/4.
+    Spherical grids are centred at r = 0.
+    """
+    volumes = jnp.asarray(grid.cell_volumes(), tumor.dtype)
+    peak = jnp.max(tumor)
+    occupied = jnp.sum(volumes * tumor) / jnp.where(peak > 0, peak, 1.0)  # µm^d of tumor region
+    if grid.geometry == "spherical":
+        r = jnp.asarray(grid.coordinates()[0], tumor.dtype)
+        radius = (3 * occupied / (4 * math.pi)) ** (1 / 3)
+    else:
+        coords = [jnp.asarray(c, tumor.dtype) for c in grid.coordinates()]
+        centre = [_weighted_mean(c, tumor, grid) for c in coords]
+        r = jnp.sqrt(sum((c - m) ** 2 for c, m in zip(coords, centre)))
+        d = grid.ndim
+        unit_ball = {1: 2.0, 2: math.pi, 3: 4 * math.pi / 3}[d]
+        radius = (occupied / unit_ball) ** (1 / d)
+    return _weighted_mean(jnp.maximum(radius - r, 0.0), effectors, grid)
+
+
+def tme_observables(plasma) -> tuple[Observable, ...]:
+    """The per-save summaries of issue 3 (units: cell volumes in µm^ndim, µm³ on shells)."""
+
+    def tum(y):
+        return y["tumor"] + y["stem"]
+
+    def pdl1_sd(t, y, p, g):
+        mean = _weighted_mean(y["pdl1"], tum(y), g)
+        return jnp.sqrt(jnp.maximum(_weighted_mean((y["pdl1"] - mean) ** 2, tum(y), g), 0.0))
+
+    obs = [
+        Observable("tumor_burden", lambda t, y, p, g: _integral(tum(y), g), "µm^ndim",
+                   "tumor + stem-like cell volume: ∑ (tumor + stem) × cell volume"),
+        Observable("stem_burden", lambda t, y, p, g: _integral(y["stem"], g), "µm^ndim",
+                   "stem-like tumor cell volume"),
+        Observable("stem_fraction", lambda t, y, p, g: _ratio(_integral(y["stem"], g), _integral(tum(y), g)),
+                   "1", "stem-like share of the tumor burden"),
+        Observable("pdl1_mean", lambda t, y, p, g: _weighted_mean(y["pdl1"], tum(y), g), "1",
+                   "tumor-cell-weighted mean PD-L1 level"),
+        Observable("pdl1_sd", pdl1_sd, "1", "tumor-cell-weighted spatial s.d. of PD-L1 (spread)"),
+        Observable("ifng_intratumoral", lambda t, y, p, g: _weighted_mean(y["ifng"], tum(y), g), "ng/mL",
+                   "tumor-cell-weighted mean IFN-γ concentration"),
+        Observable("il12_intratumoral", lambda t, y, p, g: _weighted_mean(y["il12"], tum(y), g), "ng/mL",
+                   "tumor-cell-weighted mean IL-12 concentration"),
+        Observable("cd8_treg_ratio",
+                   lambda t, y, p, g: _ratio(_integral(y["cd8"], g), _integral(y["treg"], g)), "1",
+                   "effector CD8+ over Treg cell volume in the domain (0 if no Tregs)"),
+        Observable("exhausted_fraction",
+                   lambda t, y, p, g: _ratio(_integral(y["cd8_ex"], g),
+                                             _integral(y["cd8"] + y["cd8_ex"], g)), "1",
+                   "exhausted share of CD8+ T cells"),
+        Observable("mdsc_load", lambda t, y, p, g: _integral(y["mdsc"], g), "µm^ndim",
+                   "MDSC cell volume in the domain"),
+        Observable("infiltration_depth",
+                   lambda t, y, p, g: infiltration_depth(y["cd8"] + y["nk"], tum(y), g), "µm",
+                   "effector (CD8+ + NK) weighted mean depth inside the tumor's equivalent ball"),
+    ]
+    for agent, field in SYSTEMIC.items():
+        obs.append(Observable(f"plasma_{agent}", lambda t, y, p, g, a=agent: plasma(a, t, p), "ng/mL",
+                              f"plasma concentration of systemic {agent} (PK model)"))
+        if field == "ifng":
+            continue  # tissue IFN-γ is ifng_intratumoral
+        obs.append(Observable(f"tissue_{field}", lambda t, y, p, g, f=field: _weighted_mean(y[f], tum(y), g),
+                              "ng/mL", f"tumor-cell-weighted mean tissue level of {field}"))
+    return tuple(obs)
 
 
 def model():

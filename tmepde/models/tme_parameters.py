@@ -1,0 +1,200 @@
+"""Units, plausible ranges and sources of every TME model parameter (``docs/model.md``).
+
+``PARAMETERS[name] = (mechanism, units, low, high, source)``. The default value lives in
+:mod:`tmepde.models.tme` (``DEFAULTS``, ``TRANSPORT``, therapy PK); the table in
+``docs/model.md`` is generated from both by ``python -m tmepde.models.tme_parameters`` and a
+test checks that it has not drifted, that every parameter has an entry and that every
+default lies in its range. "est" = our estimate: where no measurement anchors a value we give
+a range of about ×/÷ 3-10 around it and say so; fits (issue 4) should treat those as the
+weakly identified ones.
+"""
+
+from __future__ import annotations
+
+EST = "est"
+QSPIO = "QSPIO-TNBC (Wang 2019)"
+SPQSP = "spQSP-IO (Gong 2021)"
+
+PARAMETERS: dict[str, tuple[str, str, float, float, str]] = {
+    # -- tumor ------------------------------------------------------------------------------
+    "growth_tumor": ("growth", "1/h", 0.11 / 24, 0.51 / 24, "0.11–0.51 /day mouse (Benzekry 2014; Kuznetsov 1994; de Pillis 2005)"),
+    "growth_stem": ("P6", "1/h", 0.05 / 24, 0.3 / 24, EST + " (stem-like cells cycle slower)"),
+    "capacity": ("growth", "volume fraction", 0.8, 1.0, "packed tissue"),
+    "supply_weight": ("A8", "1", 0.0, 1.0, EST + " (share of growth that needs perfusion)"),
+    "kill_sat": ("A2", "volume fraction", 0.05, 0.6, EST),
+    "stem_resistance": ("P6", "1", 0.1, 1.0, EST),
+    "a1_antiprolif": ("A1", "1", 0.0, 0.9, EST),
+    "ec50_a1": ("A1", "ng/mL", 1.0, 20.0, EST + " (JAK/STAT antiproliferative response needs high IFN-γ)"),
+    "a1_apoptosis": ("A1", "1/h", 0.005, 0.1, EST),
+    "ec50_apoptosis": ("A1/P6", "ng/mL", 5.0, 50.0, EST + " (apoptosis only at high dose; Song 2019)"),
+    "hill_apoptosis": ("A1/P6", "1", 1.0, 4.0, EST),
+    "a2_mhc": ("A2", "1", 0.0, 3.0, EST),
+    "ec50_a2": ("A2", "ng/mL", 0.1, 5.0, EST),
+    "kill_cd8": ("A2", "1/h", 0.9 / 24, 16.0 / 24, "0.9–4 /day (QSPIO), 2–16 kills/CTL/day (Halle 2016; Breart 2008)"),
+    "kill_nk": ("A5", "1/h", 0.5 / 24, 8.0 / 24, EST),
+    "kill_m1": ("A4", "1/h", 0.2 / 24, 4.0 / 24, EST),
+    # -- recruitment, chemokines ----------------------------------------------------------------
+    "a3_cxcl": ("A3", "ng/mL/h", 5.0, 80.0, EST),
+    "cxcl_basal": ("A3", "1", 0.0, 0.3, EST),
+    "ec50_a3": ("A3", "ng/mL", 0.1, 2.0, EST),
+    "uptake_cxcl": ("A3", "1/h", 1.0, 20.0, EST),
+    "ec50_cxcl": ("A3", "ng/mL", 0.3, 3.0, EST),
+    "rec_cd8": ("A3", "volume fraction/h", 5e-4, 1e-2, EST),
+    "rec_nk": ("A3/A5", "volume fraction/h", 2e-4, 5e-3, EST),
+    "rec_basal": ("A3", "1", 0.05, 0.5, EST),
+    "a4_polarize": ("A4", "1/h", 0.01, 0.2, EST),
+    "ec50_a4": ("A4", "ng/mL", 0.2, 5.0, EST),
+    "m1_to_m2": ("A4/P7", "1/h", 0.002, 0.05, EST),
+    "rec_mac": ("A4", "volume fraction/h", 1e-4, 2e-3, EST),
+    "death_mac": ("A4", "1/h", 0.003, 0.03, EST),
+    "a5_nk": ("A5", "1", 0.0, 3.0, EST),
+    "ec50_a5": ("A5", "ng/mL", 0.2, 5.0, EST),
+    # -- cytokines ------------------------------------------------------------------------------
+    "secr_ifng": ("A6", "ng/mL/h", 30.0, 2000.0, "7.6e-10 ng/s per active T cell (" + SPQSP + "; Bouchnita 2017) × 1e9 cells/mL × active share 3–100 %"),
+    "a6_il12_to_ifng": ("A6", "1", 0.0, 10.0, EST),
+    "ec50_il12": ("A6", "ng/mL", 0.1, 5.0, EST),
+    "secr_il12": ("A6", "ng/mL/h", 0.5, 10.0, EST),
+    "a6_ifng_to_il12": ("A6", "1", 0.0, 10.0, EST),
+    "ec50_a6": ("A6", "ng/mL", 0.2, 5.0, EST),
+    "uptake_il12": ("A6", "1/h", 0.2, 5.0, EST),
+    "uptake_ifng": ("B5", "1/h", 3.6, 100.0, "1e-3 /s per tumor voxel (" + SPQSP + "); default chosen for a dense-tissue reach of ~90 µm (est)"),
+    "secr_il2": ("A7", "ng/mL/h", 10.0, 200.0, EST),
+    "a7_prolif_cd8": ("A7", "1/h", 0.01, 0.06, EST + " (doubling 0.5–3 days)"),
+    "a7_prolif_nk": ("A7", "1/h", 0.005, 0.05, EST),
+    "ec50_il2": ("A7", "ng/mL", 1.0, 10.0, "0.32 nM × 15.5 kDa (" + QSPIO + ")"),
+    "ec50_il2_treg": ("P3", "ng/mL", 0.1, 2.0, EST + " (CD25-high, ~10× lower than Teff)"),
+    "uptake_il2": ("A7", "1/h", 2.0, 50.0, EST),
+    "uptake_il2_treg": ("P3", "1/h", 10.0, 200.0, EST + " (CD25 sink)"),
+    "death_cd8": ("A2", "1/h", 0.003, 0.03, EST),
+    "death_nk": ("A5", "1/h", 0.003, 0.03, EST),
+    "angiogenesis": ("A8", "1/h", 0.0, 0.01, EST),
+    "a8_antiangio": ("A8", "1/h", 0.0, 0.02, EST),
+    "ec50_a8": ("A8", "ng/mL", 0.2, 5.0, EST),
+    # -- PD-L1, exhaustion ------------------------------------------------------------------------
+    "p1_induction": ("P1", "1", 0.0, 1.0, "switch (1 = full induction)"),
+    "p1_on_rate": ("P1", "1/h", 0.1, 2.0, EST + " (PD-L1 up within hours)"),
+    "ec50_pdl1": ("P1", "ng/mL", 0.03, 0.3, "0.1 ng/mL ≈ 3 pM (" + SPQSP + "; Shin 2017)"),
+    "hill_pdl1": ("P1", "1", 1.0, 1.5, "1.26 (" + SPQSP + ")"),
+    "pdl1_basal": ("P1", "1", 0.1, 0.3, "up to 6-fold induction (" + SPQSP + ")"),
+    "p1_kill_inhibition": ("P1", "1", 0.5, 10.0, EST),
+    "p1_secretion_inhibition": ("P1", "1", 0.5, 10.0, EST),
+    "ec50_apd1": ("therapy", "ng/mL", 100.0, 5000.0, EST + " (receptor occupancy)"),
+    "p2_exhaustion": ("P2", "1/h", 0.05 / 24, 0.3 / 24, "0.05–0.1 /day (QSPIO; SPQSP_PDAC), up to 0.3 /day est"),
+    "p2_chronic": ("P2", "1", 0.0, 3.0, EST),
+    "death_cd8_ex": ("P2", "1/h", 0.001, 0.02, EST),
+    "ec50_memory": ("P2/P3", "ng/mL", 0.05, 1.0, EST + " (chronic signalling threshold)"),
+    # -- Tregs, TGF-β, MDSC, IDO, stemness, IL-10 ---------------------------------------------------
+    "rec_treg": ("P3", "volume fraction/h", 5e-5, 2e-3, EST),
+    "p3_treg": ("P3", "1", 0.0, 10.0, EST),
+    "secr_tgfb": ("P3", "ng/mL/h", 0.2, 5.0, EST),
+    "p3_tgfb": ("P3", "1", 0.0, 10.0, EST + " (IFN-γ lowers NSDHL -> TGF-β1)"),
+    "ec50_p3": ("P3", "ng/mL", 0.1, 2.0, EST),
+    "secr_tgfb_reg": ("P7", "ng/mL/h", 0.5, 10.0, EST),
+    "a7_prolif_treg": ("P3", "1/h", 0.005, 0.05, EST),
+    "death_treg": ("P3", "1/h", 0.003, 0.03, EST),
+    "rec_mdsc": ("P4", "volume fraction/h", 5e-5, 2e-3, EST),
+    "p4_mdsc": ("P4", "1", 0.0, 10.0, EST + " (NLRP3/WNT5a/CXCR2)"),
+    "ec50_p4": ("P4", "ng/mL", 0.05, 1.0, EST),
+    "death_mdsc": ("P4", "1/h", 0.003, 0.03, EST),
+    "mdsc_suppression": ("P4", "1 per volume fraction", 2.0, 100.0, EST),
+    "treg_suppression": ("P3", "1 per volume fraction", 2.0, 100.0, EST),
+    "p5_ido": ("P5", "1", 0.0, 3.0, EST),
+    "p6_stemness": ("P6", "1/h", 0.0, 0.01, EST),
+    "stem_reversion": ("P6", "1/h", 0.001, 0.02, EST),
+    "p7_tgfb_ctl": ("P7", "1", 0.0, 5.0, EST),
+    "ec50_tgfb": ("P7", "ng/mL", 1.0, 10.0, "0.14 nM × 25 kDa (" + QSPIO + ")"),
+    "p7_tgfb_treg": ("P7", "1", 0.0, 3.0, EST),
+    "p7_il10": ("P7", "1", 0.0, 5.0, EST),
+    "ec50_il10": ("P7", "ng/mL", 0.05, 0.5, "8 pM × 18.6 kDa (" + QSPIO + ")"),
+    "secr_il10": ("P7", "ng/mL/h", 0.2, 5.0, EST),
+    "ec50_pdl1i": ("therapy", "ng/mL", 1.0, 100.0, EST),
+    "ec50_tgfbi": ("therapy", "ng/mL", 100.0, 1e4, EST),
+    "it_volume_ml": ("therapy", "mL", 0.01, 1.0, "tumor volume for well-mixed intratumoral dosing"),
+    "dose_width_h": ("therapy", "h", 0.25, 2.0, "numerical: smooth bolus s.d. (≥ 2 dt)"),
+    # -- transport: D (µm²/s) ---------------------------------------------------------------------
+    "D_tumor": ("motility", "µm²/s", 0.001, 0.02, EST + " (front 2√(Dr) ≈ 20 µm/day)"),
+    "D_stem": ("motility", "µm²/s", 0.001, 0.02, EST),
+    "D_cd8": ("motility", "µm²/s", 0.05, 1.0, "3–60 µm²/min (Boissonnas 2007; PhysiCell)"),
+    "D_cd8_ex": ("motility", "µm²/s", 0.01, 0.5, EST + " (exhausted cells slower)"),
+    "D_nk": ("motility", "µm²/s", 0.05, 1.0, EST + " (as CD8)"),
+    "D_treg": ("motility", "µm²/s", 0.05, 1.0, EST),
+    "D_mdsc": ("motility", "µm²/s", 0.05, 1.0, EST),
+    "D_m1": ("motility", "µm²/s", 0.005, 0.2, EST),
+    "D_m2": ("motility", "µm²/s", 0.005, 0.2, EST),
+    "D_ifng": ("B5", "µm²/s", 12.6, 100.0, "100 (" + SPQSP + "); 12.6–16.5 (Popel-lab fit to Ramanujan 2002)"),
+    "D_il2": ("A7", "µm²/s", 30.0, 150.0, "≈ 100 (" + SPQSP + ")"),
+    "D_il12": ("A6", "µm²/s", 10.0, 100.0, EST + " (70 kDa)"),
+    "D_tgfb": ("P3", "µm²/s", 10.0, 100.0, "27 (Popel-lab fit)"),
+    "D_il10": ("P7", "µm²/s", 10.0, 100.0, EST),
+    "D_cxcl": ("A3", "µm²/s", 30.0, 150.0, EST + " (8–10 kDa)"),
+    "D_apd1": ("therapy", "µm²/s", 1.0, 30.0, EST + " (IgG in tissue)"),
+    "D_pdl1i": ("therapy", "µm²/s", 50.0, 500.0, EST + " (small molecule)"),
+    "D_tgfbi": ("therapy", "µm²/s", 1.0, 30.0, EST + " (antibody / trap)"),
+    "chi_cd8": ("A3", "µm²/s per ng/mL", 0.5, 10.0, EST + " (chemotaxis up CXCL9/10)"),
+    "chi_nk": ("A3", "µm²/s per ng/mL", 0.5, 10.0, EST),
+    # -- transport: linear decay (1/h) ------------------------------------------------------------
+    "decay_ifng": ("B5", "1/h", 0.15, 0.35, "6.5e-5 /s, t½ 2–4.5 h (" + SPQSP + "; Hofstra 1998)"),
+    "decay_il2": ("A7", "1/h", 0.1, 6.9, "t½ 0.1–7 h (" + QSPIO + ")"),
+    "decay_il12": ("A6", "1/h", 0.01, 0.1, "0.023 /h (" + QSPIO + ")"),
+    "decay_tgfb": ("P3", "1/h", 0.3, 1.0, "14.3 /day (" + QSPIO + ")"),
+    "decay_il10": ("P7", "1/h", 0.08, 0.35, "4 /day (" + QSPIO + ")"),
+    "decay_cxcl": ("A3", "1/h", 0.2, 1.0, EST + " (t½ 1.5 h)"),
+    "decay_pdl1": ("P1", "1/h", 0.02, 0.08, "≈ 1 /day relaxation (" + QSPIO + ")"),
+    "decay_memory": ("P2", "1/h", 1 / 240, 1 / 24, EST + " (exposure memory, 1–10 days)"),
+    "decay_pdl1i": ("therapy", "1/h", 0.03, 0.5, EST),
+    "decay_depot_ifng": ("therapy", "1/h", 0.2, 5.0, EST + " (release from the injection depot)"),
+    "decay_depot_il12": ("therapy", "1/h", 0.05, 2.0, EST + " (IL-12 vector / depot release)"),
+}
+
+# Per-agent pharmacokinetic and exchange parameters: one row per family.
+FAMILIES: dict[str, tuple[str, str, str]] = {
+    "pk_<agent>_ke": ("therapy", "1/h", "elimination: IFN-γ-1b t½ 5.9 h (Actimmune label); pembrolizumab t½ 22 d, nivolumab 25 d (labels)"),
+    "pk_<agent>_V": ("therapy", "mL", "volume of distribution (labels; `tmepde.therapy`)"),
+    "pk_<agent>_ka": ("therapy", "1/h", "s.c./oral absorption: IFN-γ-1b Tmax ≈ 8 h, Cmax 0.6 ng/mL (label)"),
+    "pk_<agent>_F": ("therapy", "1", "bioavailability"),
+    "perm_<agent>": ("therapy", "1/h", "vessel exchange per unit vessel density, est"),
+    "partition_<agent>": ("therapy", "1", "tissue : plasma ratio (antibodies ~0.3), est"),
+    "sys_<agent>_times/_amounts": ("therapy", "h / ng", "systemic dose schedule (differentiable)"),
+    "it_<agent>_times/_amounts, inf_<agent>_*": ("therapy", "h / ng, ng/h", "intratumoral doses and sustained release"),
+    "it_<agent>_x/_y/_z/_width": ("therapy", "µm", "injection site and bleb s.d. (200 µm est)"),
+    "decay_<species>, D_<species> not listed": ("transport", "1/h, µm²/s", "0 (declared in `TRANSPORT`)"),
+}
+
+_FAMILY_PREFIXES = ("pk_", "perm_", "partition_", "sys_", "it_", "inf_")
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.3g}"
+
+
+def markdown_table(params=None) -> str:
+    """The parameter table of ``docs/model.md`` (values from the model's defaults)."""
+    import numpy as np
+
+    from .tme import tme_model
+
+    if params is None:
+        params = tme_model().default_params()
+    lines = ["| parameter | mechanism | default | units | plausible range | source |",
+             "|---|---|---|---|---|---|"]
+    for name, (mech, units, lo, hi, source) in PARAMETERS.items():
+        if name not in params:
+            continue
+        value = float(np.asarray(params[name]))
+        rng = _fmt(lo) if lo == hi else f"{_fmt(lo)}–{_fmt(hi)}"
+        lines.append(f"| `{name}` | {mech} | {_fmt(value)} | {units} | {rng} | {source} |")
+    for name, (mech, units, source) in FAMILIES.items():
+        lines.append(f"| `{name}` | {mech} | see `tmepde/therapy.py` | {units} | | {source} |")
+    return "\n".join(lines) + "\n"
+
+
+def unlisted(params) -> list[str]:
+    """Default parameters that have neither a row nor a family row (should be empty)."""
+    return sorted(k for k in params if k not in PARAMETERS and not k.startswith(_FAMILY_PREFIXES)
+                  and not (k.startswith(("decay_", "D_")) and float(params[k]) == 0.0))
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.stdout.write(markdown_table())
