@@ -471,26 +471,40 @@ def run_sweep(config: Config | str | Path, out_path: str | Path | None = None, *
 
     from tqdm import tqdm
 
+    # Several hosts (after jax.distributed.initialize()): every process runs its shards,
+    # gathers the chunk's results, and process 0 alone writes the file.
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        def host(x):
+            return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    else:
+        host = np.asarray
+    lead = jax.process_index() == 0
     writer = SweepWriter(out_path, config, plan, times, dtype=sim.dtype,
                          save_fields=sw["save_fields"], field_stride=stride,
-                         burden_species=_burden_species(config))
+                         burden_species=_burden_species(config)) if lead else None
     bar = tqdm(total=plan.n, unit="member", desc=f"tmepde sweep {config.model.name}",
                disable=not (progress and sys.stderr.isatty()))
     n_failed = 0
     try:
         for members, out in batch.iter_batch(sim, params, plan.param_keys, y0, setup.n_saves,
                                              chunk=chunk, devices=devices, n=plan.n):
-            tot, lo, hi, fin = (np.asarray(x) for x in reduce(out))
-            fields = np.asarray(out[:, ::stride]) if sw["save_fields"] else None
-            writer.write(members, tot.astype(np.float64), lo.astype(np.float64),
-                         hi.astype(np.float64), fin, fields)
+            tot, lo, hi, fin = (host(x) for x in reduce(out))
+            fields = host(out[:, ::stride]) if sw["save_fields"] else None
+            if lead:
+                writer.write(members, tot.astype(np.float64), lo.astype(np.float64),
+                             hi.astype(np.float64), fin, fields)
             n_failed += int((~fin.all(axis=(1, 2))).sum())
             bar.update(members.stop - members.start)
     except BaseException as e:
-        writer.close(f"failed: {type(e).__name__}: {e}")
+        if lead:
+            writer.close(f"failed: {type(e).__name__}: {e}")
         raise
     finally:
         bar.close()
+    if not lead:
+        return out_path
     writer.close("complete" if not n_failed else
                  f"complete: {n_failed} of {plan.n} members became non-finite (members/status)")
     if n_failed:
