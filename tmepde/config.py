@@ -239,7 +239,8 @@ SECTIONS = {
     "output": (OUTPUT, "The HDF5 result file (layout: docs/hdf5.md)."),
 }
 SCHEMA = {**{k: v[0] for k, v in SECTIONS.items()}, "species": SPECIES, "initial": INITIAL}
-TOP_LEVEL = ("grid", "time", "model", "solver", "output", "species", "initial", "sweep")
+TOP_LEVEL = ("grid", "time", "model", "solver", "output", "species", "initial", "sweep",
+             "fit", "optimize")
 
 
 # --------------------------------------------------------------------------------------
@@ -582,6 +583,12 @@ def resolve(raw: Mapping, base_dir: str | Path = ".") -> Config:
         data["initial"][name] = resolved
     if "sweep" in raw:
         data["sweep"] = _resolve_sweep(_table(raw["sweep"], "sweep"), defaults, model, data["initial"])
+    # -- begin [fit]/[optimize] (tmepde fit / tmepde optimize) --
+    if "fit" in raw:
+        data["fit"] = _resolve_fit(_table(raw["fit"], "fit"), defaults)
+    if "optimize" in raw:
+        data["optimize"] = _resolve_optimize(_table(raw["optimize"], "optimize"), defaults)
+    # -- end [fit]/[optimize] --
     return Config(data=data, grid=grid, model=model, base_dir=base_dir)
 
 
@@ -744,6 +751,107 @@ def _resolve_sweep(raw: Mapping, defaults: Mapping, model: Model, initial: Mappi
 
 
 # --------------------------------------------------------------------------------------
+# -- begin [fit] and [optimize] (tmepde fit, tmepde optimize; docs/fitting.md, docs/optimization.md)
+# --------------------------------------------------------------------------------------
+FIT_PSEUDO = ("v0_mm3", "il12_dose_ng")  # fit-only parameters (tmepde.ct26): initial volume, IL-12/injection
+FIT = {
+    "data": Key(STRING, OPTIONAL, "csv of measured volumes (columns arm, mouse, day, volume_mm3); "
+                "absent = the packaged CT26 data set; relative to the config file", 'data = "volumes.csv"'),
+    "growth_params": Key(STRING_LIST, ["growth_tumor", "D_tumor", "v0_mm3"],
+                         "stage 1, fitted on the PBS arm (pooled): model parameters or v0_mm3 (initial "
+                         "tumor-cell volume, mm³)", 'growth_params = ["growth_tumor", "D_tumor", "v0_mm3"]'),
+    "immune_params": Key(STRING_LIST, ["il12_dose_ng", "a6_il12_to_ifng", "kill_cd8"],
+                         "stage 2, fitted on PBS + rVSV-mIL12-mGMCSF arms jointly: model parameters or "
+                         "il12_dose_ng (effective IL-12 per injection, ng)",
+                         'immune_params = ["il12_dose_ng", "kill_cd8"]'),
+    "cohort_params": Key(STRING_LIST, ["v0_mm3", "il12_dose_ng", "kill_cd8"],
+                         "per-animal fits of the IL-12 arm (virtual cohort), with priors at the stage 2 "
+                         "values", 'cohort_params = ["v0_mm3", "kill_cd8"]'),
+    "prior_sd": Key(NUMBER, 1.0, "s.d. of the Gaussian priors in log-parameter space (1 = a factor e)",
+                    "prior_sd = 1.0", _positive("")),
+    "sigma": Key(NUMBER, 0.3, "nominal s.d. of log-volume residuals (the covariance is rescaled by "
+                 "the residual variance)", "sigma = 0.3", _positive("")),
+    "max_steps": Key(INTEGER, 40, "Levenberg–Marquardt steps per fit", "max_steps = 40", _positive("")),
+    "output": Key(STRING, "results/ct26", "prefix of the outputs: <output>_fit.png, <output>_fit.md, "
+                  "<output>_fitted.toml (relative to the working directory)", 'output = "results/ct26"'),
+}
+OPTIMIZE = {
+    "objective": Key(STRING, "final", "'final' (tumor burden at the horizon), 'mean' (its time average) "
+                     "or 'both' (their sum), each relative to the untreated value", 'objective = "mean"',
+                     _one_of(("final", "mean", "both"))),
+    "toxicity_agent": Key(STRING, "ifng", "systemic agent whose peak plasma level is the toxicity "
+                          "(parameter sys_<agent>_times must exist)", 'toxicity_agent = "ifng"'),
+    "toxicity_limit": Key(NUMBER, OPTIONAL, "peak plasma level allowed (ng/mL); absent = no limit",
+                          "toxicity_limit = 1.0", _positive(" ng/mL")),
+    "steps": Key(INTEGER, 30, "projected-Adam steps", "steps = 30", _positive("")),
+    "learning_rate": Key(NUMBER, 0.05, "Adam learning rate on scaled variables", "learning_rate = 0.05",
+                         _positive("")),
+    "cma_simulations": Key(INTEGER, 200, "simulation budget of the CMA-ES baseline (0 = skip)",
+                           "cma_simulations = 200", _nonnegative("")),
+    "output": Key(STRING, "results/optimize", "prefix of the outputs: <output>.png, <output>.md, "
+                  "<output>_schedule.toml", 'output = "results/optimize_ifng"'),
+}
+OPTIMIZE_AGENT = {
+    "prefix": Key(STRING, REQUIRED, "dose parameters <prefix>_times (h) and <prefix>_amounts",
+                  'prefix = "sys_ifng"'),
+    "max_amount": Key(NUMBER, REQUIRED, "cap per dose (amount units of the agent, ng)", "max_amount = 1.73e5",
+                      _positive("")),
+    "budget": Key(NUMBER, REQUIRED, "cap on the total amount", "budget = 1.04e6", _positive("")),
+    "t_min": Key(NUMBER, 0.0, "earliest dose time (h)", "t_min = 0.0", _nonnegative(" h")),
+    "t_max": Key(NUMBER, OPTIONAL, "latest dose time (h); absent = time.t_end", "t_max = 600.0",
+                 _nonnegative(" h")),
+    "min_interval": Key(NUMBER, 0.0, "minimum spacing between doses (h)", "min_interval = 24.0",
+                        _nonnegative(" h")),
+    "optimize_times": Key(BOOLEAN, True, "also move the dose times (else amounts only)",
+                          "optimize_times = true"),
+}
+
+
+def _check_param_names(names, path, defaults, extra=()):
+    for i, n in enumerate(names):
+        if n not in defaults and n not in extra:
+            close = difflib.get_close_matches(n, list(defaults) + list(extra), n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise ConfigError(f"{path}[{i}]", f"{path}[{i}]: unknown parameter '{n}'; {hint}"
+                              f"use a model parameter{' or one of ' + ', '.join(extra) if extra else ''}")
+        if names.count(n) > 1:
+            raise ConfigError(path, f"{path} lists '{n}' twice")
+
+
+def _resolve_fit(raw: Mapping, defaults: Mapping) -> dict:
+    out = _resolve_keys(raw, FIT, "fit")
+    for k in ("growth_params", "immune_params", "cohort_params"):
+        _check_param_names(out[k], f"fit.{k}", defaults, FIT_PSEUDO)
+    return out
+
+
+def _resolve_optimize(raw: Mapping, defaults: Mapping) -> dict:
+    out = _resolve_keys(raw, OPTIMIZE, "optimize", skip=("agents",))
+    agents = raw.get("agents")
+    if not isinstance(agents, list) or not agents or not all(isinstance(a, dict) for a in agents):
+        raise ConfigError("optimize.agents", "optimize.agents must be an array of tables: "
+                          '[[optimize.agents]] prefix = "sys_ifng" max_amount = 1.73e5 budget = 1.04e6')
+    resolved = []
+    for i, a in enumerate(agents):
+        path = f"optimize.agents[{i}]"
+        ag = _resolve_keys(a, OPTIMIZE_AGENT, path)
+        for suffix in ("_times", "_amounts"):
+            if ag["prefix"] + suffix not in defaults:
+                raise ConfigError(f"{path}.prefix", f"{path}.prefix '{ag['prefix']}': the model has no "
+                                  f"parameter '{ag['prefix']}{suffix}'; dose prefixes look like 'sys_ifng', "
+                                  "'it_il12'")
+        if ag.get("t_max") is not None and ag["t_max"] <= ag["t_min"]:
+            raise ConfigError(f"{path}.t_max", f"{path}.t_max ({ag['t_max']}) must be > t_min ({ag['t_min']})")
+        resolved.append(ag)
+    out["agents"] = resolved
+    if f"sys_{out['toxicity_agent']}_times" not in defaults:
+        raise ConfigError("optimize.toxicity_agent", f"optimize.toxicity_agent '{out['toxicity_agent']}' "
+                          "has no systemic schedule (sys_<agent>_times); e.g. toxicity_agent = \"ifng\"")
+    return out
+# -- end [fit] and [optimize] --
+
+
+# --------------------------------------------------------------------------------------
 # Generated reference (docs/config.md)
 # --------------------------------------------------------------------------------------
 
@@ -860,6 +968,33 @@ def config_reference() -> str:
         "| `set` | table | `{}` | `{ <parameter or initial.<species>.<key>> = value, ... }` |",
         "",
     ]
+    # -- begin [fit]/[optimize] reference --
+    out += [
+        "## `[fit]`",
+        "",
+        "Optional: fitting to measured tumor volumes with `tmepde fit CONFIG` (ignored by",
+        "`tmepde run`); the worked example is configs/fit/ct26.toml (docs/fitting.md). Fitted",
+        "names are model parameters or the fit-only `v0_mm3` (initial tumor-cell volume, mm³)",
+        "and `il12_dose_ng` (effective IL-12 per intratumoral injection, ng).",
+        "",
+        *_key_table(FIT),
+        "",
+        "## `[optimize]`",
+        "",
+        "Optional: dose-schedule optimisation with `tmepde optimize CONFIG` (ignored by",
+        "`tmepde run`); see docs/optimization.md. The config's own schedule is the starting",
+        "point and the reference (e.g. the clinical standard).",
+        "",
+        *_key_table(OPTIMIZE),
+        "",
+        "### `[[optimize.agents]]`",
+        "",
+        "Decision variables: the dose times and amounts of one agent per table.",
+        "",
+        *_key_table(OPTIMIZE_AGENT),
+        "",
+    ]
+    # -- end [fit]/[optimize] reference --
     return "\n".join(out)
 
 
