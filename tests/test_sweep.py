@@ -235,3 +235,36 @@ def test_bad_sweep_keys_are_named(cfg_path, tmp_path, capsys):
     assert e.value.path == "sweep.arms[1].name" and "used twice" in str(e.value)
     with pytest.raises(ConfigError, match="has no \\[sweep\\] table"):
         sweep.plan_sweep(loads_config(CONFIG.split("[sweep]")[0]))
+
+
+SHARDED = """
+import sys
+import jax
+import numpy as np
+from tmepde.config import loads_config
+from tmepde.io import open_result
+from tmepde.sweep import run_sweep
+assert len(jax.devices()) == 4, jax.devices()
+cfg = loads_config(open(sys.argv[1]).read())
+a = run_sweep(cfg, sys.argv[2] + "/four.h5", n=2, seed=5, progress=False)  # chunk 5 -> 8 over 4 devices
+b = run_sweep(cfg, sys.argv[2] + "/one.h5", n=2, seed=5, progress=False, devices=jax.devices()[:1])
+with open_result(a) as ra, open_result(b) as rb:
+    assert ra.members["done"].all() and len(ra) == 16
+    print(np.abs(ra.observable("burden") / rb.observable("burden") - 1).max(),  # sums: relative
+          np.abs(ra.series("tumor", 15) - rb.series("tumor", 15)).max())
+"""
+
+
+def test_sweep_sharded_over_four_host_devices_equals_one_device(cfg_path, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "sharded_sweep.py"
+    script.write_text(SHARDED)
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    out = subprocess.run([sys.executable, str(script), str(cfg_path), str(tmp_path)], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    burden_diff, field_diff = map(float, out.stdout.split())
+    assert burden_diff < 1e-12 and field_diff < 1e-14, out.stdout
