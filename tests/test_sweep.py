@@ -268,3 +268,20 @@ def test_sweep_sharded_over_four_host_devices_equals_one_device(cfg_path, tmp_pa
     assert out.returncode == 0, out.stderr[-3000:]
     burden_diff, field_diff = map(float, out.stdout.split())
     assert burden_diff < 1e-12 and field_diff < 1e-14, out.stdout
+
+
+def test_model_observables_per_member(cfg_path, tmp_path):
+    """A model's own Observables are evaluated per member with that member's parameters."""
+    import dataclasses
+
+    from tmepde.model import Observable
+
+    cfg = loads_config(CONFIG, ["sweep.cohort.n=2", "sweep.grid={}", "sweep.save_fields=false"])
+    peak_rate = Observable("peak_rate", lambda t, y, p, g: p["growth"] * y["tumor"].max() + t, "1/h")
+    model = tp.Model(cfg.model.species, cfg.model.reactions, cfg.model.default_params(),
+                     name=cfg.model.name, observables=[peak_rate])
+    out = sweep.run_sweep(dataclasses.replace(cfg, model=model), tmp_path / "obs.h5", progress=False)
+    with open_result(out) as r:
+        expected = r.params["growth"][:, None] * r.observable("max_tumor") + r.time
+        np.testing.assert_allclose(r.observable("peak_rate"), expected, rtol=1e-12)
+        assert not r.has_fields and r._file["observables/peak_rate"].attrs["units"] == "1/h"

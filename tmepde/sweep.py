@@ -259,7 +259,7 @@ class SweepWriter:
     flushes, so an interrupted sweep keeps every finished chunk (``members/done``)."""
 
     def __init__(self, path, config: Config, plan: Plan, times, *, dtype, save_fields: bool,
-                 field_stride: int, burden_species: Sequence[str]):
+                 field_stride: int, burden_species: Sequence[str], model_observables=()):
         from .io import FORMAT_VERSION, _version
 
         self.path = Path(path)
@@ -303,6 +303,11 @@ class SweepWriter:
                 d = obs.create_dataset(f"{kind}_{s.name}", shape=(n, T), dtype=np.float64,
                                        chunks=(chunk_b, T), fillvalue=np.nan)
                 d.attrs["units"] = f"{vol_units}·{s.units or '1'}" if kind == "total" else (s.units or "1")
+        for o in model_observables:
+            d = obs.create_dataset(o.name, shape=(n, T), dtype=np.float64, chunks=(chunk_b, T),
+                                   fillvalue=np.nan)
+            d.attrs["units"] = o.units
+            d.attrs["description"] = o.description
         if self.burden_species:
             d = obs.create_dataset("burden", shape=(n, T), dtype=np.float64, chunks=(chunk_b, T),
                                    fillvalue=np.nan)
@@ -320,10 +325,12 @@ class SweepWriter:
                 d.attrs["units"] = s.units
         f.flush()
 
-    def write(self, members: slice, totals, mins, maxs, finite, fields=None) -> None:
+    def write(self, members: slice, totals, mins, maxs, finite, fields=None, model_obs=None) -> None:
         """Chunk of members: observables ``(b, T, S)``, finite ``(b, T, S)`` bools,
-        fields ``(b, T_f, S, *shape)`` or None."""
+        fields ``(b, T_f, S, *shape)`` or None, the model's observables ``{name: (b, T)}``."""
         f = self._file
+        for name, values in (model_obs or {}).items():
+            f["observables"][name][members] = values
         for i, name in enumerate(self.names):
             f["observables"][f"total_{name}"][members] = totals[:, :, i]
             f["observables"][f"min_{name}"][members] = mins[:, :, i]
@@ -469,6 +476,18 @@ def run_sweep(config: Config | str | Path, out_path: str | Path | None = None, *
         return (jnp.sum(out * volumes, axis=axes), out.min(axis=axes), out.max(axis=axes),
                 jnp.isfinite(out).all(axis=axes))
 
+    model_obs = tuple(getattr(config.model, "observables", ()))
+    observe = None
+    if model_obs:  # the model's own summaries (tumor burden, PD-L1, ...), per member and save
+        t_j = jnp.asarray(times, sim.dtype)
+        p_axes = {k: (0 if k in plan.param_keys else None) for k in params}
+
+        def member_obs(p, ys):
+            p = {k: jnp.asarray(v, sim.dtype) for k, v in p.items()}
+            return jax.vmap(lambda t, y: config.model.observe(t, y, p, config.grid))(t_j, ys)
+
+        observe = jax.jit(jax.vmap(member_obs, in_axes=(p_axes, 0)))
+
     from tqdm import tqdm
 
     # Several hosts (after jax.distributed.initialize()): every process runs its shards,
@@ -483,7 +502,7 @@ def run_sweep(config: Config | str | Path, out_path: str | Path | None = None, *
     lead = jax.process_index() == 0
     writer = SweepWriter(out_path, config, plan, times, dtype=sim.dtype,
                          save_fields=sw["save_fields"], field_stride=stride,
-                         burden_species=_burden_species(config)) if lead else None
+                         burden_species=_burden_species(config), model_observables=model_obs) if lead else None
     bar = tqdm(total=plan.n, unit="member", desc=f"tmepde sweep {config.model.name}",
                disable=not (progress and sys.stderr.isatty()))
     n_failed = 0
@@ -492,9 +511,13 @@ def run_sweep(config: Config | str | Path, out_path: str | Path | None = None, *
                                              chunk=chunk, devices=devices, n=plan.n):
             tot, lo, hi, fin = (host(x) for x in reduce(out))
             fields = host(out[:, ::stride]) if sw["save_fields"] else None
+            extra = None
+            if observe is not None:
+                p_chunk = {k: (v[members] if k in plan.param_keys else v) for k, v in params.items()}
+                extra = {k: host(v).astype(np.float64) for k, v in observe(p_chunk, out).items()}
             if lead:
                 writer.write(members, tot.astype(np.float64), lo.astype(np.float64),
-                             hi.astype(np.float64), fin, fields)
+                             hi.astype(np.float64), fin, fields, extra)
             n_failed += int((~fin.all(axis=(1, 2))).sum())
             bar.update(members.stop - members.start)
     except BaseException as e:
