@@ -13,7 +13,7 @@ The cohort summary classifies each member's tumor burden curve RECIST-like
 (:func:`response_table`).
 
     from tmepde.sweep import run_sweep
-    path = run_sweep("configs/cohort.toml", "cohort.h5")   # then tmepde.io.open_result(path)
+    path = run_sweep("cohort.toml", "cohort.h5")   # a config with [sweep]; then open_result(path)
 """
 
 from __future__ import annotations

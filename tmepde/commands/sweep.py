@@ -37,6 +37,10 @@ def _run(args: argparse.Namespace) -> int:
             ([f"sweep.cohort.seed={args.seed}"] if args.seed is not None else [])
     cfg = load_config(args.config, list(args.overrides) + extra)
     plan = plan_sweep(cfg)
+    cohort = cfg.data["sweep"].get("cohort")
+    if cohort and cohort["n"] > 1 and not cohort["cv"]:
+        print(f"tmepde: note: sweep.cohort.cv is empty, so the {cohort['n']} patients are identical; "
+              "vary them with e.g. --set sweep.cohort.cv.growth_tumor=0.3", file=sys.stderr)
     if args.print_config:
         sys.stdout.write(cfg.to_toml())
         print(f"# {plan.n} members: {len(plan.arm_names)} arm(s) x grid x patients")
