@@ -1,0 +1,106 @@
+"""Reverse-mode gradients of the TME model against central finite differences (x64).
+
+One scalar of a 1-day run on a 16-shell radial grid depends on every field; its gradient
+(one jax.value_and_grad call, compiled once) is compared, entry by entry, with central
+differences of the same scalar for one representative parameter of every parameter group
+(tumor, stem, each immune population, each cytokine's production/decay/diffusivity, PD-L1,
+exhaustion/memory, Treg/MDSC recruitment, macrophage polarisation, angiogenesis, PK), for
+dose amounts and for dose times (systemic and intratumoral).
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import tmepde as tp
+from tmepde.models.tme import DEFAULTS, tme_model
+
+# (group, parameter): log-parameters (derivative w.r.t. log p)
+LOG_PARAMS = [
+    ("tumor growth", "growth_tumor"), ("tumor motility", "D_tumor"), ("stem", "p6_stemness"),
+    ("A1 IFN-γ antiproliferative", "a1_antiprolif"), ("A2 MHC-I", "a2_mhc"),
+    ("CD8 killing", "kill_cd8"), ("CD8 recruitment", "rec_cd8"), ("CD8 death", "death_cd8"),
+    ("CD8 chemotaxis", "chi_cd8"), ("CD8 motility", "D_cd8"),
+    ("NK killing", "kill_nk"), ("NK recruitment", "rec_nk"),
+    ("Treg recruitment", "rec_treg"), ("Treg suppression", "treg_suppression"),
+    ("MDSC recruitment", "rec_mdsc"), ("MDSC induction", "p4_mdsc"),
+    ("M2->M1 polarisation", "a4_polarize"), ("M1->M2 reversion", "m1_to_m2"),
+    ("IFN-γ production", "secr_ifng"), ("IFN-γ decay", "decay_ifng"), ("IFN-γ diffusivity", "D_ifng"),
+    ("IFN-γ uptake", "uptake_ifng"),
+    ("IL-2 production", "secr_il2"), ("IL-2 decay", "decay_il2"), ("IL-2 diffusivity", "D_il2"),
+    ("IL-12 loop", "a6_il12_to_ifng"), ("IL-12 decay", "decay_il12"), ("IL-12 diffusivity", "D_il12"),
+    ("TGF-β production", "secr_tgfb"), ("TGF-β decay", "decay_tgfb"), ("TGF-β diffusivity", "D_tgfb"),
+    ("IL-10 production", "secr_il10"), ("IL-10 decay", "decay_il10"), ("IL-10 diffusivity", "D_il10"),
+    ("CXCL production", "a3_cxcl"), ("CXCL diffusivity", "D_cxcl"),
+    ("PD-L1 induction", "p1_induction"), ("PD-L1 EC50", "ec50_pdl1"), ("checkpoint", "p1_kill_inhibition"),
+    ("exhaustion", "p2_exhaustion"), ("memory", "ec50_memory"),
+    ("angiogenesis", "a8_antiangio"),
+    ("PK IFN-γ elimination", "pk_ifng_ke"), ("PK IFN-γ absorption", "pk_ifng_ka"),
+    ("PK IFN-γ vessel exchange", "perm_ifng"), ("PK anti-PD-1 volume", "pk_pd1_V"),
+    ("anti-PD-1 occupancy", "ec50_apd1"),
+]
+# (group, parameter, slot): dose amounts (log) and dose times (h, linear)
+DOSE_AMOUNTS = [("IFN-γ s.c. amount", "sys_ifng_amounts", 0), ("IL-12 i.t. amount", "it_il12_amounts", 0),
+                ("anti-PD-1 i.v. amount", "sys_pd1_amounts", 0)]
+DOSE_TIMES = [("IFN-γ s.c. time", "sys_ifng_times", 0), ("IL-12 i.t. time", "it_il12_times", 0),
+              ("anti-PD-1 i.v. time", "sys_pd1_times", 0), ("IFN-γ depot time", "it_ifng_times", 0)]
+
+
+def _setup():
+    grid = tp.Grid((16,), 40.0, geometry="spherical")
+    model = tme_model(grid=grid, n_doses=1)
+    p = model.default_params(jnp.float64)
+    p["it_il12_x"] = p["it_ifng_x"] = jnp.asarray(0.0)
+    p["sys_ifng_times"], p["sys_ifng_amounts"] = jnp.array([1.0]), jnp.array([8.65e4])
+    p["sys_pd1_times"], p["sys_pd1_amounts"] = jnp.array([2.0]), jnp.array([2.0e8])
+    p["it_il12_times"], p["it_il12_amounts"] = jnp.array([3.0]), jnp.array([5.0])
+    p["it_ifng_times"], p["it_ifng_amounts"] = jnp.array([4.0]), jnp.array([5.0])
+    r = grid.axis_centers(0)
+    inside = 0.5 * (1 - np.tanh((r - 300.0) / 40.0))
+    fields = {"tumor": 0.55 * inside + 0.01, "stem": 0.02 * inside + 0.001, "vessel": 0.3 + 0.2 * (1 - inside),
+              "pdl1": DEFAULTS["pdl1_basal"]}
+    for k, v in {"cd8": 0.02, "cd8_ex": 0.002, "nk": 0.01, "treg": 0.004, "mdsc": 0.004,
+                 "m1": 0.01, "m2": 0.02}.items():
+        fields[k] = v * (0.4 + 0.6 * (1 - inside))
+    for k in ("ifng", "il2", "il12", "tgfb", "il10", "cxcl", "memory"):
+        fields[k] = 0.05 + 0.05 * inside
+    y0 = model.stack(fields, grid, jnp.float64)
+    sim = tp.Simulator(model, grid, dt=0.5, save_every=12.0, dtype=jnp.float64)
+    weights = jnp.asarray(np.random.default_rng(0).uniform(0.5, 1.5, len(model.names)))
+    vol = jnp.asarray(grid.cell_volumes()) / grid.cell_volumes().sum()
+    # every field at both saves, normalised by its initial total: all groups matter
+    scale = jnp.maximum(jnp.sum(y0 * vol, axis=-1), 1e-3)
+    return model, sim, p, y0, weights, vol, scale
+
+
+def test_tme_gradients_match_central_differences_for_every_parameter_group():
+    model, sim, p0, y0, weights, vol, scale = _setup()
+    entries = [(g, k, None, "log") for g, k in LOG_PARAMS] + \
+              [(g, k, i, "log") for g, k, i in DOSE_AMOUNTS] + [(g, k, i, "lin") for g, k, i in DOSE_TIMES]
+    for g, k, _, _ in entries:
+        assert k in p0, (g, k)
+    theta0 = jnp.asarray([jnp.log(p0[k] if i is None else p0[k][i]) if kind == "log" else p0[k][i]
+                          for _, k, i, kind in entries])
+
+    def scalar(theta):
+        p = dict(p0)
+        for j, (_, k, i, kind) in enumerate(entries):
+            v = jnp.exp(theta[j]) if kind == "log" else theta[j]
+            p[k] = v if i is None else p[k].at[i].set(v)
+        ys = sim.run(p, y0, 2)  # 24 h, 48 steps
+        totals = jnp.sum(ys[1:] * vol, axis=-1) / scale  # (2, S)
+        return jnp.sum(weights * jnp.log(totals + 1e-3))
+
+    vg = jax.jit(jax.value_and_grad(scalar))
+    value, grad = vg(theta0)
+    grad = np.asarray(grad)
+    bad = []
+    for j, (group, k, i, kind) in enumerate(entries):
+        h = 1e-4 if kind == "log" else 1e-3  # log units / hours
+        e = jnp.zeros_like(theta0).at[j].set(h)
+        fd = (float(vg(theta0 + e)[0]) - float(vg(theta0 - e)[0])) / (2 * h)
+        if not abs(grad[j] - fd) <= 1e-4 * abs(fd) + 1e-7 * abs(float(value)) + 1e-9:
+            bad.append((group, k, float(grad[j]), fd))
+        # the scalar must actually depend on the parameter, or the check says nothing
+        assert abs(fd) > 1e-9, (group, k, fd)
+    assert not bad, bad
