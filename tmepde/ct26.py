@@ -72,7 +72,8 @@ def load_data(path: str | Path | None = None) -> dict[str, Arm]:
     if not path.exists():
         raise FileNotFoundError(f"CT26 data file {str(path)!r} not found; fit.data must name a csv "
                                 "with columns arm, mouse, day, volume_mm3 (default: the packaged file)")
-    rows = list(csv.DictReader(path.open(encoding="utf-8")))
+    with path.open(encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh))
     need = {"arm", "mouse", "day", "volume_mm3"}
     if not rows or not need <= set(rows[0]):
         raise ValueError(f"{path}: needs columns {sorted(need)}, got {sorted(rows[0]) if rows else 'no rows'}")

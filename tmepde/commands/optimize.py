@@ -84,6 +84,7 @@ def problem(cfg):
                                      bioavailability=p[f"pk_{agent}_F"], width=p["dose_width_h"])
         return jnp.max(c)
 
+    toxicity = jax.jit(toxicity)  # called eagerly many times by the projections and bisection
     return setup, objective, (toxicity if "toxicity_limit" in oc else None), burden, agents, none
 
 
