@@ -149,6 +149,11 @@ class ResultWriter:
         self.n = n1
         f.flush()
 
+    def set_attrs(self, attrs: Mapping) -> None:
+        """Add root attributes (e.g. dose event times) and flush."""
+        self._file.attrs.update(attrs)
+        self._file.flush()
+
     def set_status(self, status: str) -> None:
         self._file.attrs["status"] = status
         self._file.flush()
@@ -238,6 +243,27 @@ class Result:
     def series(self, name: str) -> np.ndarray:
         """All saves of one species, shape (n_saves, *grid_shape)."""
         return self._dataset(name)[:]
+
+    def time_index(self, time_h: float) -> int:
+        """Index of the save at ``time_h`` (h); an error lists the nearest saved times."""
+        t = self.time
+        i = int(np.argmin(np.abs(t - float(time_h))))
+        if not len(t) or abs(t[i] - float(time_h)) > 1e-9 * max(1.0, abs(float(time_h))):
+            near = t[max(0, i - 2):i + 3].tolist()
+            raise KeyError(f"no save at t = {time_h} h in {str(self.path)!r}; nearest saved "
+                           f"times (h): {near}; saves are every {t[1] - t[0] if len(t) > 1 else 0:g} h")
+        return i
+
+    def field_at(self, name: str, time_h: float) -> np.ndarray:
+        """One species at saved time ``time_h`` (h) as a numpy array of the grid's shape."""
+        return self.field(name, self.time_index(time_h))
+
+    def observable(self, name: str) -> np.ndarray:
+        """One observable's time series ``(n_saves,)``; an error lists the available ones."""
+        obs = self._file["observables"]
+        if name not in obs:
+            raise KeyError(f"no observable {name!r} in {str(self.path)!r}; available: {sorted(obs)}")
+        return obs[name][:]
 
     def boundaries(self, name: str) -> dict:
         """``{face: kind or (kind, value)}`` of one species as stored."""

@@ -109,6 +109,12 @@ def run_config(config: Config | str | Path, out_path: str | Path | None = None, 
     writer = ResultWriter(out_path, config.grid, config.model, config_toml=config.to_toml(),
                           dtype=sim.dtype, compression=config.data["output"]["compression"],
                           params=setup.params)
+    from .therapy import dose_events
+
+    events = dose_events(setup.params, t_end=save_every * setup.n_saves)
+    if events:  # dose markers for plots: all times, and per schedule
+        writer.set_attrs({"dose_times_h": np.unique(np.concatenate(list(events.values()))),
+                          **{f"dose_times_h_{k}": v for k, v in events.items()}})
     in_flight = []  # (save times, device states) dispatched, not yet written
     try:
         bad = _first_nonfinite(setup.y0[None], names)
@@ -118,12 +124,16 @@ def run_config(config: Config | str | Path, out_path: str | Path | None = None, 
         writer.append([0.0], np.asarray(carry["y"])[None])
         # JAX dispatch is asynchronous: chunk k+1 is already computing while chunk k is
         # copied, checked and compressed into the file (the write overlaps the compute).
+        # Every chunk has the same length (the number of saves per call is static, so a
+        # shorter last chunk would compile the loop a second time, ~10-30 s for the TME
+        # model): chunks are balanced and the last one computes past the end and is cut.
+        per_call = -(-setup.n_saves // -(-setup.n_saves // chunk))
         done = 0
         while done < setup.n_saves or in_flight:
             if done < setup.n_saves:
-                n = min(chunk, setup.n_saves - done)
-                carry, ys = sim.advance(carry, setup.params, n)
-                in_flight.append((save_every * np.arange(done + 1, done + n + 1), ys))
+                n = min(per_call, setup.n_saves - done)
+                carry, ys = sim.advance(carry, setup.params, per_call)
+                in_flight.append((save_every * np.arange(done + 1, done + n + 1), ys[:n]))
                 done += n
                 if len(in_flight) < 2 and done < setup.n_saves:
                     continue

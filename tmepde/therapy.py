@@ -194,3 +194,31 @@ PEMBROLIZUMAB_IV = {"ke": _LN2 / (22 * 24.0), "ka": None, "V": 6.0e3, "F": 1.0}
 NIVOLUMAB_IV = {"ke": _LN2 / (25 * 24.0), "ka": None, "V": 8.0e3, "F": 1.0}
 PDL1_BLOCKER_ORAL = {"ke": _LN2 / 12.0, "ka": 1.0, "V": 5.0e4, "F": 1.0}
 TGFB_BLOCKADE_IV = {"ke": _LN2 / (14 * 24.0), "ka": None, "V": 5.0e3, "F": 1.0}
+
+
+def dose_events(params, t_end: float | None = None) -> dict[str, np.ndarray]:
+    """Dose times (h) per schedule found in a parameter dict, for plots and result files.
+
+    A schedule is a pair ``<name>_times`` / ``<name>_amounts`` (doses with amount 0 are
+    unused slots and skipped); an infusion ``<name>_start`` / ``_stop`` / ``_rate`` with a
+    non-zero rate contributes its start and stop. Times after ``t_end`` are dropped.
+    """
+    out = {}
+    for key in params:
+        if key.endswith("_times") and key[:-6] + "_amounts" in params:
+            name = key[:-6]
+            t = np.atleast_1d(np.asarray(params[key], float))
+            a = np.atleast_1d(np.asarray(params[name + "_amounts"], float))
+            t = t[a != 0]
+        elif key.endswith("_rate") and key[:-5] + "_start" in params and key[:-5] + "_stop" in params:
+            name = key[:-5]
+            if not np.any(np.asarray(params[key], float) != 0):
+                continue
+            t = np.array([float(params[name + "_start"]), float(params[name + "_stop"])])
+        else:
+            continue
+        if t_end is not None:
+            t = t[t <= t_end]
+        if t.size:
+            out[name] = np.sort(t)
+    return out
