@@ -285,3 +285,17 @@ def test_model_observables_per_member(cfg_path, tmp_path):
         expected = r.params["growth"][:, None] * r.observable("max_tumor") + r.time
         np.testing.assert_allclose(r.observable("peak_rate"), expected, rtol=1e-12)
         assert not r.has_fields and r._file["observables/peak_rate"].attrs["units"] == "1/h"
+
+
+def test_info_summarises_a_sweep_file(swept, capsys):
+    from tmepde.cli import main
+    from tmepde.io import open_result
+
+    path = swept[0] if isinstance(swept, tuple) else swept
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    with open_result(path) as r:
+        n, arms, last = r.n_members, r.arm_names, r.observables["burden"][:, -1]
+    assert f"members:  {n} in {len(arms)} arm(s): {', '.join(arms)}" in out
+    line = next(l for l in out.splitlines() if l.strip().startswith("burden "))
+    assert float(line.split()[1]) == pytest.approx(float(np.median(last)), rel=1e-5)

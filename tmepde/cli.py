@@ -80,13 +80,28 @@ def _info(args: argparse.Namespace) -> int:
         obs = r.observables
         print("species:")
         for name in r.species:
-            bcs = r.boundaries(name)
+            try:
+                bcs = r.boundaries(name)
+            except KeyError:  # sweep file without stored fields
+                print(f"  {name}")
+                continue
             kinds = sorted({v if isinstance(v, str) else f"{v[0]}={v[1]:g}" for v in bcs.values()})
             print(f"  {name:<16} units {r.units(name) or '1'!r:<20} boundaries {', '.join(kinds)}")
-        if len(t):
-            print("observables (first -> last save):")
+        if not len(t):
+            return 0
+        if np.ndim(next(iter(obs.values()), np.zeros(1))) == 2:  # sweep file: (members, saves)
+            arms = r.arm_names
+            print(f"members:  {r.n_members} in {len(arms)} arm(s): {', '.join(arms)}")
+            print("observables at the last save across members (median [min, max]):")
             for k, v in obs.items():
-                print(f"  {k:<24} {v[0]:.6g} -> {v[-1]:.6g}   (min {np.min(v):.6g}, max {np.max(v):.6g})")
+                last = v[:, -1]
+                last = last[np.isfinite(last)]
+                if last.size:
+                    print(f"  {k:<24} {np.median(last):.6g} [{last.min():.6g}, {last.max():.6g}]")
+            return 0
+        print("observables (first -> last save):")
+        for k, v in obs.items():
+            print(f"  {k:<24} {v[0]:.6g} -> {v[-1]:.6g}   (min {np.min(v):.6g}, max {np.max(v):.6g})")
     return 0
 
 
