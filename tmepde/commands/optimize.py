@@ -204,7 +204,7 @@ def plot(res, path: Path) -> Path:
         hc = np.asarray(res["cma"].history)
         ax[2].plot(hc[:, 0], hc[:, 1], "-", label="CMA-ES, simulations")
     ax[2].set_xscale("log")
-    ax[2].set_xlabel("simulations (gradient step = 1 fwd + 1 bwd = 2, plus 1 check)")
+    ax[2].set_xlabel("simulations (gradient: 3 per step)")
     ax[2].set_ylabel("best objective")
     ax[2].legend(fontsize=7)
     fig.tight_layout()
