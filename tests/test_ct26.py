@@ -92,7 +92,7 @@ def test_optimize_cli_improves_and_respects_every_constraint(tmp_path, monkeypat
         [optimize]
         objective = "both"
         toxicity_limit = {limit}
-        steps = 12
+        steps = 8
         learning_rate = 0.15
         cma_simulations = 20
         output = "{tmp_path / 'opt'}"
