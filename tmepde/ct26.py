@@ -94,13 +94,13 @@ class Ct26Problem:
 
     n_shells, radius_um: radial grid (shell width radius/n). dt: time step (h).
     n_days: simulated days after day 11 (static: one compiled program per value).
-    dtype: float32 or float64. config: a :class:`tmepde.config.Config` (spherical grid, TME
+    dtype: float32 or float64. scheme: time stepper (tmepde.stepping). config: a :class:`tmepde.config.Config` (spherical grid, TME
     model with 3 ``it_il12`` slots) whose grid, model, dt, parameters and non-tumor initial
     fields are used instead of the defaults.
     """
 
     def __init__(self, n_shells: int = 48, radius_um: float = 12000.0, dt: float = 1.0,
-                 n_days: int = 28, dtype=None, config=None):
+                 n_days: int = 28, dtype=None, config=None, scheme: str = "sbdf2"):
         import jax.numpy as jnp
 
         from .grid import Grid
@@ -135,7 +135,9 @@ class Ct26Problem:
                              "[model.options] n_doses = { it_il12 = 3, ... }")
         self.dt = float(dt)
         self.n_days = int(n_days)
-        self.sim = Simulator(self.model, self.grid, dt=self.dt, save_every=24.0, dtype=dtype)
+        if config is not None:
+            scheme = config.data["solver"]["scheme"]
+        self.sim = Simulator(self.model, self.grid, dt=self.dt, save_every=24.0, dtype=dtype, scheme=scheme)
         self.dtype = self.sim.dtype
         self.shell_mm3 = jnp.asarray(self.grid.cell_volumes() * 1e-9, self.dtype)
         self.r = jnp.asarray(self.grid.axis_centers(0), self.dtype)

@@ -166,7 +166,7 @@ def write_schedule(cfg, params, agents, path: Path) -> Path:
     data.pop("optimize", None)
     for ag in agents:
         for k in (ag.times_key, ag.amounts_key):
-            data["model"]["params"][k] = [round(float(x), 6) for x in np.asarray(params[k])]
+            data["model"]["params"][k] = [float(x) for x in np.asarray(params[k])]  # exact: budget holds
     text = "# Optimised schedule written by `tmepde optimize`; `tmepde run` runs it.\n" + tomli_w.dumps(data)
     loads_config(text, base_dir=cfg.base_dir)
     path.write_text(text, encoding="utf-8")
