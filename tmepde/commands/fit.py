@@ -15,7 +15,7 @@ from ..cli import register
 def _args(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="TOML config with a [fit] table, e.g. configs/fit/ct26.toml")
     p.add_argument("--quick", action="store_true",
-                   help="CI scale: 24 shells, shorter horizon, at most 6 Levenberg–Marquardt steps")
+                   help="CI scale: 24 shells, shorter horizon, IMEX Euler, at most 6 Levenberg–Marquardt steps")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set fit.max_steps=10 (repeatable)")
 
