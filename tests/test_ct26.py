@@ -132,3 +132,14 @@ def test_optimize_cli_improves_and_respects_every_constraint(tmp_path, monkeypat
     report = (tmp_path / "opt.md").read_text()
     assert "all hold" in report and "CMA-ES" in report
     assert (tmp_path / "opt.png").stat().st_size > 1000
+    # the optimize file: `tmepde plot` redraws it, and its schedule equals the written config
+    from tmepde.summaries import OPTIMIZE_FORMAT, file_format
+    import h5py
+
+    h5 = tmp_path / "opt.h5"
+    assert file_format(h5) == OPTIMIZE_FORMAT
+    with h5py.File(h5, "r") as f:
+        np.testing.assert_allclose(f["schedules/gradient/sys_ifng_amounts"][:], a, rtol=1e-12)
+        assert f["history/CMA-ES"].shape[1] == 2
+    assert main(["plot", str(h5), "-o", str(tmp_path / "figs")]) == 0
+    assert (tmp_path / "figs" / "opt.png").stat().st_size > 1000

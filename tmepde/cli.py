@@ -115,8 +115,23 @@ def _plot_args(p: argparse.ArgumentParser) -> None:
 
 
 def _plot(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from .io import SweepResult, open_result
     from .plot import save_all, save_sweep_all
+    from . import summaries
+
+    fmt = summaries.file_format(args.result)
+    if fmt in (summaries.FIT_FORMAT, summaries.OPTIMIZE_FORMAT):  # fit / optimize files
+        import matplotlib.pyplot as plt
+
+        fig = (summaries.fit_figure if fmt == summaries.FIT_FORMAT else summaries.optimize_figure)(args.result)
+        out = Path(args.out_dir) / (Path(args.result).stem + ".png")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out, dpi=120)
+        plt.close(fig)
+        print(f"wrote {out}")
+        return 0
 
     with open_result(args.result) as r:
         if isinstance(r, SweepResult):  # --fields name observables for the spaghetti plots

@@ -429,9 +429,16 @@ def run_fit(config, *, quick: bool = False, log=print) -> dict:
     prefix = Path(fc["output"])
     prefix.parent.mkdir(parents=True, exist_ok=True)
     write_fitted_toml(config, p2, Path(f"{prefix}_fitted.toml"))
-    plot_fit(out, Path(f"{prefix}_fit.png"))
+    from .summaries import write_fit
+
+    write_fit(Path(f"{prefix}_fit.h5"), arms={a: arms[a] for a in ARMS if a in arms}, curves=curves,
+              curve_days=DAY0 + np.arange(len(curves["PBS"])), cohort=cohort,
+              stages={"1_growth_pbs": s1, "2_immune_joint": s2}, config_toml=config.to_toml(),
+              floor_mm3=FLOOR_MM3, injection_days=INJECTION_DAYS)
+    plot_fit(Path(f"{prefix}_fit.h5"), Path(f"{prefix}_fit.png"))
     Path(f"{prefix}_fit.md").write_text(report(out), encoding="utf-8")
-    out["outputs"] = [Path(f"{prefix}_fit.md"), Path(f"{prefix}_fit.png"), Path(f"{prefix}_fitted.toml")]
+    out["outputs"] = [Path(f"{prefix}_fit.md"), Path(f"{prefix}_fit.png"), Path(f"{prefix}_fitted.toml"),
+                      Path(f"{prefix}_fit.h5")]
     return out
 
 
@@ -471,37 +478,16 @@ def write_fitted_toml(config, params: Mapping, path: Path) -> Path:
     return path
 
 
-def plot_fit(out: Mapping, path: Path) -> Path:
+def plot_fit(fit_file: Path, path: Path) -> Path:
+    """Data vs fits per arm (from the ``tmepde-fit`` HDF5 file; ``tmepde plot`` draws the same)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    arms, curves, cohort = out["arms"], out["curves"], out["cohort"]
-    names = [a for a in ARMS if a in arms]
-    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.8), sharey=True)
-    days = DAY0 + np.arange(len(curves["PBS"]))
-    for ax, a in zip(np.atleast_1d(axes), names):
-        arm = arms[a]
-        for m in range(len(arm.mice)):
-            ax.plot(arm.days, arm.volumes[m] + FLOOR_MM3, "o", ms=3, color=f"C{m}", alpha=0.8)
-        if a == IL12_ARM:
-            for j in range(len(cohort.mice)):
-                ax.plot(DAY0 + np.arange(cohort.curves.shape[1]), cohort.curves[j] + FLOOR_MM3, "-",
-                        lw=0.9, color=f"C{j}", alpha=0.8)
-            ax.plot(days, curves[IL12_ARM] + FLOOR_MM3, "k-", lw=2.2, label="population fit")
-            for d in INJECTION_DAYS:
-                ax.axvline(d, color="0.6", ls=":", lw=1)
-            ax.set_title(f"{a}\nthin: per-animal fits", fontsize=9)
-        else:
-            ax.plot(days, curves["PBS"] + FLOOR_MM3, "k-", lw=2.2,
-                    label="fit (PBS)" if a == "PBS" else "PBS fit (no virus modelled)")
-            ax.set_title(a, fontsize=9)
-        ax.set_yscale("log")
-        ax.set_xlabel("day")
-        ax.legend(fontsize=7, loc="upper left")
-    np.atleast_1d(axes)[0].set_ylabel(f"tumor volume + {FLOOR_MM3:g} (mm³)")
-    fig.tight_layout()
+    from .summaries import fit_figure
+
+    fig = fit_figure(fit_file)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path

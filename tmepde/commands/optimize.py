@@ -126,8 +126,19 @@ def run_optimize(cfg, *, cma: bool = True, log=print) -> dict:
     res["violations"] = constraint_violations(grad.params, agents, toxicity, limit)
     prefix = Path(oc["output"])
     prefix.parent.mkdir(parents=True, exist_ok=True)
+    from ..summaries import write_optimize
+
+    schedules = {"standard (config)": start, "gradient": grad.params}
+    histories = {"gradient (projected Adam)": grad.history}
+    if "cma" in res:
+        schedules["CMA-ES"] = res["cma"].params
+        histories["CMA-ES"] = res["cma"].history
+    h5 = write_optimize(Path(f"{prefix}.h5"), times=res["times"], burden=res["burden"],
+                        objective=res["objective"], toxicity=res["toxicity"], schedules=schedules,
+                        agents=agents, histories=histories, config_toml=cfg.to_toml(),
+                        objective_name=oc["objective"])
     res["outputs"] = [write_schedule(cfg, grad.params, agents, Path(f"{prefix}_schedule.toml")),
-                      plot(res, Path(f"{prefix}.png")), Path(f"{prefix}.md")]
+                      plot(h5, Path(f"{prefix}.png")), Path(f"{prefix}.md"), h5]
     Path(f"{prefix}.md").write_text(report(res), encoding="utf-8")
     return res
 
@@ -173,41 +184,17 @@ def write_schedule(cfg, params, agents, path: Path) -> Path:
     return path
 
 
-def plot(res, path: Path) -> Path:
+def plot(opt_file: Path, path: Path) -> Path:
+    """Schedules, burden curves and objective vs simulations (from the ``tmepde-optimize``
+    HDF5 file; ``tmepde plot`` draws the same)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
-    fig, ax = plt.subplots(1, 3, figsize=(14, 3.8))
-    sched = {"standard (config)": res["start"], "gradient": res["gradient"].params}
-    if "cma" in res:
-        sched["CMA-ES"] = res["cma"].params
-    for j, (name, p) in enumerate(sched.items()):
-        for ag in res["agents"]:
-            t = np.asarray(p[ag.times_key]) / 24
-            a = np.asarray(p[ag.amounts_key])
-            ax[0].vlines(t, j, j + 0.8 * a / ag.max_amount, color=f"C{j}", lw=3)
-    ax[0].set_yticks(np.arange(len(sched)) + 0.4, list(sched), fontsize=8)
-    ax[0].set_xlabel("day")
-    ax[0].set_title("schedules (bar height = dose / cap)", fontsize=9)
-    for j, (name, b) in enumerate(res["burden"].items()):
-        ax[1].plot(res["times"] / 24, b / 1e9, label=f"{name}: {res['objective'][name]:.4f}",
-                   color="k" if name == "no treatment" else f"C{j - 1}")
-    ax[1].set_xlabel("day")
-    ax[1].set_ylabel("tumor burden (mm³ of tumor cells)")
-    ax[1].legend(fontsize=7, title="objective", title_fontsize=7)
-    h = np.asarray(res["gradient"].history)
-    ax[2].plot(h[:, 0], h[:, 1], "o-", ms=3, label="gradient (Adam), sim-equivalents")
-    if "cma" in res:
-        hc = np.asarray(res["cma"].history)
-        ax[2].plot(hc[:, 0], hc[:, 1], "-", label="CMA-ES, simulations")
-    ax[2].set_xscale("log")
-    ax[2].set_xlabel("simulations (gradient: 3 per step)")
-    ax[2].set_ylabel("best objective")
-    ax[2].legend(fontsize=7)
-    fig.tight_layout()
+    from ..summaries import optimize_figure
+
+    fig = optimize_figure(opt_file)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
