@@ -42,36 +42,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import tmepde  # noqa: E402
 from tmepde import Grid, Model, Simulator, Species  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _machine import machine_info  # noqa: E402,F401  (re-exported for bench_stiff.py)
+
 SPACING = 10.0  # µm
-
-
-def machine_info() -> dict:
-    cpu = "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    try:
-        load = os.getloadavg()
-    except OSError:
-        load = None
-    return {
-        "cpu_model": cpu,
-        "cpu_cores": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "jax": jax.__version__,
-        "tmepde": tmepde.__version__,
-        "devices": [str(d) for d in jax.devices()],
-        "backend": jax.default_backend(),
-        "load_average_at_start": load,
-        "xla_flags": os.environ.get("XLA_FLAGS", ""),
-    }
 
 
 def timed(fn, repeats: int):

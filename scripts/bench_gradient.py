@@ -25,18 +25,12 @@ import numpy as np
 import jax
 import jax.numpy as jnp
 
-from tmepde.config import load_config
-from tmepde.runner import build
+import sys
 
-
-def cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "?"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _machine import cpu_model  # noqa: E402
+from tmepde.config import load_config  # noqa: E402
+from tmepde.runner import build  # noqa: E402
 
 
 def bench(cfg, repeat: int) -> dict:

@@ -13,23 +13,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _cpu() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+sys.path.insert(0, str(ROOT / "scripts"))
+from _machine import cpu_model  # noqa: E402
 
 
 def _obs(res, arm, name, k=-1):
@@ -135,7 +127,7 @@ def main(argv=None) -> int:
         rows.append({"scenario": name, "members": n, "wall_s": round(wall, 1), "criterion": crit,
                      "measured": measured, "passed": bool(ok)})
         print(f"{name}: {measured} -> {'pass' if ok else 'FAIL'} ({wall:.0f} s)", flush=True)
-    machine = f"{_cpu()}, {jax.device_count()} × {jax.devices()[0].platform}, jax {jax.__version__}"
+    machine = f"{cpu_model()}, {jax.device_count()} × {jax.devices()[0].platform}, jax {jax.__version__}"
     md = ["# Behaviours B1–B8 on 2D tumor sections (configs/scenarios, `tmepde sweep`)", "",
           f"Machine: {machine}. Command: `python scripts/run_scenarios.py`. Grid 96² × 25 µm "
           "(B5: 200 × 8 × 10 µm), 14 days, dt 0.5 h, float32, all arms of a scenario in one "
