@@ -141,41 +141,57 @@ def optimize_schedule(objective: Callable[[dict], jax.Array], params: Mapping, a
                       toxicity: Callable[[dict], jax.Array] | None = None, toxicity_limit: float = np.inf,
                       penalty: float = 100.0, gradient_cost: float = 2.0) -> OptimizeResult:
     """Projected Adam on scaled variables. Each value-and-gradient evaluation counts as
-    ``gradient_cost`` simulations (forward + adjoint) in the reported budget."""
+    ``gradient_cost`` simulations (forward + adjoint) in the reported budget.
+
+    The forward pass of each gradient evaluation also gives the objective and the toxicity
+    of the current (projected, feasible-in-every-other-way) schedule, so the best schedule is
+    tracked without extra runs; only the last iterate costs one more forward simulation.
+    """
     scales = _scales(agents)
     keys = list(scales)
     p = project(dict(params), agents)
+    tox_fn = toxicity if toxicity is not None else (lambda q: jnp.zeros(()))
 
     def loss(x, base):
         q = dict(base, **{k: x[k] * scales[k] for k in keys})
         value = objective(q)
+        tox = tox_fn(q)
+        penalised = value
         if toxicity is not None and np.isfinite(toxicity_limit):
-            excess = jnp.maximum(toxicity(q) / toxicity_limit - 1.0, 0.0)
-            value = value + penalty * excess**2 * jnp.abs(jax.lax.stop_gradient(value))
-        return value
+            excess = jnp.maximum(tox / toxicity_limit - 1.0, 0.0)
+            penalised = value + penalty * excess**2 * jnp.abs(jax.lax.stop_gradient(value))
+        return penalised, (value, tox)
 
-    value_and_grad = jax.jit(jax.value_and_grad(loss))
+    value_and_grad = jax.jit(jax.value_and_grad(loss, has_aux=True))
     opt = optax.adam(learning_rate)
     x = {k: jnp.asarray(p[k]) / scales[k] for k in keys}
     state = opt.init(x)
     t0 = time.perf_counter()
-    initial = float(objective(p))
-    best, best_p = initial, p
-    history = [(1, initial)]
-    sims = 1
+    initial = best = None
+    best_p, history, sims = p, [], 0
+
+    def consider(value, tox, q):
+        nonlocal best, best_p
+        feasible = toxicity is None or tox <= toxicity_limit
+        if feasible and (best is None or value < best):
+            best, best_p = value, q
+        history.append((int(sims), best if best is not None else value))
+
     for _ in range(steps):
-        v, g = value_and_grad(x, p)
+        (_, (value, tox)), g = value_and_grad(x, p)  # objective of p and its gradient
         sims += gradient_cost
+        if initial is None:
+            initial = float(value)
+        consider(float(value), float(tox), p)
         updates, state = opt.update(g, state, x)
         x = optax.apply_updates(x, updates)
         p = project(dict(p, **{k: x[k] * scales[k] for k in keys}), agents)
         x = {k: jnp.asarray(p[k]) / scales[k] for k in keys}
-        current = float(objective(p))
-        sims += 1
-        feasible = toxicity is None or float(toxicity(p)) <= toxicity_limit
-        if current < best and feasible:
-            best, best_p = current, p
-        history.append((int(sims), best))
+    sims += 1  # the last iterate
+    last = float(objective(p))
+    if initial is None:
+        initial = last
+    consider(last, float(tox_fn(p)), p)
     final, factor = _enforce_toxicity(best_p, agents, toxicity, toxicity_limit)
     value = float(objective(final))
     return OptimizeResult(final, value, initial, history, int(sims), time.perf_counter() - t0,
