@@ -13,7 +13,7 @@ redraws the figure and users can read the numbers without re-running the fit:
 
 ``tmepde-optimize`` (``<output>.h5``)::
 
-    /time (T,) h; /burden/<schedule> (T,) tumor burden
+    /time (T,) h; /burden/<schedule> (T,) tumor burden, attr objective
     /schedules/<schedule>/<prefix>_times, <prefix>_amounts (h, ng); attrs objective, toxicity
     /history/<optimizer> (n, 2): simulations used, best objective so far
     root attrs: format, config_toml, agents, caps (per agent, ng), objective_name
@@ -131,6 +131,7 @@ def write_optimize(path: str | Path, *, times, burden: Mapping, objective: Mappi
         f["time"] = np.asarray(times, float)
         for name, b in burden.items():
             f[f"burden/{name}"] = np.asarray(b, float)
+            f[f"burden/{name}"].attrs["objective"] = float(objective.get(name, np.nan))
         for name, p in schedules.items():
             g = f.create_group(f"schedules/{name}")
             for a in agents:
@@ -166,11 +167,11 @@ def optimize_figure(path: str | Path):
         ax[0].set_title("schedules (bar height = dose / cap)", fontsize=9)
         t = f["time"][:] / 24
         for j, name in enumerate(f["burden"]):
-            obj = f[f"schedules/{name}"].attrs["objective"] if name in f["schedules"] else np.nan
+            obj = f[f"burden/{name}"].attrs.get("objective", np.nan)
             ax[1].plot(t, f[f"burden/{name}"][:], label=f"{name}: {obj:.4f}",
                        color="k" if name == "no treatment" else f"C{scheds.index(name) if name in scheds else j}")
         ax[1].set_xlabel("day")
-        ax[1].set_ylabel("tumor burden")
+        ax[1].set_ylabel("tumor burden (cell volume, µm^ndim)")
         ax[1].legend(fontsize=7, title=f"objective ({f.attrs['objective_name']})", title_fontsize=7)
         for name in f["history"]:
             h = f[f"history/{name}"][:]
