@@ -262,3 +262,10 @@ def test_writer_rejects_wrong_shape(tmp_path):
     with ResultWriter(tmp_path / "w.h5", Grid((4, 4), 1.0), fisher_kpp()) as w:
         with pytest.raises(ValueError, match=r"expected \(1, 1, 4, 4\)"):
             w.append([0.0], np.zeros((1, 1, 4, 5)))
+
+
+@pytest.mark.parametrize("command, table", [("fit", "fit"), ("optimize", "optimize")])
+def test_commands_name_the_missing_table(config_file, capsys, command, table):
+    assert main([command, str(config_file)]) == 2
+    err = capsys.readouterr().err
+    assert f"has no [{table}] table; add one (docs/config.md" in err

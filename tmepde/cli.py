@@ -24,14 +24,33 @@ def register(name: str, help: str, add_arguments, run) -> None:
     COMMANDS[name] = (help, add_arguments, run)
 
 
+# -- shared by the commands that read a config ----------------------------------------
+
+def add_overrides(p: argparse.ArgumentParser, example: str = "time.t_end=48") -> None:
+    """The repeatable ``--set KEY=VALUE`` option (stored in ``args.overrides``)."""
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help=f"override a config key, e.g. --set {example} (repeatable; the value "
+                        "is read as TOML, else as a string)")
+
+
+def load_config_with(args: argparse.Namespace, table: str, example: str):
+    """``args.config`` with ``args.overrides`` applied; a :class:`ConfigError` if it lacks
+    the ``[table]`` the command needs (printed by :func:`main`, exit status 2)."""
+    from .config import ConfigError, load_config
+
+    cfg = load_config(args.config, args.overrides)
+    if table not in cfg.data:
+        raise ConfigError(table, f"{args.config} has no [{table}] table; add one "
+                                 f"(docs/config.md, e.g. {example})")
+    return cfg
+
+
 # -- run ------------------------------------------------------------------------------
 
 def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="TOML run configuration (reference: docs/config.md)")
     p.add_argument("-o", "--output", help="HDF5 file to write (default: output.path of the config)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. --set time.t_end=48 (repeatable; the value "
-                        "is read as TOML, else as a string)")
+    add_overrides(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--print-config", action="store_true",
                    help="print the resolved config (TOML) and exit without running")

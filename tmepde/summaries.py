@@ -27,16 +27,14 @@ from typing import Mapping
 import h5py
 import numpy as np
 
+from .io import _strings as _decode  # bytes or str from h5py -> list[str]
+
 FIT_FORMAT = "tmepde-fit"
 OPTIMIZE_FORMAT = "tmepde-optimize"
 
 
 def _strings(values) -> np.ndarray:
     return np.array([str(v) for v in values], dtype=h5py.string_dtype())
-
-
-def _decode(values) -> list[str]:
-    return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
 
 
 def file_format(path: str | Path) -> str | None:

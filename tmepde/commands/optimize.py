@@ -14,13 +14,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..cli import register
+from ..cli import add_overrides, load_config_with, register
 
 
 def _args(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="TOML config with an [optimize] table, e.g. configs/optimize/ifng_schedule.toml")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. --set optimize.steps=10 (repeatable)")
+    add_overrides(p, "optimize.steps=10")
     p.add_argument("--no-cma", action="store_true", help="skip the CMA-ES baseline")
 
 
@@ -259,13 +258,7 @@ def report(res) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..config import load_config
-
-    cfg = load_config(args.config, args.overrides)
-    if "optimize" not in cfg.data:
-        print(f"tmepde: {args.config} has no [optimize] table; add one (docs/config.md, e.g. "
-              "configs/optimize/ifng_schedule.toml)", file=sys.stderr)
-        return 2
+    cfg = load_config_with(args, "optimize", "configs/optimize/ifng_schedule.toml")
     res = run_optimize(cfg, cma=not args.no_cma)
     for p in res["outputs"]:
         print(f"wrote {p}")

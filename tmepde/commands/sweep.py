@@ -5,15 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..cli import register
+from ..cli import add_overrides, register
 
 
 def _args(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="TOML config with a [sweep] table (docs/batch.md, docs/config.md)")
     p.add_argument("-o", "--output", help="HDF5 sweep file to write (default: sweep.path of the config)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. --set time.t_end=48 or "
-                        "--set sweep.cohort.cv.growth_tumor=0.3 (repeatable)")
+    add_overrides(p, "sweep.cohort.cv.growth_tumor=0.3")
     p.add_argument("-n", type=int, help="number of virtual patients (sets sweep.cohort.n)")
     p.add_argument("--seed", type=int, help="cohort random seed (sets sweep.cohort.seed)")
     p.add_argument("--chunk", type=int, help="members per compiled call (default: sweep.chunk, "
