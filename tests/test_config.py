@@ -65,7 +65,8 @@ def _error(text=BASE, overrides=()):
      "unknown section 'grdi'; did you mean 'grid'? valid sections in the top level: "
      "grid, time, model, solver, output, species, initial, sweep, fit, optimize"),
     (["solver.scheme=rk5"], "solver.scheme",
-     "solver.scheme must be one of 'sbdf2', 'sbdf1', 'rk4', 'ssprk3', 'euler', got 'rk5'; "
+     "solver.scheme must be one of 'sbdf2', 'sbdf3', 'sbdf4', 'sbdf1', 'rk4', 'ssprk3', 'euler', "
+     "got 'rk5'; "
      'e.g. scheme = "sbdf2"'),
     (["initial.u.type=blob"], "initial.u.type",
      "initial.u.type must be one of 'uniform', 'gaussian', 'disk', 'clusters', 'file', got 'blob'"),
@@ -106,7 +107,8 @@ def test_defaults_and_resolved_toml_round_trip():
     cfg = loads_config(BASE + '[species.u]\nboundary = "periodic"\n[initial.v]\ntype = "disk"\nradius = 10\n')
     d = cfg.data
     assert d["grid"]["spacing"] == [5.0, 5.0]
-    assert d["solver"] == {"scheme": "sbdf2", "dtype": "float32", "chemotaxis_limiter": True}
+    assert d["solver"] == {"scheme": "sbdf2", "dtype": "float32", "chemotaxis_limiter": True,
+                           "start_window": 1.0}
     assert d["output"] == {"path": "result.h5", "chunk": 10, "compression": 4}
     assert d["model"]["params"] == {"feed": 0.037, "kill": 0.06}
     assert d["species"]["u"]["boundary"] == {f: "periodic" for f in ("x_lo", "x_hi", "y_lo", "y_hi")}

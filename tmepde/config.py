@@ -169,6 +169,9 @@ SOLVER = {
                   "cg_tol = 1e-8", _positive("")),
     "chemotaxis_limiter": Key(BOOLEAN, True, "limit chemotactic fluxes so densities stay "
                               "non-negative and below capacity", "chemotaxis_limiter = true"),
+    "start_window": Key(NUMBER, 1.0, "hours integrated on a graded mesh at the start (sbdf2/3/4): "
+                        "about the length of the initial transient; at most one save interval",
+                        "start_window = 4.0", _nonnegative(" h")),
 }
 
 OUTPUT = {

@@ -275,7 +275,10 @@ class Discretization:
             return cg(matvec, b, x0=x0, tol=tol, maxiter=self.cg_maxiter, M=precondition)[0][0]
 
         x0 = rhs if guess is None else guess
-        return jax.lax.map(solve_one, (rhs, D, k_tot, mult, x0))
+        args = (rhs, D, k_tot, mult, x0)
+        if rhs.shape[0] == 1:  # no loop of length one around the CG loop
+            return solve_one(tuple(a[0] for a in args))[None]
+        return jax.lax.map(solve_one, args)
 
     def clip(self, y):
         """Positivity limiter for nonnegative species that keeps each species' total.

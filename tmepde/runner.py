@@ -52,7 +52,7 @@ def build(config: Config) -> Setup:
     d, s = config.data["time"], config.data["solver"]
     sim = Simulator(config.model, config.grid, dt=d["dt"], save_every=d["save_every"],
                     scheme=s["scheme"], dtype=config.dtype, cg_tol=s.get("cg_tol"),
-                    chemotaxis_limiter=s["chemotaxis_limiter"])
+                    chemotaxis_limiter=s["chemotaxis_limiter"], start_window=s["start_window"])
     params = config.params(sim.dtype)
     y0 = config.initial_state().astype(sim.dtype)
     return Setup(config, sim, params, y0, config.n_saves)

@@ -8,6 +8,10 @@ Schemes (``scheme=``):
             steady states of ``S y + N(y) = 0`` are exact fixed points. The first
             ``start_window`` hours (default 1, at most one save interval) are integrated on
             a graded mesh (variable-step BDF2), which keeps order 2 through an initial layer.
+``sbdf3``   IMEX BDF3 / BDF4 (Ascher-Ruuth-Wetton): the same with order 3 / 4 (implicit BDF
+``sbdf4``   A(86°)/A(73°)-stable: fine for diffusion-decay, whose spectrum is real and
+            negative; smaller stability region for the explicit reactions). Graded start
+            ``t_i = W (i/K)^k``. For tight tolerances (scripts/bench_stiff.py).
 ``sbdf1``   IMEX Euler, first order (for comparison; what LOD/BioFVM-style codes do).
 ``rk4``     classical explicit Runge–Kutta, the validation reference (dt must respect the
             explicit diffusion limit).
@@ -29,13 +33,44 @@ from typing import Mapping
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .discretization import Discretization
 from .grid import Grid
 from .model import Model
 
-SCHEMES = ("sbdf2", "sbdf1", "rk4", "ssprk3", "euler")
-IMPLICIT_SCHEMES = ("sbdf2", "sbdf1")
+SCHEMES = ("sbdf2", "sbdf3", "sbdf4", "sbdf1", "rk4", "ssprk3", "euler")
+IMPLICIT_SCHEMES = ("sbdf2", "sbdf3", "sbdf4", "sbdf1")
+BDF_ORDERS = {"sbdf2": 2, "sbdf3": 3, "sbdf4": 4}
+
+
+def imex_bdf_coefficients(nodes) -> tuple[float, np.ndarray, np.ndarray]:
+    """Coefficients of the variable-step IMEX BDF step of order ``k = len(nodes) - 1``.
+
+    nodes: increasing times ``t_{n+1-k}, ..., t_n, t_{n+1}`` (any unit). The implicit part is
+    the BDF formula (derivative at ``t_{n+1}`` of the polynomial through ``k + 1`` states),
+    the explicit part the polynomial extrapolation of ``N`` from ``t_{n+1-k}..t_n`` to
+    ``t_{n+1}``. Returns ``(γ, a, b)`` with ``a``, ``b`` of length ``k`` ordered newest first
+    (``j = 1..k``) such that ``(I - γ S) y_{n+1} = Σ_j a_j y_{n+1-j} + γ Σ_j b_j N_{n+1-j}``.
+    Uniform steps h: k = 2 gives γ = 2h/3, a = (4/3, -1/3), b = (2, -1) (SBDF2); k = 3 gives
+    γ = 6h/11, a = (18, -9, 2)/11, b = (3, -3, 1) (SBDF3).
+    """
+    t = np.asarray(nodes, dtype=np.float64)[::-1]  # t_{n+1}, t_n, ..., newest first
+    k = len(t) - 1
+    h = t[0] - t[1]
+    s = (t - t[0]) / h  # scaled for a well-conditioned Vandermonde system
+    # Derivative weights d: Σ d_j p(s_j) = p'(0) for every polynomial of degree ≤ k.
+    V = np.vander(s, k + 1, increasing=True).T  # V[i, j] = s_j^i
+    d = np.linalg.solve(V, np.eye(k + 1)[1]) / h
+    # Extrapolation weights: Σ b_j p(s_j) = p(0), j ≥ 1, degree ≤ k - 1.
+    b = np.linalg.solve(np.vander(s[1:], k, increasing=True).T, np.eye(k)[0])
+    gamma = 1 / d[0]
+    return float(gamma), -d[1:] * gamma, b
+
+
+def _items(x):
+    """Entries of a coefficient vector: Python floats stay constants, arrays are indexed."""
+    return x if isinstance(x, tuple) else [x[j] for j in range(x.shape[0])]
 
 
 class Simulator:
@@ -84,23 +119,28 @@ class Simulator:
                     f"explicit scheme {scheme!r} with dt = {self.dt:g} h exceeds the diffusion "
                     f"stability limit {limit:.3g} h for the default parameters; use "
                     "scheme = 'sbdf2' or a smaller dt", stacklevel=2)
+        self.bdf_order = BDF_ORDERS.get(scheme, 0)
+        if self.bdf_order:
+            self._start_table, self._loop_table = self._bdf_tables()
         self._advance = jax.jit(self._advance_impl, static_argnums=(2,))
 
     # -- single steps --------------------------------------------------------------
     def init(self, y0, params, t0: float = 0.0) -> dict:
         """Carry for the time loop from an initial state ``(S, *shape)``.
 
-        For ``sbdf2`` the carry holds ``y`` (the state at the carry's time), ``y1`` and
-        ``y2`` (the BDF2 pair ahead) and the explicit rates at ``y1``. From :meth:`_start`,
-        ``(y1, y2)`` are the states after ``m = start_steps`` and ``m + 1`` steps; the loop
-        holds the carry for its first ``m - 1`` steps (their states are never saved, since
-        ``m`` ≤ steps per save) and then advances ``(y, y1, y2) -> (y1, y2, BDF2 step)``.
-        Starting here, outside the loop, keeps a conditional out of the compiled step
-        (XLA:CPU runs conditionals ~3x slower).
+        For the IMEX BDF schemes of order ``k`` the carry holds ``y`` (the state at the
+        carry's time), ``ahead`` (the ``k`` states the next BDF step is built from, oldest
+        first) and ``n_ahead`` (the explicit rates at all but the newest of them). Every
+        loop step shifts ``(y, ahead) -> (ahead[0], ahead[1:] + BDF step)``. :meth:`_start`
+        integrates the graded start mesh up to ``m - 1`` steps before its end; the loop's
+        first ``m - 1`` steps take those last graded steps (their ``y`` is never saved, since
+        ``m`` ≤ steps per save), after which ``y`` is the state at ``step · dt``. Starting
+        here, outside the loop, keeps a conditional out of the compiled step (XLA:CPU runs
+        conditionals ~3x slower).
         """
         y0 = jnp.asarray(y0, self.dtype)
         carry = {"y": y0, "step": jnp.asarray(0, jnp.int32), "t0": jnp.asarray(t0, self.dtype)}
-        if self.scheme == "sbdf2":
+        if self.bdf_order:
             carry.update(self._start(carry, self._as_params(params)))
         return carry
 
@@ -114,21 +154,25 @@ class Simulator:
         y = carry["y"]
         disc, dt = self.disc, self.dt
         limiter_dt = dt if self.chemotaxis_limiter else None
-        if self.scheme in IMPLICIT_SCHEMES:
-            if self.scheme == "sbdf1":
-                n_now = disc.nonstiff(t, y, params, limiter_dt)
-                return dict(carry, y=self._imex_euler(t, y, n_now, dt, params), step=carry["step"] + 1)
-            # Look-ahead carry: (y, y1, y2) -> (y1, y2, BDF2 step from y2).
-            y1, y2 = carry["y1"], carry["y2"]
-            t2 = carry["t0"] + (self.start_steps + 1) * dt + jnp.maximum(
-                carry["step"] + 1 - self.start_steps, 0).astype(self.dtype) * dt
-            n2 = disc.nonstiff(t2, y2, params, limiter_dt)
-            y3 = self._sbdf2_update(t2, y2, y1, n2, carry["n1"], params)
-            new = {"y": y1, "y1": y2, "y2": y3, "n1": n2}
-            if self.start_steps > 1:  # hold while the loop is inside the start window
-                hold = carry["step"] + 1 < self.start_steps
-                new = {k: jnp.where(hold, carry[k], v) for k, v in new.items()}
-            return dict(carry, **new, step=carry["step"] + 1)
+        if self.scheme == "sbdf1":
+            n_now = disc.nonstiff(t, y, params, limiter_dt)
+            return dict(carry, y=self._imex_euler(t, y, n_now, dt, params), step=carry["step"] + 1)
+        if self.bdf_order:
+            # Look-ahead carry: (y, ahead) -> (ahead[0], ahead[1:] + BDF step from ahead[-1]).
+            # The first m - 1 steps finish the graded start (their y is never saved), the
+            # rest are uniform; one compiled step, coefficients looked up by step number.
+            k, ahead, n_ahead = self.bdf_order, carry["ahead"], carry["n_ahead"]
+            tab_coef, tab_t, tab_h = self._loop_table
+            row = jnp.minimum(carry["step"], len(tab_t) - 1)
+            coef = jnp.asarray(tab_coef, self.dtype)[row]
+            t_newest = carry["t0"] + jnp.asarray(tab_t, self.dtype)[row] + jnp.maximum(
+                carry["step"] - (len(tab_t) - 1), 0).astype(self.dtype) * dt
+            h = jnp.asarray(tab_h, self.dtype)[row]
+            n_newest = disc.nonstiff(t_newest, ahead[-1], params, h if self.chemotaxis_limiter else None)
+            y_next = self._bdf_update(t_newest + h, ahead[::-1], (n_newest,) + n_ahead[::-1],
+                                      coef[0], coef[1:1 + k], coef[1 + k:], params)
+            return dict(carry, y=ahead[0], ahead=ahead[1:] + (y_next,), n_ahead=n_ahead[1:] + (n_newest,),
+                        step=carry["step"] + 1)
 
         def f(tt, yy, limiter=None):
             k_loc = disc.local_decay(tt, yy, params)
@@ -166,15 +210,44 @@ class Simulator:
         return disc.clip(2 * two_halves - full)
 
     def start_mesh(self):
-        """Nodes (h from t0) of the start: ``t_i = W (i/K)²``, ``W = m dt``, ``K = 2m + 1``
-        (steps ≤ dt), then ``(m + 1) dt``."""
-        m, dt = self.start_steps, self.dt
-        K = 2 * m + 1
-        return [m * dt * (i / K) ** 2 for i in range(K + 1)] + [(m + 1) * dt]
+        """Nodes (h from t0) of the start of an order-``k`` IMEX BDF scheme:
+        ``t_i = W (i/K)^k``, ``W = m dt``, ``K = k m + 1`` (steps < dt), then
+        ``(m + 1) dt, ..., (m + k - 1) dt``."""
+        m, dt, k = self.start_steps, self.dt, self.bdf_order
+        K = k * m + 1
+        return [m * dt * (i / K) ** k for i in range(K + 1)] + [(m + j) * dt for j in range(1, k)]
+
+    def _bdf_tables(self):
+        """Coefficient tables of the BDF steps on the start mesh (NumPy, float64).
+
+        Step ``j`` goes from node ``j`` to ``j + 1`` of :meth:`start_mesh` (``j ≥ 1``; node 1
+        comes from a Richardson step) with order ``min(j + 1, k)``. Of the ``G - 1`` steps,
+        :meth:`_start` takes the first ``G - m`` and the loop's first ``m - 1`` steps take the
+        rest, so no loop step is wasted. Returns ``(start, loop)``: ``start = (coef, h, t)``
+        per start step and ``loop = (coef, t, h)`` per loop step, the last loop row being the
+        uniform step (time of its newest node ``(m + k - 1) dt``, to which the loop adds
+        ``dt`` per further step). ``coef`` rows: ``[γ, a_1..a_k, b_1..b_k]``, zero-padded.
+        """
+        k, m, dt = self.bdf_order, self.start_steps, self.dt
+        nodes = np.asarray(self.start_mesh())
+        G = len(nodes) - 1
+        coef = np.zeros((G, 2 * k + 1))  # row j for step j (row 0 unused: Richardson)
+        for j in range(1, G):
+            order = min(j + 1, k)
+            g_j, a_j, b_j = imex_bdf_coefficients(nodes[j + 1 - order:j + 2])
+            coef[j, 0], coef[j, 1:1 + order], coef[j, 1 + k:1 + k + order] = g_j, a_j, b_j
+        E = G - (m - 1)  # newest node after the start
+        start = (coef[1:E], np.diff(nodes)[1:E], nodes[1:E])
+        g_u, a_u, b_u = imex_bdf_coefficients(dt * np.arange(-k + 1, 2))
+        uniform = np.concatenate([[g_u], a_u, b_u])
+        loop = (np.concatenate([coef[E:G], uniform[None]]),
+                np.concatenate([nodes[E:G], [nodes[G]]]),
+                np.concatenate([np.diff(nodes)[E:G], [dt]]))
+        return start, loop
 
     @functools.partial(jax.jit, static_argnums=0)
     def _start(self, carry, params):
-        """States after ``m = start_steps`` and ``m + 1`` steps, on a graded mesh.
+        """The graded start of the IMEX BDF schemes (``t_i = W (i/K)^k``, then uniform).
 
         Initial states are usually off the slow manifold (scripts/bench_stiff.py: a uniform
         cytokine relaxes to its vessel/uptake balance through diffusion modes with rates
@@ -182,71 +255,69 @@ class Simulator:
         through the explicit reactions. With uniform steps every mode of rate ≳ 1/dt is
         integrated with O(1) relative error: the error falls like dt^β, β < 2 (measured
         order 1.1-1.4 on that benchmark, 2.0 from the state at 1 h). The graded mesh
-        ``t_i = W (i/K)²`` over the window ``W = m dt`` (``start_window`` hours) resolves
-        each mode while it is alive, with O(dt²) error; a Richardson-extrapolated IMEX
-        Euler step, then variable-step BDF2 (step ratios 3, then ≤ 5/3). The recursion of
-        the loop starts from the states at ``m dt`` and ``(m + 1) dt``, never from the
-        initial state (whose explicit rates ``N(y⁰)`` would enter the extrapolation as an
-        O(dt) error). Cost: ``2m + 4`` implicit solves here plus ``m - 1`` held (wasted)
-        loop steps; ``m = 1`` (dt ≥ start_window): nodes dt/9, 4dt/9, dt, 2dt.
+        ``t_i = W (i/K)^k`` over the window ``W = m dt`` (``start_window`` hours) resolves
+        each mode while it is alive, with O(dt^k) error: a Richardson-extrapolated IMEX
+        Euler step, then variable-step IMEX BDF whose order ramps up 2, 3, .., k as history
+        accumulates (the first steps are so short, ~dt/k^k m^(k-1), that their lower order
+        costs nothing). The recursion of the loop starts from the states at ``m dt``, ...,
+        ``(m + k - 1) dt``, never from the initial state (whose explicit rates ``N(y⁰)``
+        would enter the extrapolation as an O(dt) error). Cost: ``k m + k + 2`` implicit
+        solves in all, of which the loop's first ``m - 1`` steps do the last ``m - 1`` (see
+        :meth:`_bdf_tables`); ``m = 1``, ``k = 2``: nodes dt/9, 4dt/9, dt, 2dt.
+        Returns the carry entries ``ahead`` (the newest ``k`` nodes, oldest first) and
+        ``n_ahead`` (rates at all but the newest).
         """
-        nodes = self.start_mesh()
+        k = self.bdf_order
+        nodes = np.asarray(self.start_mesh())
         t0, y = carry["t0"], carry["y"]
         limiter = self.chemotaxis_limiter
-        hs = [nodes[i + 1] - nodes[i] for i in range(len(nodes) - 1)]
-        # First node at ~dt²/(4 W): an IMEX Euler error there, and the initial state in the
-        # history of the next step, are O(dt²).
-        ya = self._richardson(t0, y, hs[0], params)
-        n0 = self.disc.nonstiff(t0, y, params, hs[0] if limiter else None)
-        h_arr = jnp.asarray(hs[1:], self.dtype)
-        w_arr = jnp.asarray([hs[i] / hs[i - 1] for i in range(1, len(hs))], self.dtype)
-        t_arr = t0 + jnp.asarray(nodes[1:-1], self.dtype)
+        h0 = float(nodes[1])
+        # First node at ~dt^k/(k^k W^(k-1)): an IMEX Euler error there, and the initial
+        # state in the history of the next steps, are O(dt^k).
+        ya = self._richardson(t0, y, h0, params)
+        n0 = self.disc.nonstiff(t0, y, params, h0 if limiter else None)
+        coef, hs, ts = self._start_table
+        xs = (jnp.asarray(coef, self.dtype), jnp.asarray(hs, self.dtype), t0 + jnp.asarray(ts, self.dtype))
 
         @jax.checkpoint
         def one(c, x):
-            y_prev, y_now, n_prev = c
-            h, w, t = x
-            n_now = self.disc.nonstiff(t, y_now, params, h if limiter else None)
-            y_new = self._sbdf2_update(t, y_now, y_prev, n_now, n_prev, params, h, w)
-            return (y_now, y_new, n_now), None
+            hist_y, hist_n = c  # newest first: k states, k - 1 rates (at all but the newest)
+            cf, h, t = x
+            n_now = self.disc.nonstiff(t, hist_y[0], params, h if limiter else None)
+            y_new = self._bdf_update(t + h, hist_y, (n_now,) + hist_n, cf[0], cf[1:1 + k], cf[1 + k:], params)
+            return ((y_new,) + hist_y[:-1], (n_now,) + hist_n[:-1]), None
 
         # Blocks of ~√L steps, each checkpointed: reverse-mode memory ~2√L carries.
-        L = len(hs) - 1
+        L = len(hs)
         block = max(1, math.isqrt(L))
         n_blocks = L // block
-        xs = (h_arr, w_arr, t_arr)
 
         @jax.checkpoint
         def one_block(c, xb):
             return jax.lax.scan(one, c, xb)[0], None
 
-        c = (y, ya, n0)
-        head = jax.tree_util.tree_map(lambda a: a[:n_blocks * block].reshape(n_blocks, block), xs)
+        c = ((ya,) + (y,) * (k - 1), (n0,) * (k - 1))
+        head = jax.tree_util.tree_map(lambda a: a[:n_blocks * block].reshape((n_blocks, block) + a.shape[1:]), xs)
         c, _ = jax.lax.scan(one_block, c, head)
         if L > n_blocks * block:
             c, _ = jax.lax.scan(one, c, jax.tree_util.tree_map(lambda a: a[n_blocks * block:], xs))
-        y1, y2, _ = c  # the nodes m dt and (m + 1) dt
-        m_dt = self.start_steps * self.dt
-        return {"y1": y1, "y2": y2,
-                "n1": self.disc.nonstiff(t0 + m_dt, y1, params, self.dt if limiter else None)}
+        hist_y, hist_n = c  # the newest k nodes, newest first; rates at all but the newest
+        return {"ahead": hist_y[::-1], "n_ahead": hist_n[::-1]}
 
-    def _sbdf2_update(self, t, y, y_prev, n_now, n_prev, params, h=None, w=None):
-        """BDF2 step from ``y`` at time ``t`` (``y_prev`` at ``t - dt``) to ``t + dt``;
-        with ``h`` and ``w`` (start only), variable-step IMEX BDF2 of step ``h`` after a
-        step ``h / w``."""
+    def _bdf_update(self, t_new, hist_y, hist_n, gamma, a, b, params):
+        """IMEX BDF step to ``t_new``: solve ``(I - γ S) yⁿ⁺¹ = Σ a_j yⁿ⁺¹⁻ʲ + γ Σ b_j Nⁿ⁺¹⁻ʲ``.
+
+        hist_y, hist_n: states and explicit rates, newest first (j = 1, 2, ..); gamma, a, b:
+        from :func:`imex_bdf_coefficients` (floats, or traced arrays on the graded start).
+        """
         disc = self.disc
-        if h is None:
-            h = self.dt
-            gamma = 2 * h / 3
-            rhs = (4 * y - y_prev) / 3 + gamma * (2 * n_now - n_prev)
-            y_star = disc.clip(2 * y - y_prev)
-        else:
-            gamma = h * (1 + w) / (1 + 2 * w)
-            rhs = ((1 + w) ** 2 * y - w**2 * y_prev) / (1 + 2 * w) + gamma * ((1 + w) * n_now - w * n_prev)
-            y_star = disc.clip((1 + w) * y - w * y_prev)
-        # Local decay rates at the extrapolated state keep the implicit coefficient O(dt²).
-        k_loc = disc.local_decay(t + h, y_star, params)
-        # y_star is also an O(dt²) first guess for the conjugate-gradient groups.
+        rhs = sum(a_j * y_j for a_j, y_j in zip(_items(a), hist_y))
+        rhs = rhs + gamma * sum(b_j * n_j for b_j, n_j in zip(_items(b), hist_n))
+        # The same extrapolation as for N gives yⁿ⁺¹ to O(dtᵏ): local decay rates taken there
+        # keep the implicit coefficient's error O(dtᵏ), and it is the first guess of the
+        # conjugate-gradient groups.
+        y_star = disc.clip(sum(b_j * y_j for b_j, y_j in zip(_items(b), hist_y)))
+        k_loc = disc.local_decay(t_new, y_star, params)
         return disc.clip(disc.implicit_solve(rhs, gamma, params, k_loc, guess=y_star))
 
     # -- loops ---------------------------------------------------------------------
