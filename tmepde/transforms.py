@@ -58,6 +58,24 @@ def _twiddle(n, length, ndim, axis, dtype, offset=0):
     return c, s
 
 
+def _makhoul_order(x, axis: int):
+    """[x_0, x_2, x_4, ..., x_5, x_3, x_1] along ``axis``."""
+    return jnp.concatenate([_slice(x, 0, None, axis, 2), jnp.flip(_slice(x, 1, None, axis, 2), axis)], axis)
+
+
+def _makhoul_unorder(v, axis: int):
+    """Inverse of :func:`_makhoul_order` (interleave the even and the reversed odd entries)."""
+    n = v.shape[axis]
+    m = (n + 1) // 2
+    even = _slice(v, 0, m, axis)
+    odd = jnp.flip(_slice(v, m, n, axis), axis)
+    if n % 2:
+        odd = jnp.concatenate([odd, jnp.zeros_like(_slice(v, 0, 1, axis))], axis)
+    shape = list(v.shape)
+    shape[axis] = 2 * m
+    return _slice(jnp.stack([even, odd], axis=axis + 1).reshape(shape), 0, n, axis)
+
+
 def _dct2(x, axis: int):
     """Unnormalised DCT-II along ``axis``: X_k = Σ_n x_n cos(πk(2n+1)/2n).
 
@@ -65,8 +83,7 @@ def _dct2(x, axis: int):
     Only strided slices and one rfft; V_k for k > n/2 is conj(V_{n-k}).
     """
     n = x.shape[axis]
-    v = jnp.concatenate([_slice(x, 0, None, axis, 2), jnp.flip(_slice(x, 1, None, axis, 2), axis)], axis)
-    V = jnp.fft.rfft(v, axis=axis)  # k = 0..n//2
+    V = jnp.fft.rfft(_makhoul_order(x, axis), axis=axis)  # k = 0..n//2
     re, im = jnp.real(V), jnp.imag(V)
     half = n // 2 + 1
     c, s = _twiddle(n, half, x.ndim, axis, x.dtype)
@@ -95,16 +112,64 @@ def _idct2(X, axis: int):
     c, s = _twiddle(n, half, X.ndim, axis, X.dtype)
     # (c + i s)(Xk − i Xnk) = (c Xk + s Xnk) + i (s Xk − c Xnk)
     V = jax.lax.complex(c * Xk + s * Xnk, s * Xk - c * Xnk)
-    v = jnp.fft.irfft(V, n=n, axis=axis)
-    m = (n + 1) // 2
-    even = _slice(v, 0, m, axis)              # x_0, x_2, ...
-    odd = jnp.flip(_slice(v, m, n, axis), axis)  # x_1, x_3, ...
-    if n % 2:
-        odd = jnp.concatenate([odd, jnp.zeros_like(_slice(v, 0, 1, axis))], axis)
-    inter = jnp.stack([even, odd], axis=axis + 1)
-    shape = list(v.shape)
-    shape[axis] = 2 * m
-    return _slice(inter.reshape(shape), 0, n, axis)
+    return _makhoul_unorder(jnp.fft.irfft(V, n=n, axis=axis), axis)
+
+
+def _phase(n: int, length: int, ndim: int, axis: int, dtype, offset: int = 0):
+    """e^{-iπk/2n} for k = offset..offset+length-1, shaped to broadcast on ``axis``."""
+    shape = [1] * ndim
+    shape[axis] = length
+    k = np.arange(offset, offset + length)
+    return jnp.asarray(np.exp(-1j * np.pi * k / (2 * n)).reshape(shape), dtype=dtype)
+
+
+def _dct2_last2(x):
+    """Unnormalised DCT-II over the last two axes with one ``rfft2`` (2D Makhoul).
+
+    With v the Makhoul reordering along both axes, V = FFT2(v) and w_a(k) = e^{-iπk/2N_a}:
+    X(k1, k2) = ½ Re[w2(k2) (w1(k1) V(k1, k2) + w̄1(k1) V(-k1, k2))]. ``rfft2`` gives
+    k2 ≤ N2/2; larger k2 use V(k1, k2) = conj(V(-k1, N2 - k2)). One 2D transform instead of
+    one per axis: 1.2-1.7x faster than :func:`_dct2` twice (scripts/bench_engine.py sizes).
+    """
+    nd = x.ndim
+    a1, a2 = nd - 2, nd - 1
+    n1, n2 = x.shape[-2:]
+    R = jnp.fft.rfft2(_makhoul_order(_makhoul_order(x, a1), a2))  # (..., n1, n2 // 2 + 1)
+    half = n2 // 2 + 1
+    high = n2 - half
+    R_neg = jnp.concatenate([_slice(R, 0, 1, a1), jnp.flip(_slice(R, 1, None, a1), a1)], a1)  # V(-k1, k2)
+    w1 = _phase(n1, n1, nd, a1, R.dtype)
+    low = jnp.real(_phase(n2, half, nd, a2, R.dtype) * (w1 * R + jnp.conj(w1) * R_neg))
+    # k2 = half..n2-1 from j = n2 - k2 = high..1
+    R_j = jnp.flip(_slice(R, 1, high + 1, a2), a2)
+    R_neg_j = jnp.flip(_slice(R_neg, 1, high + 1, a2), a2)
+    upper = jnp.real(_phase(n2, high, nd, a2, R.dtype, offset=half)
+                     * jnp.conj(jnp.conj(w1) * R_neg_j + w1 * R_j))
+    return (0.5 * jnp.concatenate([low, upper], a2)).astype(x.dtype)
+
+
+def _idct2_last2(X):
+    """Exact inverse of :func:`_dct2_last2`: V(k1, k2) = w̄1 w̄2 [X(k1, k2) - X(n1-k1, n2-k2)
+    - i (X(n1-k1, k2) + X(k1, n2-k2))] (X at index n taken as 0) for k2 ≤ n2/2, then
+    ``irfft2`` and the inverse reordering."""
+    nd = X.ndim
+    a1, a2 = nd - 2, nd - 1
+    n1, n2 = X.shape[-2:]
+    half = n2 // 2 + 1
+
+    def mirror1(A):  # A(n1 - k1, k2), 0 at k1 = 0
+        return jnp.concatenate([jnp.zeros_like(_slice(A, 0, 1, a1)), jnp.flip(_slice(A, 1, None, a1), a1)], a1)
+
+    def mirror2(A):  # A(k1, n2 - k2) for k2 = 0..half-1, 0 at k2 = 0
+        return jnp.concatenate([jnp.zeros_like(_slice(A, 0, 1, a2)),
+                                jnp.flip(_slice(A, n2 - half + 1, None, a2), a2)], a2)
+
+    X_m1 = mirror1(X)
+    cdtype = jnp.result_type(X.dtype, jnp.complex64)
+    w = jnp.conj(_phase(n1, n1, nd, a1, cdtype) * _phase(n2, half, nd, a2, cdtype))
+    V = w * jax.lax.complex(_slice(X, 0, half, a2) - mirror2(X_m1), -(_slice(X_m1, 0, half, a2) + mirror2(X)))
+    v = jnp.fft.irfft2(V, s=(n1, n2))
+    return _makhoul_unorder(_makhoul_unorder(v, a1), a2)
 
 
 def _alternate(n: int, ndim: int, axis: int, dtype):
@@ -143,10 +208,19 @@ class LaplacianTransform:
             eig = eig + lam.reshape(shape)
         self.eigenvalues = eig
 
+    @property
+    def _last2_dct(self) -> bool:
+        """Both trailing axes zero-flux: one 2D transform for them (:func:`_dct2_last2`)."""
+        return self.grid.ndim >= 2 and self.kinds[-2:] == ("dct", "dct")
+
     def forward(self, u):
         """``u``: (..., *grid.shape) real -> coefficients (real, or complex if periodic)."""
         nd = self.grid.ndim
+        if self._last2_dct:
+            u = _dct2_last2(u)
         for a, kind in enumerate(self.kinds):
+            if self._last2_dct and a >= nd - 2:
+                continue
             ax = u.ndim - nd + a
             n = self.grid.shape[a]
             if kind == "dct":
@@ -171,6 +245,8 @@ class LaplacianTransform:
             u = jnp.fft.irfftn(u, s=s, axes=axes)
         u = u.astype(dtype)
         for a, kind in reversed(list(enumerate(self.kinds))):
+            if self._last2_dct and a >= nd - 2:
+                continue
             ax = u.ndim - nd + a
             n = self.grid.shape[a]
             if kind == "dct":
@@ -181,6 +257,8 @@ class LaplacianTransform:
                 u = _slice(_idct2(u, ax), 0, n, ax)
             elif kind == "dn":
                 u = _slice(_idct2(u, ax), n, 2 * n, ax)
+        if self._last2_dct:
+            u = _idct2_last2(u)
         return u
 
     def apply_multiplier(self, u, multiplier):
