@@ -183,3 +183,9 @@ def test_sbdf_order_through_an_initial_layer(scheme, order):
         errs.append(np.abs(np.asarray(f["n"][-1]) - ref).max())
     orders = np.log2(np.array(errs[:-1]) / np.array(errs[1:]))
     assert orders.min() >= order - 0.1, (orders, errs)  # sbdf2 with a uniform start: 1.61, 1.33
+
+
+def test_sbdf4_in_float32_warns():
+    model = tp.Model([tp.Species("u", diffusivity=1.0)])
+    with pytest.warns(UserWarning, match="sbdf4.*float32"):
+        tp.Simulator(model, tp.Grid((8,), 1.0), dt=0.1, scheme="sbdf4", dtype=jnp.float32)
