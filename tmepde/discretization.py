@@ -47,7 +47,8 @@ def _bc_key(bcs):
 class Discretization:
     """Static operator structure; all numbers that can change come in through ``params``."""
 
-    def __init__(self, model: Model, grid: Grid, cg_tol: float | None = None, cg_maxiter: int = 200):
+    def __init__(self, model: Model, grid: Grid, cg_tol: float | None = None, cg_maxiter: int = 200,
+                 fused_transforms: bool = True):
         self.model = model
         self.grid = grid
         self.cg_tol = cg_tol
@@ -83,7 +84,8 @@ class Discretization:
         self.groups = []
         for (kind, _), idx in keyed.items():
             bcs = self.bcs[idx[0]]
-            transform = LaplacianTransform(grid, bcs) if kind in ("spectral", "krylov") else None
+            transform = (LaplacianTransform(grid, bcs, fuse_last2=fused_transforms)
+                         if kind in ("spectral", "krylov") else None)
             lift = np.stack([operators.dirichlet_lift(grid, bcs)] * len(idx))
             self.groups.append(_Group(kind, np.asarray(idx), bcs, transform, lift))
         order = np.concatenate([g.index for g in self.groups])

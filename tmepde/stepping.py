@@ -78,7 +78,9 @@ class Simulator:
 
     dt: time step (h). save_every: output interval (h), a whole multiple of ``dt``.
     scheme: see the module docstring. dtype: ``jnp.float32`` or ``jnp.float64``
-    (float64 needs ``jax.config.update("jax_enable_x64", True)``).
+    (float64 needs ``jax.config.update("jax_enable_x64", True)``). start_window: hours of
+    graded start (IMEX BDF schemes). fused_transforms: one 2D FFT for two zero-flux trailing
+    axes (faster; :func:`~tmepde.batch.run_domain_sharded` turns it off).
 
     The pure function :meth:`run` (params, y0) -> saved states is jit-, grad- and
     vmap-compatible; parameters are traced arrays, so new values never recompile.
@@ -86,7 +88,8 @@ class Simulator:
 
     def __init__(self, model: Model, grid: Grid, *, dt: float, save_every: float | None = None,
                  scheme: str = "sbdf2", dtype=None, cg_tol: float | None = None,
-                 chemotaxis_limiter: bool = True, start_window: float = 1.0):
+                 chemotaxis_limiter: bool = True, start_window: float = 1.0,
+                 fused_transforms: bool = True):
         if scheme not in SCHEMES:
             raise ValueError(f"solver.scheme must be one of {SCHEMES}, got {scheme!r}")
         if not (isinstance(dt, (int, float)) and math.isfinite(dt) and dt > 0):
@@ -105,7 +108,10 @@ class Simulator:
         self.steps_per_save = int(round(ratio))
         self.scheme = scheme
         self.dtype = jnp.dtype(dtype) if dtype is not None else jnp.zeros(()).dtype
-        self.disc = Discretization(model, grid, cg_tol=cg_tol)
+        self.disc = Discretization(model, grid, cg_tol=cg_tol, fused_transforms=fused_transforms)
+        self._options = dict(dt=dt, save_every=save_every, scheme=scheme, dtype=dtype, cg_tol=cg_tol,
+                             chemotaxis_limiter=chemotaxis_limiter, start_window=start_window,
+                             fused_transforms=fused_transforms)
         self.chemotaxis_limiter = chemotaxis_limiter
         if not (isinstance(start_window, (int, float)) and math.isfinite(start_window) and start_window >= 0):
             raise ValueError(f"solver.start_window must be a number of hours >= 0, got {start_window!r}")
@@ -130,6 +136,10 @@ class Simulator:
         if self.bdf_order:
             self._start_table, self._loop_table = self._bdf_tables()
         self._advance = jax.jit(self._advance_impl, static_argnums=(2,))
+
+    def replace(self, **changes) -> "Simulator":
+        """A new simulator with the same model, grid and options except ``changes``."""
+        return Simulator(self.model, self.grid, **dict(self._options, **changes))
 
     # -- single steps --------------------------------------------------------------
     def init(self, y0, params, t0: float = 0.0) -> dict:

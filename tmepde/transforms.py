@@ -185,8 +185,9 @@ class LaplacianTransform:
     axes; it is >= 0 and is exactly 0 for the constant mode of all-Neumann/periodic grids.
     """
 
-    def __init__(self, grid: Grid, bcs: tuple[AxisBC, ...]):
+    def __init__(self, grid: Grid, bcs: tuple[AxisBC, ...], fuse_last2: bool = True):
         self.grid = grid
+        self.fuse_last2 = fuse_last2
         self.kinds = tuple(_axis_kind(bc) for bc in bcs)
         self.periodic_axes = tuple(a for a, k in enumerate(self.kinds) if k == "fft")
         eig_axes = []
@@ -210,8 +211,12 @@ class LaplacianTransform:
 
     @property
     def _last2_dct(self) -> bool:
-        """Both trailing axes zero-flux: one 2D transform for them (:func:`_dct2_last2`)."""
-        return self.grid.ndim >= 2 and self.kinds[-2:] == ("dct", "dct")
+        """Both trailing axes zero-flux: one 2D transform for them (:func:`_dct2_last2`).
+
+        Off (``fuse_last2=False``) for domain-sharded runs: XLA:CPU's FFT rejects the layouts
+        the SPMD partitioner gives a 2D FFT over a sharded axis; the per-axis path works there.
+        """
+        return self.fuse_last2 and self.grid.ndim >= 2 and self.kinds[-2:] == ("dct", "dct")
 
     def forward(self, u):
         """``u``: (..., *grid.shape) real -> coefficients (real, or complex if periodic)."""
