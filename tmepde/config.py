@@ -250,10 +250,15 @@ TOP_LEVEL = ("grid", "time", "model", "solver", "output", "species", "initial", 
 # Validation helpers
 # --------------------------------------------------------------------------------------
 
+def _did_you_mean(name: str, valid, prefix: str = "") -> str:
+    """``"did you mean '<prefix><closest>'? "`` for the closest valid name, or ``""``."""
+    close = difflib.get_close_matches(name, list(valid), n=1)
+    return f"did you mean '{prefix}{close[0]}'? " if close else ""
+
+
 def _unknown_key(path: str, key: str, valid: Sequence[str], what: str = "key") -> ConfigError:
     full = f"{path}.{key}" if path else key
-    close = difflib.get_close_matches(key, list(valid), n=1)
-    hint = f"did you mean '{(path + '.') if path else ''}{close[0]}'? " if close else ""
+    hint = _did_you_mean(key, valid, (path + ".") if path else "")
     where = f"[{path}]" if path else "the top level"
     return ConfigError(full, f"unknown {what} '{full}'; {hint}valid {what}s in {where}: "
                        f"{', '.join(valid) if valid else '(none)'}")
@@ -550,8 +555,7 @@ def resolve(raw: Mapping, base_dir: str | Path = ".") -> Config:
     for k, v in raw_params.items():
         full = f"model.params.{k}"
         if k not in defaults:
-            close = difflib.get_close_matches(k, list(defaults), n=1)
-            hint = f"did you mean '{close[0]}'? " if close else ""
+            hint = _did_you_mean(k, defaults)
             raise ConfigError(full, f"unknown parameter '{full}' for model '{model.name}'; {hint}"
                               f"known parameters: {', '.join(sorted(defaults))}")
         if not PARAM_TYPE.test(v):
@@ -688,8 +692,7 @@ def _sweep_value(key: str, v, path: str, defaults: Mapping, model: Model, initia
             raise ConfigError(path, f"{path} {problem}, got {v!r}")
         return v
     if key not in defaults:
-        close = difflib.get_close_matches(key, list(defaults), n=1)
-        hint = f"did you mean '{close[0]}'? " if close else ""
+        hint = _did_you_mean(key, defaults)
         path = path.rsplit("[", 1)[0] if path.endswith("]") else path  # the key, not one value
         raise ConfigError(path, f"{path}: unknown parameter '{key}' for model '{model.name}'; {hint}"
                           "sweep a model parameter or 'initial.<species>.<key>'")
@@ -723,8 +726,7 @@ def _resolve_sweep(raw: Mapping, defaults: Mapping, model: Model, initial: Mappi
         for k, c in _table(rc.get("cv", {}), "sweep.cohort.cv").items():
             path = f"sweep.cohort.cv.{k}"
             if k not in defaults:
-                close = difflib.get_close_matches(k, list(defaults), n=1)
-                hint = f"did you mean '{close[0]}'? " if close else ""
+                hint = _did_you_mean(k, defaults)
                 raise ConfigError(path, f"{path}: unknown parameter '{k}' for model '{model.name}'; "
                                   f"{hint}cv keys are model parameters")
             if not _is_number(c) or not (c >= 0 and math.isfinite(c)):
@@ -813,8 +815,7 @@ OPTIMIZE_AGENT = {
 def _check_param_names(names, path, defaults, extra=()):
     for i, n in enumerate(names):
         if n not in defaults and n not in extra:
-            close = difflib.get_close_matches(n, list(defaults) + list(extra), n=1)
-            hint = f"did you mean '{close[0]}'? " if close else ""
+            hint = _did_you_mean(n, list(defaults) + list(extra))
             raise ConfigError(f"{path}[{i}]", f"{path}[{i}]: unknown parameter '{n}'; {hint}"
                               f"use a model parameter{' or one of ' + ', '.join(extra) if extra else ''}")
         if names.count(n) > 1:
