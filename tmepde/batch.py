@@ -160,7 +160,7 @@ def run_domain_sharded(sim: Simulator, params: Mapping, y0, n_saves: int, axis: 
         raise ValueError(
             f"grid.shape[{axis}] = {n} is not divisible by the {len(devices)} devices; "
             "choose a grid size that is a multiple of the device count")
-    if sim.disc.groups and any(g.transform is not None and g.transform.fuse_last2 for g in sim.disc.groups):
+    if sim.fused_transforms:
         sim = sim.replace(fused_transforms=False)  # see LaplacianTransform._last2_dct
     mesh = Mesh(np.asarray(devices), ("space",))
     spec = [None] * (1 + sim.grid.ndim)

@@ -68,11 +68,6 @@ def imex_bdf_coefficients(nodes) -> tuple[float, np.ndarray, np.ndarray]:
     return float(gamma), -d[1:] * gamma, b
 
 
-def _items(x):
-    """Entries of a coefficient vector: Python floats stay constants, arrays are indexed."""
-    return x if isinstance(x, tuple) else [x[j] for j in range(x.shape[0])]
-
-
 class Simulator:
     """Compiled time integration of a model on a grid.
 
@@ -108,6 +103,7 @@ class Simulator:
         self.steps_per_save = int(round(ratio))
         self.scheme = scheme
         self.dtype = jnp.dtype(dtype) if dtype is not None else jnp.zeros(()).dtype
+        self.fused_transforms = fused_transforms
         self.disc = Discretization(model, grid, cg_tol=cg_tol, fused_transforms=fused_transforms)
         self._options = dict(dt=dt, save_every=save_every, scheme=scheme, dtype=dtype, cg_tol=cg_tol,
                              chemotaxis_limiter=chemotaxis_limiter, start_window=start_window,
@@ -178,16 +174,14 @@ class Simulator:
             # Look-ahead carry: (y, ahead) -> (ahead[0], ahead[1:] + BDF step from ahead[-1]).
             # The first m - 1 steps finish the graded start (their y is never saved), the
             # rest are uniform; one compiled step, coefficients looked up by step number.
-            k, ahead, n_ahead = self.bdf_order, carry["ahead"], carry["n_ahead"]
+            ahead, n_ahead = carry["ahead"], carry["n_ahead"]
             tab_coef, tab_t, tab_h = self._loop_table
             row = jnp.minimum(carry["step"], len(tab_t) - 1)
             coef = jnp.asarray(tab_coef, self.dtype)[row]
             t_newest = carry["t0"] + jnp.asarray(tab_t, self.dtype)[row] + jnp.maximum(
                 carry["step"] - (len(tab_t) - 1), 0).astype(self.dtype) * dt
             h = jnp.asarray(tab_h, self.dtype)[row]
-            n_newest = disc.nonstiff(t_newest, ahead[-1], params, h if self.chemotaxis_limiter else None)
-            y_next = self._bdf_update(t_newest + h, ahead[::-1], (n_newest,) + n_ahead[::-1],
-                                      coef[0], coef[1:1 + k], coef[1 + k:], params)
+            y_next, n_newest = self._bdf_step(t_newest, h, coef, ahead[::-1], n_ahead[::-1], params)
             return dict(carry, y=ahead[0], ahead=ahead[1:] + (y_next,), n_ahead=n_ahead[1:] + (n_newest,),
                         step=carry["step"] + 1)
 
@@ -285,14 +279,12 @@ class Simulator:
         ``n_ahead`` (rates at all but the newest).
         """
         k = self.bdf_order
-        nodes = np.asarray(self.start_mesh())
         t0, y = carry["t0"], carry["y"]
-        limiter = self.chemotaxis_limiter
-        h0 = float(nodes[1])
+        h0 = float(self.start_mesh()[1])
         # First node at ~dt^k/(k^k W^(k-1)): an IMEX Euler error there, and the initial
         # state in the history of the next steps, are O(dt^k).
         ya = self._richardson(t0, y, h0, params)
-        n0 = self.disc.nonstiff(t0, y, params, h0 if limiter else None)
+        n0 = self.disc.nonstiff(t0, y, params, h0 if self.chemotaxis_limiter else None)
         coef, hs, ts = self._start_table
         xs = (jnp.asarray(coef, self.dtype), jnp.asarray(hs, self.dtype), t0 + jnp.asarray(ts, self.dtype))
 
@@ -300,8 +292,7 @@ class Simulator:
         def one(c, x):
             hist_y, hist_n = c  # newest first: k states, k - 1 rates (at all but the newest)
             cf, h, t = x
-            n_now = self.disc.nonstiff(t, hist_y[0], params, h if limiter else None)
-            y_new = self._bdf_update(t + h, hist_y, (n_now,) + hist_n, cf[0], cf[1:1 + k], cf[1 + k:], params)
+            y_new, n_now = self._bdf_step(t, h, cf, hist_y, hist_n, params)
             return ((y_new,) + hist_y[:-1], (n_now,) + hist_n[:-1]), None
 
         # Blocks of ~√L steps, each checkpointed: reverse-mode memory ~2√L carries.
@@ -321,21 +312,28 @@ class Simulator:
         hist_y, hist_n = c  # the newest k nodes, newest first; rates at all but the newest
         return {"ahead": hist_y[::-1], "n_ahead": hist_n[::-1]}
 
-    def _bdf_update(self, t_new, hist_y, hist_n, gamma, a, b, params):
-        """IMEX BDF step to ``t_new``: solve ``(I - γ S) yⁿ⁺¹ = Σ a_j yⁿ⁺¹⁻ʲ + γ Σ b_j Nⁿ⁺¹⁻ʲ``.
+    def _bdf_step(self, t, h, coef, hist_y, hist_n, params):
+        """IMEX BDF step from ``t`` to ``t + h``: solve
+        ``(I - γ S) yⁿ⁺¹ = Σ a_j yⁿ⁺¹⁻ʲ + γ Σ b_j Nⁿ⁺¹⁻ʲ``.
 
-        hist_y, hist_n: states and explicit rates, newest first (j = 1, 2, ..); gamma, a, b:
-        from :func:`imex_bdf_coefficients` (floats, or traced arrays on the graded start).
+        coef: ``[γ, a_1..a_k, b_1..b_k]`` from :func:`imex_bdf_coefficients` (a row of the
+        start or loop table); hist_y: the ``k`` states, newest first (the newest at ``t``);
+        hist_n: explicit rates at all but the newest, newest first. Returns the new state and
+        the rates at ``t`` (the next step's history).
         """
+        k = self.bdf_order
+        n_now = self.disc.nonstiff(t, hist_y[0], params, h if self.chemotaxis_limiter else None)
+        hist_n = (n_now,) + tuple(hist_n)
+        gamma, a, b, t_new = coef[0], coef[1:1 + k], coef[1 + k:], t + h
         disc = self.disc
-        rhs = sum(a_j * y_j for a_j, y_j in zip(_items(a), hist_y))
-        rhs = rhs + gamma * sum(b_j * n_j for b_j, n_j in zip(_items(b), hist_n))
+        rhs = sum(a_j * y_j for a_j, y_j in zip(a, hist_y))
+        rhs = rhs + gamma * sum(b_j * n_j for b_j, n_j in zip(b, hist_n))
         # The same extrapolation as for N gives yⁿ⁺¹ to O(dtᵏ): local decay rates taken there
         # keep the implicit coefficient's error O(dtᵏ), and it is the first guess of the
         # conjugate-gradient groups.
-        y_star = disc.clip(sum(b_j * y_j for b_j, y_j in zip(_items(b), hist_y)))
+        y_star = disc.clip(sum(b_j * y_j for b_j, y_j in zip(b, hist_y)))
         k_loc = disc.local_decay(t_new, y_star, params)
-        return disc.clip(disc.implicit_solve(rhs, gamma, params, k_loc, guess=y_star))
+        return disc.clip(disc.implicit_solve(rhs, gamma, params, k_loc, guess=y_star)), n_now
 
     # -- loops ---------------------------------------------------------------------
     def _advance_impl(self, carry, params, n_saves: int):
