@@ -185,7 +185,21 @@ def test_sbdf_order_through_an_initial_layer(scheme, order):
     assert orders.min() >= order - 0.1, (orders, errs)  # sbdf2 with a uniform start: 1.61, 1.33
 
 
-def test_sbdf4_in_float32_warns():
+def test_uniform_imex_bdf_coefficients_and_sbdf4_float32_warning():
+    """Uniform-step coefficients equal the textbook SBDF2/3/4 (Ascher-Ruuth-Wetton 1995):
+    γ = 2h/3, 6h/11, 12h/25 and extrapolation weights (-1)^(j+1) C(k, j). SBDF4's weights
+    (4, -6, 4, -1) amplify round-off by √69 ≈ 8.3, hence the float32 warning."""
+    from math import comb
+
+    from tmepde.stepping import imex_bdf_coefficients
+
+    h = 0.3
+    expected_a = {2: [4 / 3, -1 / 3], 3: [18 / 11, -9 / 11, 2 / 11], 4: [48 / 25, -36 / 25, 16 / 25, -3 / 25]}
+    for k, g in ((2, 2 / 3), (3, 6 / 11), (4, 12 / 25)):
+        gamma, a, b = imex_bdf_coefficients(h * np.arange(-k + 1, 2))
+        np.testing.assert_allclose(gamma, g * h, rtol=1e-13)
+        np.testing.assert_allclose(a, expected_a[k], rtol=1e-12)
+        np.testing.assert_allclose(b, [(-1) ** (j + 1) * comb(k, j) for j in range(1, k + 1)], rtol=1e-12)
     model = tp.Model([tp.Species("u", diffusivity=1.0)])
     with pytest.warns(UserWarning, match="sbdf4.*float32"):
         tp.Simulator(model, tp.Grid((8,), 1.0), dt=0.1, scheme="sbdf4", dtype=jnp.float32)
