@@ -225,6 +225,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _prepare_jax() -> None:
+    """Process-wide JAX settings that belong to the application, not the library: the
+    persistent compilation cache (a second run of a config skips compiling) and quiet XLA
+    C++ logging (its "Very slow compile?" alarm is addressed to XLA developers; errors
+    still surface as Python exceptions). Set TF_CPP_MIN_LOG_LEVEL yourself to see it."""
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from .compile_cache import enable_compilation_cache
+
+    enable_compilation_cache()
+
+
 def main(argv=None) -> int:
     """Entry point of the ``tmepde`` console script; returns the exit status.
 
@@ -235,6 +248,7 @@ def main(argv=None) -> int:
     from .runner import NonFiniteError
 
     args = build_parser().parse_args(argv)
+    _prepare_jax()
     try:
         return COMMANDS[args.command][2](args)
     except ConfigError as e:
