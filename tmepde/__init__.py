@@ -1,20 +1,40 @@
 """tmepde: a differentiable, GPU-ready reaction-diffusion solver for the tumor microenvironment.
 
 Units throughout: length µm, time h, diffusivities µm²/s.
+
+The public names below are imported lazily (PEP 562): ``import tmepde`` and ``tmepde --help``
+do not load JAX; the first use of e.g. ``tmepde.Simulator`` does.
 """
 
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version as _version
-
-from .grid import Boundary, Grid, resolve_boundaries
-from .model import Chemotaxis, Model, Observable, Species, load_model
-from .stepping import SCHEMES, Simulator, simulate
 
 try:
     __version__ = _version("tmepde")
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.1.0"
 
-__all__ = [
-    "Boundary", "Chemotaxis", "Grid", "Model", "Observable", "SCHEMES", "Simulator", "Species",
-    "load_model", "resolve_boundaries", "simulate", "__version__",
-]
+# public name -> module that defines it
+_EXPORTS = {
+    "Boundary": "grid", "Grid": "grid", "resolve_boundaries": "grid",
+    "Chemotaxis": "model", "Model": "model", "Observable": "model", "Species": "model",
+    "load_model": "model",
+    "SCHEMES": "stepping", "Simulator": "stepping", "simulate": "stepping",
+    "open_result": "io", "Result": "io",
+    "enable_compilation_cache": "compile_cache",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tmepde' has no attribute {name!r}")
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__():
+    return __all__

@@ -244,11 +244,11 @@ def main(argv=None) -> int:
     Configuration mistakes (status 2) and failed runs (status 1) print one line that names
     the key or the field, not a traceback.
     """
+    args = build_parser().parse_args(argv)  # --help and usage errors end here, before JAX loads
+    _prepare_jax()
     from .config import ConfigError
     from .runner import NonFiniteError
 
-    args = build_parser().parse_args(argv)
-    _prepare_jax()
     try:
         return COMMANDS[args.command][2](args)
     except ConfigError as e:

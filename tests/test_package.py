@@ -1,0 +1,34 @@
+"""The package's import surface: lazy public names, and no JAX for ``tmepde --help``."""
+
+import subprocess
+import sys
+
+import pytest
+
+import tmepde
+
+
+def _modules_after(code: str) -> set[str]:
+    out = subprocess.run([sys.executable, "-c", code + "\nimport sys; print(' '.join(sys.modules))"],
+                         capture_output=True, text=True, timeout=120, check=True).stdout
+    return set(out.split())
+
+
+def test_import_and_help_do_not_load_jax():
+    assert "jax" not in _modules_after("import tmepde")
+    assert "jax" not in _modules_after(
+        "import contextlib, io\nfrom tmepde.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        "    main(['--help'])")
+    # ... while the first use of an engine name does
+    assert "jax" in _modules_after("import tmepde\ntmepde.Simulator")
+
+
+@pytest.mark.parametrize("name", tmepde.__all__)
+def test_every_public_name_resolves(name):
+    assert getattr(tmepde, name) is not None
+
+
+def test_unknown_name_is_an_attribute_error():
+    with pytest.raises(AttributeError, match="no attribute 'Simulater'"):
+        tmepde.Simulater  # noqa: B018
