@@ -203,3 +203,66 @@ def test_uniform_imex_bdf_coefficients_and_sbdf4_float32_warning():
     model = tp.Model([tp.Species("u", diffusivity=1.0)])
     with pytest.warns(UserWarning, match="sbdf4.*float32"):
         tp.Simulator(model, tp.Grid((8,), 1.0), dt=0.1, scheme="sbdf4", dtype=jnp.float32)
+
+
+def _map_problem(n, lo, hi):
+    """-(D u')' + u = f on [0, 1] with a smooth map D(x) and a u that satisfies zero-flux
+    conditions where asked and has a non-zero slope at Dirichlet faces (where the face value
+    of D matters). Returns the discrete solution's max-norm error at the cell centres."""
+    from tmepde import operators
+
+    h = 1.0 / n
+    x = (np.arange(n) + 0.5) * h
+    if lo == "periodic":
+        w, ph = 2 * np.pi, 0.0
+        D, Dp = 1 + 0.5 * np.sin(w * x), 0.5 * w * np.cos(w * x)
+    else:
+        w, ph = {("neumann", "neumann"): (np.pi, 0.0), ("neumann", "dirichlet"): (np.pi / 2, 0.0),
+                 ("dirichlet", "neumann"): (np.pi / 2, np.pi / 2),
+                 ("dirichlet", "dirichlet"): (np.pi / 2, 0.4)}[(lo, hi)]
+        D, Dp = 1 + 0.5 * np.sin(2 * x + 0.3), np.cos(2 * x + 0.3)
+    u = lambda s: np.cos(w * s + ph)  # noqa: E731
+    f = Dp * w * np.sin(w * x + ph) + D * w**2 * u(x) + u(x)
+    spec = {"x_lo": ("dirichlet", float(u(0.0))) if lo == "dirichlet" else lo,
+            "x_hi": ("dirichlet", float(u(1.0))) if hi == "dirichlet" else hi}
+    bcs = tp.resolve_boundaries(spec, 1)
+    grid, d = tp.Grid((n,), h), jnp.asarray(D)[None]
+    A = np.stack([np.asarray(operators.variable_diffusion(jnp.eye(n)[i][None], d, grid, bcs,
+                                                          homogeneous=True)[0]) for i in range(n)], 1)
+    lift = np.asarray(operators.variable_dirichlet_lift(d, grid, bcs)[0])
+    np.testing.assert_allclose(  # the lift is the operator's affine part
+        lift, np.asarray(operators.variable_diffusion(jnp.zeros((1, n)), d, grid, bcs)[0]), atol=1e-9)
+    return np.abs(np.linalg.solve(np.eye(n) - A, f + lift) - u(x)).max()
+
+
+@pytest.mark.parametrize("lo,hi", [("dirichlet", "dirichlet"), ("neumann", "dirichlet"),
+                                   ("dirichlet", "neumann"), ("neumann", "neumann"), ("periodic", "periodic")])
+def test_diffusivity_map_order_two_next_to_every_face(lo, hi):
+    ns = [16, 32, 64, 128]
+    errs = [_map_problem(n, lo, hi) for n in ns]
+    slope = -_slope(ns, errs)
+    assert slope > 1.95, (slope, errs)
+
+
+@pytest.mark.slow  # three CG-solve compilations
+def test_diffusivity_map_dirichlet_steady_state_through_the_engine():
+    """The same map and Dirichlet faces as a steady state of the engine (source as a
+    reaction, CG solve with the lift of the extrapolated face D): second order, and equal
+    to the dense operator solve."""
+    errs = []
+    ns = [16, 32, 64]
+    for n in ns:
+        h = 1.0 / n
+        x = (np.arange(n) + 0.5) * h
+        D = 1 + 0.5 * np.sin(2 * x + 0.3)
+        w, ph = np.pi / 2, 0.4
+        f = np.cos(2 * x + 0.3) * w * np.sin(w * x + ph) + D * w**2 * np.cos(w * x + ph) + np.cos(w * x + ph)
+        model = tp.Model([tp.Species("u", diffusivity=D / H, decay=1.0, nonnegative=False,
+                                     boundary={"x_lo": ("dirichlet", float(np.cos(ph))),
+                                               "x_hi": ("dirichlet", float(np.cos(w + ph)))})],
+                         lambda t, y, p: {"u": p["f"]}, {"f": f})
+        _, out = tp.simulate(model, tp.Grid((n,), h), {"u": 0.0}, t_end=40.0, dt=2.0, save_every=40.0,
+                             dtype=jnp.float64)
+        errs.append(np.abs(np.asarray(out["u"][-1]) - np.cos(w * x + ph)).max())
+        assert abs(errs[-1] - _map_problem(n, "dirichlet", "dirichlet")) < 1e-9, n
+    assert -_slope(ns, errs) > 1.95, errs

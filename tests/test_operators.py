@@ -113,6 +113,11 @@ def test_variable_diffusion_matches_dense(lo, hi):
     bcs = resolve_boundaries({"x_lo": lo, "x_hi": hi}, 1)
     out = operators.variable_diffusion(jnp.asarray(u)[None], jnp.asarray(d)[None], grid, bcs, homogeneous=True)
     A = dense_variable_diffusion_1d(d, 1.5, lo, hi)
+    # Dirichlet faces take D extrapolated to the face, (3 d_0 - d_1)/2 within [d_0/2, 3 d_0/2].
+    for i, j, bc in ((0, 1, lo), (-1, -2, hi)):
+        if bc == "dirichlet":
+            face = np.clip(1.5 * d[i] - 0.5 * d[j], 0.5 * d[i], 1.5 * d[i])
+            A[i, i] += 2 * (d[i] - face) / 1.5**2
     np.testing.assert_allclose(np.asarray(out[0]), A @ u, rtol=1e-12)
     # Symmetric (so CG applies) and, for constant D, equal to D times the Laplacian.
     np.testing.assert_allclose(A, A.T, rtol=1e-12)

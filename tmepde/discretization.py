@@ -23,7 +23,6 @@ import dataclasses
 import numpy as np
 import jax
 import jax.numpy as jnp
-from jax.scipy.sparse.linalg import cg
 
 from . import operators, radial
 from .grid import Grid
@@ -43,6 +42,82 @@ class _Group:
 def _bc_key(bcs):
     return tuple((lo.kind, lo.value, hi.kind, hi.value) for lo, hi in bcs)
 
+
+def _pcg(matvec, b, x0, precondition, tol, maxiter):
+    """Preconditioned conjugate gradients for a symmetric positive definite ``matvec``.
+
+    The iteration of ``jax.scipy.sparse.linalg.cg`` (same arithmetic, same stopping rule
+    ``‖r‖ ≤ tol ‖b‖``, so the same iterates), with two guards so that no input gives 0/0:
+    it stops once ``‖r‖²`` is below the smallest normal number (``b = 0`` with a non-zero
+    first iterate otherwise iterates until ``r`` underflows to 0 and ``pᵀAp = 0``), and a
+    zero step length or direction update is used where a denominator is 0.
+    Returns ``(x, iterations)``.
+    """
+    tiny = jnp.finfo(b.dtype).tiny
+    atol2 = jnp.maximum(jnp.square(tol) * _dot(b, b), tiny)
+
+    def cond(state):
+        _, r, _, _, it = state
+        return (_dot(r, r) > atol2) & (it < maxiter)
+
+    def body(state):
+        x, r, gamma, p, it = state
+        ap = matvec(p)
+        pap = _dot(p, ap)
+        alpha = jnp.where(pap > 0, gamma / jnp.where(pap > 0, pap, 1), 0)
+        x = x + alpha * p
+        r = r - alpha * ap
+        z = precondition(r)
+        gamma_new = _dot(r, z)
+        beta = jnp.where(gamma > 0, gamma_new / jnp.where(gamma > 0, gamma, 1), 0)
+        return x, r, gamma_new, z + beta * p, it + 1
+
+    r0 = b - matvec(x0)
+    z0 = precondition(r0)
+    state = (x0, r0, _dot(r0, z0), z0, jnp.asarray(0, jnp.int32))
+    x, _, _, _, it = jax.lax.while_loop(cond, body, state)
+    return x, it
+
+
+def _dot(x, y):
+    return jnp.vdot(x, y, precision=jax.lax.Precision.HIGHEST).real
+
+
+def _guessed_solve(matvec, transform, b, d, k, gamma, m, x0, tol, maxiter):
+    """``u = A⁻¹ b`` for ``A = matvec(·, d, k, gamma)`` by PCG from the first iterate ``x0``.
+
+    matvec(u, d, k, gamma): the symmetric positive definite operator; m: the spectral
+    preconditioner's multiplier (for ``transform.apply_multiplier``). The primal solve starts
+    from ``x0`` (an extrapolated state, a few iterations from the answer). Tangents and
+    cotangents are solves ``A u̇ = ḃ - (∂A) u`` with the same operator started from zero, so
+    a zero (co)tangent gives exactly zero with no iteration. (``jax.scipy.sparse.linalg.cg``
+    hands its ``x0`` to the tangent and transposed solves as well: a zero cotangent then
+    starts from the primal guess, the stopping threshold tol·‖b‖ is 0, and the iteration
+    runs into 0/0.) The derivative ignores ``x0`` and ``m``: the exact solution depends on
+    neither. Returns ``(u, iterations)`` of the primal solve.
+    """
+
+    @jax.custom_jvp
+    def solve(b, d, k, gamma, m, x0):
+        return _pcg(lambda u: matvec(u, d, k, gamma), b, x0,
+                    lambda u: transform.apply_multiplier(u, m), tol, maxiter)
+
+    @solve.defjvp
+    def solve_jvp(primals, tangents):
+        b, d, k, gamma, m, x0 = primals
+        b_dot, d_dot, k_dot, gamma_dot = tangents[:4]
+        u, it = solve(b, d, k, gamma, m, x0)
+        # A u = b  =>  A u̇ = ḃ - (∂A/∂d ḋ + ∂A/∂k k̇ + ∂A/∂γ γ̇) u
+        _, a_dot_u = jax.jvp(lambda d, k, gamma: matvec(u, d, k, gamma), (d, k, gamma),
+                             (d_dot, k_dot, gamma_dot))
+        u_dot = jax.lax.custom_linear_solve(
+            lambda v: matvec(v, d, k, gamma), b_dot - a_dot_u,
+            lambda mv, r: _pcg(mv, r, jnp.zeros_like(r), lambda v: transform.apply_multiplier(v, m),
+                               tol, maxiter)[0],
+            symmetric=True)
+        return (u, it), (u_dot, np.zeros(np.shape(it), jax.dtypes.float0))
+
+    return solve(b, d, k, gamma, m, x0)
 
 class Discretization:
     """Static operator structure; all numbers that can change come in through ``params``."""
@@ -232,7 +307,10 @@ class Discretization:
             # krylov: variable D and/or local decay
             k_tot = k + (jnp.take(k_local, g.index, axis=0) if k_local is not None else 0.0)
             k_tot = jnp.broadcast_to(k_tot, r.shape)
-            r = r + gamma * D * lift
+            if D.shape[1:] == self.grid.shape:  # a map: D extrapolated to Dirichlet faces
+                r = r + gamma * operators.variable_dirichlet_lift(D, self.grid, g.bcs)
+            else:
+                r = r + gamma * D * lift
             g_guess = None if guess is None else jnp.take(guess, g.index, axis=0)
             out.append(self._krylov_solve(g, r, gamma, D, k_tot, eig, g_guess))
         return jnp.take(jnp.concatenate(out), self._unpermute, axis=0)
@@ -261,20 +339,17 @@ class Discretization:
         d_mean = jnp.mean(jnp.broadcast_to(D, rhs.shape), axis=axes, keepdims=True)
         mult = 1 / (1 + gamma * (d_mean * eig + jnp.mean(k_tot, axis=axes, keepdims=True)))
         D = jnp.broadcast_to(D, (rhs.shape[0],) + D.shape[1:])
+        gamma = jnp.asarray(gamma, dtype)
+
+        def matvec(u, d, k, gamma):
+            flux = (d * operators.laplacian(u, grid, bcs, homogeneous=True) if scalar_d
+                    else operators.variable_diffusion(u, d, grid, bcs, homogeneous=True))
+            return u - gamma * (flux - k * u)
 
         def solve_one(args):
             b, d, k, m, x0 = (a[None] for a in args)  # one species, leading axis of 1
-
-            def matvec(u):
-                flux = (d * operators.laplacian(u, grid, bcs, homogeneous=True) if scalar_d
-                        else operators.variable_diffusion(u, d, grid, bcs, homogeneous=True))
-                return u - gamma * (flux - k * u)
-
-            def precondition(u):
-                return transform.apply_multiplier(u, m)
-
-            x0 = precondition(b) if guess is None else x0
-            return cg(matvec, b, x0=x0, tol=tol, maxiter=self.cg_maxiter, M=precondition)[0][0]
+            x0 = transform.apply_multiplier(b, m) if guess is None else x0
+            return _guessed_solve(matvec, transform, b, d, k, gamma, m, x0, tol, self.cg_maxiter)[0][0]
 
         x0 = rhs if guess is None else guess
         args = (rhs, D, k_tot, mult, x0)

@@ -126,13 +126,48 @@ def face_diffusivity(d_left, d_right):
     return 2 * d_left * d_right / jnp.maximum(d_left + d_right, jnp.finfo(d_left.dtype).tiny)
 
 
+def boundary_face_diffusivity(diffusivity, axis: int, side: str):
+    """D at the low (``side="lo"``) or high face of ``axis``, extrapolated linearly from the
+    two nearest cell centres (at h/2 and 3h/2): ``(3 D_0 - D_1) / 2``.
+
+    diffusivity: (S, *shape), µm²/time. Returns the face slab (size 1 along ``axis``).
+    The edge cell's own value is half a cell off the face: an O(h) error in the Dirichlet
+    face flux that cost max-norm order next to the face (1.90 at 16 -> 32 cells). Limited to
+    ``[D_0/2, 3 D_0/2]`` so a jump in D next to the face cannot make the coefficient negative
+    (the limits are inactive on smooth maps once the grid resolves them).
+    """
+    n = diffusivity.shape[axis]
+    i0, i1 = (0, 1) if side == "lo" else (n - 1, n - 2)
+    d0 = lax.slice_in_dim(diffusivity, i0, i0 + 1, axis=axis)
+    if n < 2:
+        return d0
+    d1 = lax.slice_in_dim(diffusivity, i1, i1 + 1, axis=axis)
+    return jnp.clip(1.5 * d0 - 0.5 * d1, 0.5 * d0, 1.5 * d0)
+
+
+def _with_boundary_faces(d_minus, d_plus, diffusivity, axis: int, bc: AxisBC):
+    """Replace the harmonic face values on Dirichlet faces by :func:`boundary_face_diffusivity`
+    (zero-flux faces carry no flux; periodic faces are interior faces)."""
+    n = diffusivity.shape[axis]
+    lo, hi = bc
+    if lo.kind == "dirichlet":
+        d_minus = lax.dynamic_update_slice_in_dim(d_minus, boundary_face_diffusivity(diffusivity, axis, "lo"),
+                                                  0, axis=axis)
+    if hi.kind == "dirichlet":
+        d_plus = lax.dynamic_update_slice_in_dim(d_plus, boundary_face_diffusivity(diffusivity, axis, "hi"),
+                                                 n - 1, axis=axis)
+    return d_minus, d_plus
+
+
 def variable_diffusion(u, diffusivity, grid: Grid, bcs: tuple[AxisBC, ...],
                        homogeneous: bool = False):
     """``∇·(D(x) ∇u)`` with harmonic-mean face coefficients, second order where D is smooth.
 
-    u: (S, *shape); diffusivity: (S, *shape) or broadcastable, µm²/time. The operator is
-    symmetric negative semidefinite (zero-flux/periodic) or definite (Dirichlet), so implicit
-    solves can use conjugate gradients.
+    u: (S, *shape); diffusivity: (S, *shape) or broadcastable, µm²/time. Dirichlet faces use
+    D extrapolated to the face (:func:`boundary_face_diffusivity`), so the order is two in
+    the max norm next to every kind of face. The operator is symmetric negative semidefinite
+    (zero-flux/periodic) or definite (Dirichlet), so implicit solves can use conjugate
+    gradients.
     """
     nd = grid.ndim
     out = jnp.zeros_like(u)
@@ -145,6 +180,8 @@ def variable_diffusion(u, diffusivity, grid: Grid, bcs: tuple[AxisBC, ...],
         dp = _edge_pad(diffusivity, ax, periodic)
         d_plus = face_diffusivity(diffusivity, lax.slice_in_dim(dp, 2, n + 2, axis=ax))
         d_minus = face_diffusivity(diffusivity, lax.slice_in_dim(dp, 0, n, axis=ax))
+        if not periodic:
+            d_minus, d_plus = _with_boundary_faces(d_minus, d_plus, diffusivity, ax, bcs[a])
         plus = lax.slice_in_dim(up, 2, n + 2, axis=ax)
         minus = lax.slice_in_dim(up, 0, n, axis=ax)
         out = out + (d_plus * (plus - u) - d_minus * (u - minus)) / grid.spacing[a] ** 2
@@ -152,9 +189,26 @@ def variable_diffusion(u, diffusivity, grid: Grid, bcs: tuple[AxisBC, ...],
 
 
 def variable_dirichlet_lift(diffusivity, grid: Grid, bcs: tuple[AxisBC, ...]):
-    """Affine part of :func:`variable_diffusion` for Dirichlet faces: ``2 D_edge g / h²``."""
-    b = jnp.asarray(dirichlet_lift(grid, bcs))
-    return jnp.broadcast_to(diffusivity, diffusivity.shape) * b
+    """Affine part of :func:`variable_diffusion`: ``2 D_face g / h²`` in cells next to each
+    Dirichlet face (``D_face`` from :func:`boundary_face_diffusivity`).
+
+    diffusivity: (S, *shape), µm²/time; returns (S, *shape) in µm²/time/µm² · units, with
+    ``variable_diffusion(u) = variable_diffusion(u, homogeneous=True) + lift``.
+    """
+    nd = grid.ndim
+    out = jnp.zeros_like(diffusivity)
+    for a, (lo, hi) in enumerate(bcs):
+        ax = diffusivity.ndim - nd + a
+        n = diffusivity.shape[ax]
+        h2 = grid.spacing[a] ** 2
+        for bc, side, i in ((lo, "lo", 0), (hi, "hi", n - 1)):
+            if bc.kind != "dirichlet":
+                continue
+            face = boundary_face_diffusivity(diffusivity, ax, side) * (2 * bc.value / h2)
+            cfg = [(0, 0, 0)] * diffusivity.ndim
+            cfg[ax] = (i, n - 1 - i, 0)
+            out = out + lax.pad(face, jnp.zeros((), face.dtype), cfg)
+    return out
 
 
 def chemotaxis_divergence(u, attractant, sensitivity, grid: Grid, bcs: tuple[AxisBC, ...],
