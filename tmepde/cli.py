@@ -50,6 +50,8 @@ def load_config_with(args: argparse.Namespace, table: str, example: str):
 def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="TOML run configuration (reference: docs/config.md)")
     p.add_argument("-o", "--output", help="HDF5 file to write (default: output.path of the config)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing result file (it stays intact until the new run stops)")
     add_overrides(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--print-config", action="store_true",
@@ -64,7 +66,11 @@ def _run(args: argparse.Namespace) -> int:
     if args.print_config:
         sys.stdout.write(cfg.to_toml())
         return 0
-    out = run_config(cfg, args.output, progress=not args.no_progress)
+    from .io import check_output
+
+    out = args.output if args.output is not None else cfg.data["output"]["path"]
+    check_output(out, overwrite=args.overwrite, protect=(args.config,))  # before compiling
+    out = run_config(cfg, out, progress=not args.no_progress, overwrite=args.overwrite)
     print(f"wrote {out}")
     return 0
 
@@ -247,6 +253,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)  # --help and usage errors end here, before JAX loads
     _prepare_jax()
     from .config import ConfigError
+    from .io import OutputExistsError
     from .runner import NonFiniteError
 
     try:
@@ -254,12 +261,18 @@ def main(argv=None) -> int:
     except ConfigError as e:
         print(f"tmepde: config error: {e}", file=sys.stderr)
         return 2
+    except OutputExistsError as e:
+        print(f"tmepde: {e}", file=sys.stderr)
+        return 2
     except NonFiniteError as e:
         print(f"tmepde: run failed: {e}", file=sys.stderr)
         return 1
     except (FileNotFoundError, OSError) as e:
         print(f"tmepde: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt as e:  # RunInterrupted: SIGINT 130, SIGTERM 143
+        print(f"tmepde: {e or 'interrupted'}", file=sys.stderr)
+        return getattr(e, "exit_status", 130)
 
 
 if __name__ == "__main__":

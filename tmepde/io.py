@@ -14,7 +14,10 @@ The layout is a contract (plots, fits and other tools read it); change it only t
 
 from __future__ import annotations
 
+import os
+import resource
 import tomllib
+import zlib
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -24,10 +27,11 @@ import numpy as np
 from .grid import AXIS_NAMES, Grid, resolve_boundaries
 from .model import Model
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "ResultWriter", "Result", "SweepResult", "open_result"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "ResultWriter", "Result", "SweepResult", "open_result",
+           "OutputExistsError", "ResultWriteError", "check_output"]
 
 FORMAT = "tmepde-result"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: root coordinates and variables (netCDF-4), fixed-size status
 
 
 def _version() -> str:
@@ -50,31 +54,198 @@ def _observables(grid: Grid, names: Sequence[str], ys: np.ndarray) -> dict:
     return out
 
 
-class ResultWriter:
+class OutputExistsError(ValueError):
+    """The output path exists (or is the config itself) and may not be replaced."""
+
+
+class ResultWriteError(OSError):
+    """Writing a result file failed (full disk, file-size limit, I/O error). The message is
+    one line naming the file, what was kept and the cause."""
+
+
+HEADROOM = 1 << 20  # bytes kept free for HDF5 metadata (chunk index, heaps, status) per write
+STATUS_SIZE = 256  # bytes of the fixed-size status attribute (rewritten in place)
+
+
+def check_output(path: str | Path, *, overwrite: bool = False, protect=()) -> Path:
+    """Refuse to write ``path`` when it is one of ``protect`` (e.g. the config file), or
+    exists and ``overwrite`` is false, or exists and is not a tmepde result or sweep file.
+    Raises :class:`OutputExistsError` with a one-line message; returns ``Path(path)``."""
+    path = Path(path)
+    for q in protect:
+        if q is not None and Path(q).exists() and path.exists() and path.resolve() == Path(q).resolve():
+            raise OutputExistsError(f"output {str(path)!r} is the config file itself; choose another "
+                                    "output path (-o)")
+    if not path.exists():
+        return path
+    try:
+        with h5py.File(path, "r") as f:
+            fmt, status = f.attrs.get("format"), _text(f.attrs.get("status", "?"))
+    except OSError:
+        fmt, status = None, None
+    if fmt not in (FORMAT, SWEEP_FORMAT):
+        raise OutputExistsError(f"output {str(path)!r} exists and is not a tmepde result file; "
+                                "refusing to replace it (choose another output path)")
+    if not overwrite:
+        raise OutputExistsError(f"output {str(path)!r} exists (status {status.split(':')[0]!r}); pass --overwrite "
+                                "to replace it, or choose another output path")
+    return path
+
+
+def _text(v) -> str:
+    return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+
+
+def _status_value(status: str) -> np.bytes_:
+    b = status.encode("utf-8")[:STATUS_SIZE]
+    return np.array(b, dtype=f"S{STATUS_SIZE}")
+
+
+def _fsync(path: Path) -> None:
+    """Force the file's pages to the device, so a full disk with delayed allocation reports
+    now (EDQUOT/ENOSPC), not after the run said it finished."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _crc(a: np.ndarray) -> int:
+    return zlib.crc32(np.ascontiguousarray(a).tobytes())
+
+
+class _Transactional:
+    """Shared by the result and sweep writers: the temporary-name/move-into-place logic,
+    the status attribute and the failure/interrupt paths."""
+
+    path: Path
+    _file: h5py.File
+
+    def _open(self, path, overwrite: bool, protect) -> h5py.File:
+        self.path = check_output(path, overwrite=overwrite, protect=protect)
+        # An existing result is replaced only when this one is finished (or stopped): until
+        # then the new file has a temporary name next to it and the old one stays intact.
+        self._tmp = (self.path.with_name(f".{self.path.name}.{os.getpid()}.part")
+                     if self.path.exists() else None)
+        self._error = None  # first write error; no further writes after it
+        # No raw-data chunk cache: each save is compressed and written by the call that
+        # writes it, so a full disk raises there (with a cache, the chunk was written when
+        # h5py freed the dataset handle and the error was only printed, not raised).
+        return h5py.File(self._tmp or self.path, "w", rdcc_nbytes=0)
+
+    @property
+    def file_path(self) -> Path:
+        """Where the file is being written (a temporary name while it replaces an old one)."""
+        return self._tmp or self.path
+
+    def _write_status(self, status: str) -> None:
+        a = self._file.attrs
+        if "status" in a and a["status"].dtype == np.dtype(f"S{STATUS_SIZE}"):
+            a.modify("status", _status_value(status))  # in place: no new file space needed
+        else:
+            a["status"] = _status_value(status)
+
+    def set_status(self, status: str) -> None:
+        self._write_status(status)
+        self._file.flush()
+
+    def close(self, status: str | None = None) -> bool:
+        """Close the file, first setting ``status`` (e.g. ``"failed: ..."``,
+        ``"interrupted: SIGINT"``); best effort after a write error. Returns whether the
+        status reached the file. Moves a temporary file into place."""
+        ok = True
+        if self._file.id.valid:
+            try:
+                if status is not None:
+                    self.set_status(status)
+            except Exception:
+                ok = False
+            try:
+                self._file.close()
+            except Exception:
+                ok = False
+        if status is not None and ok:
+            try:
+                _fsync(self.file_path)
+            except OSError:
+                ok = False
+        self._move_into_place()
+        return ok
+
+    def _move_into_place(self) -> None:
+        if self._tmp is not None and self._tmp.exists():
+            os.replace(self._tmp, self.path)
+            self._tmp = None
+
+    def _check_room(self, nbytes: int, what: str) -> None:
+        """Fail before writing ``nbytes`` (plus room for HDF5's metadata) that would not fit
+        under the file-size limit or on the disk: a write that fails half-way can leave an
+        HDF5 file whose recorded end lies past its real end, which no reader opens."""
+        need = int(nbytes) + HEADROOM
+        target = self.file_path
+        size = target.stat().st_size
+        soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+        if soft != resource.RLIM_INFINITY and size + need > soft:
+            raise self._fail(what, OSError(f"the file-size limit (ulimit -f) of {soft} bytes would "
+                                           f"be exceeded: {size} bytes written, about {need} more needed"))
+        st = os.statvfs(target.parent)
+        free = st.f_bavail * st.f_frsize
+        if free < need:
+            raise self._fail(what, OSError(f"No space left on device: {free} bytes free, about "
+                                           f"{need} needed"))
+
+    def _fail(self, what: str, e: BaseException) -> ResultWriteError:
+        errno = getattr(e, "errno", None)
+        if errno:  # HDF5's own message repeats the file name and a time stamp
+            cause = f"{os.strerror(errno)} (errno {errno})"
+        else:
+            cause = " ".join(str(e).split()) or type(e).__name__
+            if len(cause) > 200:
+                cause = cause[:200] + "..."
+        self._error = ResultWriteError(f"writing {str(self.path)!r} failed ({what}): {cause}")
+        return self._error
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None and self._file.id.valid:
+            self.close(f"failed: {exc_type.__name__}: {exc}")
+        self.close()
+
+
+class ResultWriter(_Transactional):
     """Append saves to a new result file, chunk by chunk.
 
     Every :meth:`append` extends all datasets and flushes, so a run killed later leaves a
     file that opens and holds every save appended so far. ``status`` is ``"running"`` until
-    :meth:`close` sets ``"complete"`` or ``"failed: ..."``.
+    :meth:`finish` re-reads every save and sets ``"complete"``, or :meth:`close` sets
+    ``"failed: ..."`` / ``"interrupted: ..."``. A failed write (full disk, file-size limit)
+    raises :class:`ResultWriteError` and shrinks the datasets back to the saves written
+    before it, so the file never holds a save that was not written in full.
 
-    path: file to create (overwritten). config_toml: resolved config text, stored verbatim.
-    dtype: dtype of the field datasets. compression: gzip level 0-9 (0 = none).
-    params: the run's parameters; with them the model's own :class:`~tmepde.model.Observable`
-    summaries are computed (jitted, vmapped over saves) and saved too.
+    path: file to create. An existing file is refused (:class:`OutputExistsError`) unless
+    ``overwrite``; then the new file is written under a temporary name and moves into place
+    when closed, so the old one stays intact until then. ``protect``: paths never to write
+    (the config file). config_toml: resolved config text, stored verbatim. dtype: dtype of
+    the field datasets. compression: gzip level 0-9 (0 = none). params: the run's
+    parameters; with them the model's own :class:`~tmepde.model.Observable` summaries are
+    computed (jitted, vmapped over saves) and saved too.
     """
 
     def __init__(self, path: str | Path, grid: Grid, model: Model, *, config_toml: str = "",
-                 dtype=np.float64, compression: int = 4, params=None):
-        self.path = Path(path)
+                 dtype=np.float64, compression: int = 4, params=None, overwrite: bool = False,
+                 protect=()):
         self.grid = grid
         self.names = tuple(model.names)
         self.n = 0
-        self._file = f = h5py.File(self.path, "w")
+        self._crcs: list[tuple] = []  # per save: (time bytes crc, crc of each field)
+        self._file = f = self._open(path, overwrite, protect)
         f.attrs.update({
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "tmepde_version": _version(),
-            "status": "running",
             "model": model.name,
             "species": np.array(self.names, dtype=h5py.string_dtype()),
             "grid_shape": np.asarray(grid.shape, dtype=np.int64),
@@ -84,13 +255,16 @@ class ResultWriter:
             "time_units": "h",
             "config_toml": config_toml,
         })
+        self._write_status("running")
         t = f.create_dataset("time", shape=(0,), maxshape=(None,), dtype=np.float64, chunks=(1024,))
         t.attrs["units"] = "h"
         fields = f.create_group("fields")
         gzip = {"compression": "gzip", "compression_opts": int(compression)} if compression else {}
+        self._fields = {}
         for s, bcs in zip(model.species, resolve_bcs(model, grid)):
             d = fields.create_dataset(s.name, shape=(0, *grid.shape), maxshape=(None, *grid.shape),
                                       dtype=np.dtype(dtype), chunks=(1, *grid.shape), **gzip)
+            self._fields[s.name] = d
             d.attrs["units"] = s.units
             if not s.variable_diffusivity:
                 d.attrs["diffusivity_um2_per_s"] = float(s.diffusivity)
@@ -121,56 +295,171 @@ class ResultWriter:
                 d.attrs["units"] = o.units
                 d.attrs["description"] = o.description
             self._observe = jax.jit(jax.vmap(lambda t, y: model.observe(t, y, params, grid)))
-        f.flush()
+        self._series = [t, *obs.values()]  # every (n_saves,) dataset
+        scales = coordinate_scales(f, grid)
+        _netcdf_variables(f, t, scales, self._fields, obs)
+        try:
+            f.flush()
+        except Exception as e:
+            raise self._fail("creating the file", e) from e
 
     def append(self, times, ys) -> None:
-        """Append saves: ``times`` (T,) in h, ``ys`` (T, S, *grid_shape). Flushes the file."""
+        """Append saves: ``times`` (T,) in h, ``ys`` (T, S, *grid_shape). Flushes the file.
+
+        All or nothing: if a write fails the datasets are shrunk back to the saves before
+        this call and :class:`ResultWriteError` is raised (no later append is accepted)."""
         times = np.asarray(times, dtype=np.float64).reshape(-1)
         ys = np.asarray(ys)
         if ys.shape != (len(times), len(self.names), *self.grid.shape):
             raise ValueError(f"append: ys has shape {ys.shape}, expected "
                              f"{(len(times), len(self.names), *self.grid.shape)}")
+        if self._error is not None:
+            raise self._error
         if not len(times):
             return
-        f, n0, n1 = self._file, self.n, self.n + len(times)
-        f["time"].resize((n1,))
-        f["time"][n0:n1] = times
-        for i, name in enumerate(self.names):
-            d = f["fields"][name]
-            d.resize((n1, *self.grid.shape))
-            d[n0:n1] = ys[:, i]
+        # Everything that can fail for reasons other than the file is computed first.
         observed = _observables(self.grid, self.names, ys)
         if self._observe is not None:
             observed.update({k: np.asarray(v, np.float64) for k, v in self._observe(times.astype(ys.dtype), ys).items()})
-        for name, values in observed.items():
-            d = f["observables"][name]
-            d.resize((n1,))
-            d[n0:n1] = values
+        cast = {name: ys[:, i].astype(self._fields[name].dtype) for i, name in enumerate(self.names)}
+        f, n0, n1 = self._file, self.n, self.n + len(times)
+        where = (f"saves {n0}..{n1 - 1}, t = {times[0]:g}..{times[-1]:g} h; the {n0} saves before "
+                 "them are kept")
+        self._check_room(sum(v.nbytes for v in cast.values()) + 8 * len(times) * (1 + len(observed)), where)
+        try:
+            f["time"].resize((n1,))
+            f["time"][n0:n1] = times
+            for name, d in self._fields.items():
+                d.resize((n1, *self.grid.shape))
+                d[n0:n1] = cast[name]
+            for name, values in observed.items():
+                d = f["observables"][name]
+                d.resize((n1,))
+                d[n0:n1] = values
+            f.flush()
+        except Exception as e:
+            err = self._fail(where, e)
+            self._shrink(n0)
+            raise err from e
+        self._crcs += [(_crc(times[k:k + 1]), *(_crc(cast[name][k]) for name in self.names))
+                       for k in range(len(times))]
         self.n = n1
-        f.flush()
+
+    def _shrink(self, n: int) -> None:
+        """Best effort after a failed write: every dataset back to ``n`` saves."""
+        try:
+            for d in self._series:
+                d.resize((n,))
+            for d in self._fields.values():
+                d.resize((n, *self.grid.shape))
+            self._file.flush()
+        except Exception:
+            pass
 
     def set_attrs(self, attrs: Mapping) -> None:
         """Add root attributes (e.g. dose event times) and flush."""
-        self._file.attrs.update(attrs)
-        self._file.flush()
+        try:
+            self._file.attrs.update(attrs)
+            self._file.flush()
+        except Exception as e:
+            raise self._fail("root attributes", e) from e
 
-    def set_status(self, status: str) -> None:
-        self._file.attrs["status"] = status
-        self._file.flush()
-
-    def close(self, status: str | None = None) -> None:
-        if self._file.id.valid:
-            if status is not None:
-                self.set_status(status)
+    def finish(self) -> Path:
+        """Close the file, re-read every save and compare it with what was written (CRC-32),
+        and only then set ``status = "complete"``; returns the final path. Raises
+        :class:`ResultWriteError` (status ``failed: ...`` where it can still be set) when
+        the file on disk differs."""
+        if self._error is not None:
+            raise self._error
+        target = self.file_path
+        try:
+            self._file.flush()
             self._file.close()
+            _fsync(target)
+            problem = verify_saves(target, self.names, self._crcs)
+        except Exception as e:
+            problem = f"{type(e).__name__}: {' '.join(str(e).split())}"
+        if problem is None:
+            try:
+                with h5py.File(target, "r+") as f:
+                    f.attrs.modify("status", _status_value("complete"))
+                _fsync(target)
+                with h5py.File(target, "r") as f:
+                    if _text(f.attrs["status"]) != "complete":
+                        problem = "the status attribute did not read back"
+            except Exception as e:
+                problem = f"{type(e).__name__}: {' '.join(str(e).split())}"
+        if problem is not None:
+            err = self._fail("verifying the finished file", RuntimeError(problem))
+            try:
+                with h5py.File(target, "r+") as f:
+                    f.attrs.modify("status", _status_value(f"failed: {err}"))
+            except Exception:
+                pass
+            self._move_into_place()
+            raise err
+        self._move_into_place()
+        return self.path
 
-    def __enter__(self):
-        return self
 
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is not None and self._file.id.valid and self._file.attrs["status"] == "running":
-            self.close(f"failed: {exc_type.__name__}: {exc}")
-        self.close()
+def coordinate_scales(f: h5py.File, grid: Grid, time_name: str = "time") -> list:
+    """Root datasets ``x``, ``y``, ``z`` (cell centres, µm) as HDF5 dimension scales, and
+    ``/time`` as the time scale. At the root, netCDF-4 readers (xarray with h5netcdf,
+    ``open_datatree``) resolve them from every group (a dimension is visible in the group
+    that defines it and all groups below)."""
+    out = []
+    for a, (n, h) in enumerate(zip(grid.shape, grid.spacing)):
+        name = AXIS_NAMES[a]
+        ds = f.create_dataset(name, data=(np.arange(n) + 0.5) * h)
+        radial = grid.geometry == "spherical"
+        ds.attrs.update({"units": "µm", "axis": name.upper(),
+                         "long_name": ("radius of the shell centre" if radial
+                                       else f"{name} of the cell centre")})
+        ds.make_scale(name)
+        out.append(ds)
+    t = f[time_name]
+    t.attrs.update({"units": "h", "standard_name": "time", "axis": "T",
+                    "long_name": "time since the start of the run"})
+    t.make_scale(time_name)
+    return out
+
+
+def _netcdf_variables(f: h5py.File, time, scales, fields: Mapping, observables) -> None:
+    """Attach the dimension scales to every field (time, x[, y[, z]]) and observable
+    (time), give each a ``long_name`` and hard-link it at the root, where
+    ``xarray.open_dataset(path, engine="h5netcdf")`` finds it (``/fields/<s>`` and
+    ``/observables/<name>`` remain the same datasets)."""
+    reserved = {"time", "x", "y", "z", "fields", "observables"}
+    for name, d in fields.items():
+        d.dims[0].attach_scale(time)
+        for a, sc in enumerate(scales):
+            d.dims[a + 1].attach_scale(sc)
+        d.attrs["long_name"] = name
+    for name, d in observables.items():
+        d.dims[0].attach_scale(time)
+        d.attrs["long_name"] = str(d.attrs.get("description", name))
+    for name, d in (*fields.items(), *observables.items()):
+        if name in reserved or name in f:
+            raise ValueError(f"species or observable name {name!r} clashes with another variable "
+                             f"of the result file ({sorted(reserved | set(fields))}); rename it")
+        f[name] = d
+
+
+def verify_saves(path, names, crcs) -> str | None:
+    """None if ``path`` holds exactly the saves whose CRC-32s are ``crcs`` (per save: time,
+    then each field), else what differs first."""
+    with h5py.File(path, "r", rdcc_nbytes=0) as f:
+        t = f["time"]
+        if t.shape[0] != len(crcs):
+            return f"{t.shape[0]} saves on disk, {len(crcs)} written"
+        times = t[:]
+        for k, ref in enumerate(crcs):
+            if _crc(times[k:k + 1]) != ref[0]:
+                return f"time of save {k} differs on disk"
+            for name, c in zip(names, ref[1:]):
+                if _crc(f["fields"][name][k]) != c:
+                    return f"field {name!r} of save {k} (t = {times[k]:g} h) differs on disk"
+    return None
 
 
 def resolve_bcs(model: Model, grid: Grid):
@@ -206,7 +495,8 @@ class Result:
 
     @property
     def status(self) -> str:
-        return str(self._file.attrs["status"])
+        """``running``, ``complete``, ``failed: <why>`` or ``interrupted: <signal>``."""
+        return _text(self._file.attrs["status"])
 
     @property
     def species(self) -> list[str]:

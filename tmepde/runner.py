@@ -8,17 +8,19 @@ appends it to the result file and moves the progress bar.
 from __future__ import annotations
 
 import dataclasses
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import jax
 import numpy as np
 
 from .config import Config, load_config
-from .io import ResultWriter
+from .io import ResultWriter, ResultWriteError, check_output
 from .stepping import Simulator
 
-__all__ = ["NonFiniteError", "Setup", "build", "run_config"]
+__all__ = ["NonFiniteError", "CollapseError", "Setup", "build", "run_config"]
 
 
 class NonFiniteError(FloatingPointError):
@@ -30,6 +32,22 @@ class NonFiniteError(FloatingPointError):
         super().__init__(
             f"field {species!r} became non-finite (NaN or inf) at t = {time:g} h{where}. "
             "Try a smaller time.dt, solver.scheme = \"sbdf2\", or check the model's rates")
+        self.species = species
+        self.time = time
+
+
+class CollapseError(NonFiniteError):
+    """A non-negative field that was present became exactly 0 in every cell within one save
+    interval. Decay and uptake never reach exactly 0 (they are multiplicative), so this is the
+    clipping of negatives erasing an overshoot: an unstable explicit step, not a cure. Stops
+    the run like a non-finite value (``species``, ``time`` in h; saves before it are kept)."""
+
+    def __init__(self, species: str, time: float, path=None):
+        where = f"; the saves before it are in {str(path)!r}" if path else ""
+        FloatingPointError.__init__(
+            self, f"field {species!r} collapsed to exactly 0 everywhere by t = {time:g} h although "
+            f"it was > 0 one save earlier: the clipping of negative values hid an unstable step{where}. "
+            "Try a smaller time.dt or check the model's rates (model.params)")
         self.species = species
         self.time = time
 
@@ -67,6 +85,28 @@ def _first_nonfinite(ys: np.ndarray, names) -> tuple[int, str] | None:
     return k, names[int(np.argmin(finite[k]))]
 
 
+def _first_collapse(y_prev: np.ndarray, ys: np.ndarray, names, nonnegative) -> tuple[int, str] | None:
+    """(save index, species) of the first non-negative species that is exactly 0 in every cell
+    of save ``k`` of ``ys`` (T, S, ...) while its largest value at the save before
+    (``y_prev`` (S, ...) for k = 0) exceeded √tiny of the dtype (so a legitimate decay that
+    underflows over one save interval is not reported), or None."""
+    peak = np.abs(ys).reshape(ys.shape[0], ys.shape[1], -1).max(axis=-1)  # (T, S)
+    before = np.concatenate([np.abs(y_prev).reshape(1, ys.shape[1], -1).max(axis=-1), peak[:-1]])
+    bad = (peak == 0) & (before > np.sqrt(np.finfo(ys.dtype).tiny)) & np.asarray(nonnegative)[None]
+    if not bad.any():
+        return None
+    k = int(np.argmax(bad.any(axis=1)))
+    return k, names[int(np.argmax(bad[k]))]
+
+
+def _first_failure(y_prev, ys, names, nonnegative):
+    """The earliest non-finite or collapsed save of a chunk: (index, species, error class)."""
+    found = [(*b, e) for b, e in ((_first_nonfinite(ys, names), NonFiniteError),
+                                  (_first_collapse(y_prev, ys, names, nonnegative), CollapseError))
+             if b is not None]
+    return min(found, key=lambda f: f[0]) if found else None
+
+
 def _salvage(writer: ResultWriter, in_flight, names) -> None:
     """Write the finite leading saves of chunks still in flight (best effort)."""
     for times, ys in in_flight:
@@ -81,22 +121,74 @@ def _salvage(writer: ResultWriter, in_flight, names) -> None:
             return
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """The run was stopped by SIGINT or SIGTERM after its last complete chunk; the file holds
+    every save up to ``time`` (h) and ``status = "interrupted: <signal>"``. ``exit_status``
+    is the shell's 128 + signal number (130, 143)."""
+
+    def __init__(self, signum: int, path=None, n_saves: int = 0, time: float | None = None):
+        name = signal.Signals(signum).name
+        kept = (f"; {n_saves} saves up to t = {time:g} h are in {str(path)!r}" if n_saves
+                else (f"; no saves were written to {str(path)!r}" if path else ""))
+        super().__init__(f"interrupted by {name}{kept} (status 'interrupted')")
+        self.signum, self.signal_name, self.path = signum, name, path
+        self.exit_status = 128 + signum
+
+
+class StopOnSignals:
+    """Context manager: SIGINT and SIGTERM set :attr:`signum` instead of raising, so the loop
+    stops between two writes (an exception inside an HDF5 write would leave a half-written
+    chunk). SIGXFSZ is ignored, so a file-size limit fails the write (EFBIG) instead of
+    killing the process. Only in the main thread; elsewhere it does nothing."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.signum = None
+        self._old = {}
+
+    def _handler(self, signum, frame):
+        self.signum = self.signum or signum
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for s in self.SIGNALS:
+                self._old[s] = signal.signal(s, self._handler)
+            if hasattr(signal, "SIGXFSZ"):
+                self._old[signal.SIGXFSZ] = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        return self
+
+    def __exit__(self, *exc):
+        for s, h in self._old.items():
+            signal.signal(s, h)
+        self._old = {}
+
+
 def run_config(config: Config | str | Path, out_path: str | Path | None = None, *,
-               progress: bool = True, overrides=()) -> Path:
+               progress: bool = True, overrides=(), overwrite: bool = False) -> Path:
     """Run a config and write its result file; returns the file's path.
 
     config: a :class:`Config` or a TOML file (``overrides`` are ``dotted.key=value``).
-    out_path: the HDF5 file (default ``output.path`` of the config).
+    out_path: the HDF5 file (default ``output.path`` of the config). An existing file is
+    refused (:class:`~tmepde.io.OutputExistsError`) unless ``overwrite``, and the config
+    file itself always.
     progress: show a tqdm bar with ETA (only when stderr is a terminal).
 
     Raises :class:`NonFiniteError` if a field stops being finite: the file then holds every
-    save before the first bad one and ``status = "failed: ..."``.
+    save before the first bad one and ``status = "failed: ..."``;
+    :class:`~tmepde.io.ResultWriteError` if the file cannot be written (full disk): the saves
+    written before stay, ``status = "failed: ..."``; :class:`RunInterrupted` on SIGINT or
+    SIGTERM: every complete chunk stays, ``status = "interrupted: SIGINT"`` (or SIGTERM).
+    The status becomes ``"complete"`` only after every save was re-read from disk.
     """
+    config_path = None
     if not isinstance(config, Config):
+        config_path = config
         config = load_config(config, overrides)
     elif overrides:
         config = config.replace(*overrides)
     out_path = Path(out_path if out_path is not None else config.data["output"]["path"])
+    check_output(out_path, overwrite=overwrite, protect=(config_path,))
     setup = build(config)
     sim, names = setup.simulator, config.model.names
     chunk = config.data["output"]["chunk"]
@@ -104,59 +196,84 @@ def run_config(config: Config | str | Path, out_path: str | Path | None = None, 
 
     from tqdm import tqdm
 
-    bar = tqdm(total=setup.n_saves, unit="save", desc=f"tmepde {config.model.name}",
-               disable=not (progress and sys.stderr.isatty()), leave=True)
-    writer = ResultWriter(out_path, config.grid, config.model, config_toml=config.to_toml(),
-                          dtype=sim.dtype, compression=config.data["output"]["compression"],
-                          params=setup.params)
-    from .therapy import dose_events
+    with StopOnSignals() as stop:
+        bar = tqdm(total=setup.n_saves, unit="save", desc=f"tmepde {config.model.name}",
+                   disable=not (progress and sys.stderr.isatty()), leave=True)
+        writer = ResultWriter(out_path, config.grid, config.model, config_toml=config.to_toml(),
+                              dtype=sim.dtype, compression=config.data["output"]["compression"],
+                              params=setup.params, overwrite=overwrite, protect=(config_path,))
+        in_flight = []  # (save times, device states) dispatched, not yet written
+        try:
+            from .therapy import dose_events
 
-    events = dose_events(setup.params, t_end=save_every * setup.n_saves)
-    if events:  # dose markers for plots: all times, and per schedule
-        writer.set_attrs({"dose_times_h": np.unique(np.concatenate(list(events.values()))),
-                          **{f"dose_times_h_{k}": v for k, v in events.items()}})
-    in_flight = []  # (save times, device states) dispatched, not yet written
-    try:
-        bad = _first_nonfinite(setup.y0[None], names)
-        if bad is not None:
-            raise NonFiniteError(bad[1], 0.0, out_path)
-        carry = sim.init(setup.y0, setup.params)
-        writer.append([0.0], np.asarray(carry["y"])[None])
-        # JAX dispatch is asynchronous: chunk k+1 is already computing while chunk k is
-        # copied, checked and compressed into the file (the write overlaps the compute).
-        # Every chunk has the same length (the number of saves per call is static, so a
-        # shorter last chunk would compile the loop a second time, ~10-30 s for the TME
-        # model): chunks are balanced and the last one computes past the end and is cut.
-        per_call = -(-setup.n_saves // -(-setup.n_saves // chunk))
-        done = 0
-        while done < setup.n_saves or in_flight:
-            if done < setup.n_saves:
-                n = min(per_call, setup.n_saves - done)
-                carry, ys = sim.advance(carry, setup.params, per_call)
-                in_flight.append((save_every * np.arange(done + 1, done + n + 1), ys[:n]))
-                done += n
-                if len(in_flight) < 2 and done < setup.n_saves:
-                    continue
-            times, ys = in_flight.pop(0)
-            ys = np.asarray(ys)
-            bad = _first_nonfinite(ys, names)
+            events = dose_events(setup.params, t_end=save_every * setup.n_saves)
+            if events:  # dose markers for plots: all times, and per schedule
+                writer.set_attrs({"dose_times_h": np.unique(np.concatenate(list(events.values()))),
+                                  **{f"dose_times_h_{k}": v for k, v in events.items()}})
+            bad = _first_nonfinite(setup.y0[None], names)
             if bad is not None:
-                k, species = bad
-                writer.append(times[:k], ys[:k])
-                raise NonFiniteError(species, float(times[k]), out_path)
-            writer.append(times, ys)
-            bar.update(len(times))
-    except BaseException as e:
-        if not isinstance(e, NonFiniteError):
-            _salvage(writer, in_flight, names)  # chunks computed before the interruption
-        writer.close(f"failed: {type(e).__name__}: {e}")
-        raise
-    finally:
+                raise NonFiniteError(bad[1], 0.0, out_path)
+            carry = sim.init(setup.y0, setup.params)
+            y_last = np.asarray(carry["y"])  # last state written: the collapse check's reference
+            nonnegative = [s.nonnegative for s in config.model.species]
+            writer.append([0.0], y_last[None])
+            # JAX dispatch is asynchronous: chunk k+1 is already computing while chunk k is
+            # copied, checked and compressed into the file (the write overlaps the compute).
+            # Every chunk has the same length (the number of saves per call is static, so a
+            # shorter last chunk would compile the loop a second time, ~10-30 s for the TME
+            # model): chunks are balanced and the last one computes past the end and is cut.
+            per_call = -(-setup.n_saves // -(-setup.n_saves // chunk))
+            done = 0
+            while (done < setup.n_saves or in_flight) and stop.signum is None:
+                if done < setup.n_saves:
+                    n = min(per_call, setup.n_saves - done)
+                    carry, ys = sim.advance(carry, setup.params, per_call)
+                    in_flight.append((save_every * np.arange(done + 1, done + n + 1), ys[:n]))
+                    done += n
+                    if len(in_flight) < 2 and done < setup.n_saves:
+                        continue
+                times, ys = in_flight.pop(0)
+                ys = np.asarray(ys)
+                bad = _first_failure(y_last, ys, names, nonnegative)
+                if bad is not None:
+                    k, species, error = bad
+                    writer.append(times[:k], ys[:k])
+                    raise error(species, float(times[k]), out_path)
+                writer.append(times, ys)
+                y_last = ys[-1]
+                bar.update(len(times))
+            if stop.signum is not None:
+                raise KeyboardInterrupt
+        except BaseException as e:
+            bar.close()
+            if isinstance(e, KeyboardInterrupt):
+                # Chunks already computed are kept; the first one still computing and all
+                # after it are dropped: the file ends at a complete chunk, with no gap, and
+                # the stop does not wait for more compute.
+                ready = []
+                for item in in_flight:
+                    if not all(getattr(a, "is_ready", lambda: True)() for a in jax.tree.leaves(item[1])):
+                        break
+                    ready.append(item)
+                try:
+                    _salvage(writer, ready, names)
+                except Exception:
+                    pass
+                signum = stop.signum or signal.SIGINT
+                writer.close(f"interrupted: {signal.Signals(signum).name}")
+                t_last = float(save_every * (writer.n - 1)) if writer.n else None
+                raise RunInterrupted(signum, out_path, writer.n, t_last) from None
+            if not isinstance(e, (NonFiniteError, ResultWriteError)):
+                try:
+                    _salvage(writer, in_flight, names)  # chunks computed before the failure
+                except Exception:
+                    pass
+            writer.close(f"failed: {type(e).__name__}: {e}")
+            raise
         bar.close()
-    writer.close("complete")
-    # Coordinates for generic HDF5 readers/xarray and a sidecar ParaView opens directly.
-    from .xdmf import attach_dimension_scales, write_xdmf
+        writer.finish()  # re-reads every save before "complete"; ResultWriteError if not
+    # A sidecar ParaView opens directly.
+    from .xdmf import write_xdmf
 
-    attach_dimension_scales(out_path)
     write_xdmf(out_path)
     return out_path

@@ -22,6 +22,7 @@ import copy
 import dataclasses
 import itertools
 import math
+import signal
 import sys
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -30,6 +31,8 @@ import h5py
 import numpy as np
 
 from .config import Config, ConfigError, load_config
+from .io import (_crc, _fsync, _status_value, _text, _Transactional, check_output,
+                 coordinate_scales)
 
 __all__ = ["SWEEP_FORMAT", "Plan", "plan_sweep", "run_sweep", "classify", "wilson",
            "response_table", "table_csv", "table_markdown", "diameter_exponent", "CLASSES"]
@@ -254,26 +257,32 @@ def table_markdown(rows: Sequence[Mapping], note: str = "") -> str:
 
 
 # -- the file ---------------------------------------------------------------------------
-class SweepWriter:
+class SweepWriter(_Transactional):
     """Sweep file with a leading member axis; :meth:`write` fills members chunk by chunk and
-    flushes, so an interrupted sweep keeps every finished chunk (``members/done``)."""
+    flushes, so an interrupted sweep keeps every finished chunk (``members/done``).
+
+    Like :class:`~tmepde.io.ResultWriter`: an existing file is refused unless ``overwrite``
+    (then replaced only when this one closes), a failed write raises
+    :class:`~tmepde.io.ResultWriteError` and leaves the chunk's members ``done = False`` with
+    NaN observables, and :meth:`finish` re-reads everything written before ``complete``."""
 
     def __init__(self, path, config: Config, plan: Plan, times, *, dtype, save_fields: bool,
-                 field_stride: int, burden_species: Sequence[str], model_observables=()):
+                 field_stride: int, burden_species: Sequence[str], model_observables=(),
+                 overwrite: bool = False, protect=()):
         from .io import FORMAT_VERSION, _version
 
-        self.path = Path(path)
         grid, model, n, T = config.grid, config.model, plan.n, len(times)
         self.names = tuple(model.names)
         self.stride = field_stride
         self.save_fields = save_fields
         self.burden_species = list(burden_species)
-        self._file = f = h5py.File(self.path, "w")
+        self._written = []  # (dataset path, member slice, crc32) of every write, for finish()
+        self._file = f = self._open(path, overwrite, protect)
         string = h5py.string_dtype()
         f.attrs.update({
             "format": SWEEP_FORMAT, "format_version": SWEEP_FORMAT_VERSION,
             "result_format_version": FORMAT_VERSION, "tmepde_version": _version(),
-            "status": "running", "model": model.name,
+            "model": model.name,
             "species": np.array(self.names, dtype=string),
             "grid_shape": np.asarray(grid.shape, dtype=np.int64),
             "grid_spacing_um": np.asarray(grid.spacing, dtype=np.float64),
@@ -282,7 +291,12 @@ class SweepWriter:
             "arms": np.array(plan.arm_names, dtype=string),
             "burden_species": np.array(self.burden_species, dtype=string),
         })
+        self._write_status("running")
         f.create_dataset("time", data=np.asarray(times, np.float64)).attrs["units"] = "h"
+        scales = coordinate_scales(f, grid)
+        member = f.create_dataset("member", data=np.arange(n, dtype=np.int64))
+        member.attrs["long_name"] = "sweep member (arm-major, patient fastest)"
+        member.make_scale("member")
         m = f.create_group("members")
         m.create_dataset("index", data=np.arange(n, dtype=np.int64))
         m.create_dataset("arm", data=np.array([plan.arm_names[a] for a in plan.arm_index], dtype=object),
@@ -323,24 +337,49 @@ class SweepWriter:
                 d = fg.create_dataset(s.name, shape=(n, len(ft), *grid.shape), dtype=np.dtype(dtype),
                                       chunks=(1, 1, *grid.shape), **gzip)
                 d.attrs["units"] = s.units
-        f.flush()
+                d.attrs["long_name"] = s.name
+        _attach_sweep_dims(f, member, scales)
+        try:
+            f.flush()
+        except Exception as e:
+            raise self._fail("creating the file", e) from e
 
     def write(self, members: slice, totals, mins, maxs, finite, fields=None, model_obs=None) -> None:
         """Chunk of members: observables ``(b, T, S)``, finite ``(b, T, S)`` bools,
-        fields ``(b, T_f, S, *shape)`` or None, the model's observables ``{name: (b, T)}``."""
+        fields ``(b, T_f, S, *shape)`` or None, the model's observables ``{name: (b, T)}``.
+        The members' ``done`` flags are set only after their data reached the file."""
+        if self._error is not None:
+            raise self._error
         f = self._file
-        for name, values in (model_obs or {}).items():
-            f["observables"][name][members] = values
+        data = {f"observables/{k}": np.asarray(v, np.float64) for k, v in (model_obs or {}).items()}
         for i, name in enumerate(self.names):
-            f["observables"][f"total_{name}"][members] = totals[:, :, i]
-            f["observables"][f"min_{name}"][members] = mins[:, :, i]
-            f["observables"][f"max_{name}"][members] = maxs[:, :, i]
+            data[f"observables/total_{name}"] = np.asarray(totals[:, :, i], np.float64)
+            data[f"observables/min_{name}"] = np.asarray(mins[:, :, i], np.float64)
+            data[f"observables/max_{name}"] = np.asarray(maxs[:, :, i], np.float64)
         if self.burden_species:
             idx = [self.names.index(s) for s in self.burden_species]
-            f["observables"]["burden"][members] = totals[:, :, idx].sum(axis=2)
+            data["observables/burden"] = np.asarray(totals[:, :, idx].sum(axis=2), np.float64)
         if fields is not None:
             for i, name in enumerate(self.names):
-                f["fields"][name][members] = fields[:, :, i]
+                data[f"fields/{name}"] = np.asarray(fields[:, :, i], f["fields"][name].dtype)
+        self._check_room(sum(v.nbytes for v in data.values()),
+                         f"members {members.start}..{members.stop - 1}; members written before them are kept")
+        try:
+            for k, v in data.items():
+                f[k][members] = v
+            f.flush()
+        except Exception as e:
+            err = self._fail(f"members {members.start}..{members.stop - 1}; members written "
+                             "before them are kept", e)
+            try:  # no half-written members: back to NaN, done stays False
+                for k in data:
+                    if k.startswith("observables/"):
+                        f[k][members] = np.nan
+                f.flush()
+            except Exception:
+                pass
+            raise err from e
+        self._written += [(k, members, _crc(v)) for k, v in data.items()]
         status = []
         for ok in finite:
             if ok.all():
@@ -349,33 +388,102 @@ class SweepWriter:
                 t_bad = int(np.argmin(ok.all(axis=1)))
                 s_bad = self.names[int(np.argmin(ok[t_bad]))]
                 status.append(f"failed: field {s_bad!r} became non-finite at save {t_bad}")
-        f["members"]["status"][members] = np.array(status, dtype=object)
-        f["members"]["done"][members] = True
-        f.flush()
+        try:
+            f["members"]["status"][members] = np.array(status, dtype=object)
+            f["members"]["done"][members] = True
+            f.flush()
+        except Exception as e:
+            raise self._fail(f"member flags {members.start}..{members.stop - 1}", e) from e
+        self._written.append(("members/done", members, _crc(np.ones(members.stop - members.start, bool))))
 
-    def write_summary(self, result: dict, rows: list, exponent: float, thresholds: dict,
-                      csv: str, markdown: str) -> None:
-        f = self._file
-        g = f.require_group("summary")
-        string = h5py.string_dtype()
-        for k in ("best_change", "horizon_change"):
-            g.create_dataset(k, data=result[k]).attrs["units"] = "%"
-        for k in ("best", "horizon"):
-            g.create_dataset(k, data=result[k].astype(object), dtype=string)
-        arms = g.create_group("arms")
-        for c in TABLE_COLUMNS:
-            vals = [r[c] for r in rows]
-            arms.create_dataset(c, data=np.array(vals, dtype=object) if c == "arm" else np.asarray(vals),
-                                **({"dtype": string} if c == "arm" else {}))
-        g.attrs.update({"diameter_exponent": exponent, "csv": csv, "markdown": markdown,
-                        **{k: v for k, v in thresholds.items() if v is not None}})
-        f.flush()
-
-    def close(self, status: str | None = None) -> None:
-        if self._file.id.valid:
-            if status is not None:
-                self._file.attrs["status"] = status
+    def finish(self, status: str = "complete") -> Path:
+        """Close, re-read every chunk written (CRC-32), write the response summary, and only
+        then set ``status``; returns the final path. :class:`~tmepde.io.ResultWriteError`
+        (status ``failed: ...`` where it can be set) if the file differs."""
+        if self._error is not None:
+            raise self._error
+        target = self.file_path
+        problem = None
+        try:
+            self._file.flush()
             self._file.close()
+            _fsync(target)
+            with h5py.File(target, "r", rdcc_nbytes=0) as f:
+                for k, sl, c in self._written:
+                    if _crc(f[k][sl]) != c:
+                        problem = f"{k} of members {sl.start}..{sl.stop - 1} differs on disk"
+                        break
+            if problem is None:
+                summarize(target, tables=self.path)
+                with h5py.File(target, "r+") as f:
+                    f.attrs.modify("status", _status_value(status))
+                _fsync(target)
+                with h5py.File(target, "r") as f:
+                    if _text(f.attrs["status"]) != status:
+                        problem = "the status attribute did not read back"
+        except Exception as e:
+            problem = f"{type(e).__name__}: {' '.join(str(e).split())}"
+        if problem is not None:
+            err = self._fail("verifying the finished file", RuntimeError(problem))
+            try:
+                with h5py.File(target, "r+") as f:
+                    f.attrs.modify("status", _status_value(f"failed: {err}"))
+            except Exception:
+                pass
+            self._move_into_place()
+            raise err
+        self._move_into_place()
+        return self.path
+
+
+
+def _attach_sweep_dims(f: h5py.File, member, scales) -> None:
+    """netCDF-4 dimensions of a sweep file: ``member`` on every per-member dataset,
+    ``time`` on the observables, ``field_time`` and x, y, z on the fields (all scales at the
+    root, so ``xarray.open_datatree(path, engine="h5netcdf")`` resolves them)."""
+    time = f["time"]
+    for d in f["members"].values():
+        if isinstance(d, h5py.Dataset):
+            d.dims[0].attach_scale(member)
+    for d in f["members/params"].values():
+        d.dims[0].attach_scale(member)
+    for d in f["observables"].values():
+        d.dims[0].attach_scale(member)
+        d.dims[1].attach_scale(time)
+        d.attrs["long_name"] = str(d.attrs.get("description", d.name.rsplit("/", 1)[-1]))
+    if "fields" in f:
+        ft = f["field_time"]
+        ft.attrs.update({"standard_name": "time", "long_name": "time of the stored field saves"})
+        ft.make_scale("field_time")
+        for d in f["fields"].values():
+            d.dims[0].attach_scale(member)
+            d.dims[1].attach_scale(ft)
+            for a, sc in enumerate(scales):
+                d.dims[a + 2].attach_scale(sc)
+
+
+def _write_summary(f: h5py.File, result: dict, rows: list, exponent: float, thresholds: dict,
+                   csv: str, markdown: str) -> None:
+    """``/summary``: per-member classes and changes, the per-arm table, thresholds."""
+    g = f.require_group("summary")
+    string = h5py.string_dtype()
+    member = f["member"] if "member" in f else None
+    for k in ("best_change", "horizon_change"):
+        d = g.create_dataset(k, data=result[k])
+        d.attrs["units"] = "%"
+        if member is not None:
+            d.dims[0].attach_scale(member)
+    for k in ("best", "horizon"):
+        d = g.create_dataset(k, data=result[k].astype(object), dtype=string)
+        if member is not None:
+            d.dims[0].attach_scale(member)
+    arms = g.create_group("arms")
+    for c in TABLE_COLUMNS:
+        vals = [r[c] for r in rows]
+        arms.create_dataset(c, data=np.array(vals, dtype=object) if c == "arm" else np.asarray(vals),
+                            **({"dtype": string} if c == "arm" else {}))
+    g.attrs.update({"diameter_exponent": exponent, "csv": csv, "markdown": markdown,
+                    **{k: v for k, v in thresholds.items() if v is not None}})
 
 
 def _burden_species(config: Config) -> list:
@@ -385,11 +493,16 @@ def _burden_species(config: Config) -> list:
     return [s for s in ("tumor", "stem") if s in config.model.names]
 
 
-def summarize(path) -> list[dict] | None:
+def summarize(path, tables=None) -> list[dict] | None:
     """(Re)compute the response summary of a sweep file from its burden observable; writes
-    ``/summary`` and ``<stem>_summary.{csv,md}`` next to the file. Returns the table rows
-    (None when the sweep has no burden)."""
-    from .config import loads_config
+    ``/summary`` and ``<stem>_summary.{csv,md}`` next to ``tables`` (default: the file).
+    Returns the table rows (None when the sweep has no burden).
+
+    Reads only arrays and the stored config's ``[sweep]`` thresholds (as TOML data): it
+    never imports or calls the model the file names."""
+    import tomllib
+
+    from .grid import Grid
 
     with h5py.File(path, "r") as f:
         if "burden" not in f["observables"]:
@@ -397,64 +510,77 @@ def summarize(path) -> list[dict] | None:
         burden = f["observables/burden"][:]
         arm_index = f["members/arm_index"][:]
         done = f["members/done"][:]
-        arm_names = [s.decode() if isinstance(s, bytes) else str(s) for s in f.attrs["arms"]]
-        config = loads_config(str(f.attrs["config_toml"]))
-    sw = config.data["sweep"]
-    exponent = diameter_exponent(config.grid)
+        arm_names = _text_list(f.attrs["arms"])
+        burden_species = _text_list(f.attrs.get("burden_species", []))
+        grid = Grid(tuple(int(n) for n in f.attrs["grid_shape"]),
+                    tuple(float(h) for h in f.attrs["grid_spacing_um"]),
+                    geometry=_text(f.attrs.get("grid_geometry", "cartesian")))
+        sw = tomllib.loads(_text(f.attrs["config_toml"])).get("sweep", {})
+    sw = {"cr_fraction": 1e-3, "pr_change": -30.0, "pd_change": 20.0, **sw}
+    exponent = diameter_exponent(grid)
     thresholds = {k: sw.get(k) for k in ("cr_fraction", "detection", "pr_change", "pd_change")}
     res = classify(burden, exponent, **thresholds)
     res["best"][~done] = "NE"
     res["horizon"][~done] = "NE"
     rows = response_table(arm_names, arm_index, res["best"], res["horizon"])
-    note = (f"Burden = total of {', '.join(_burden_species(config))}; change = diameter-equivalent "
+    note = (f"Burden = total of {', '.join(burden_species)}; change = diameter-equivalent "
             f"(burden^{exponent:.3g}) vs baseline; CR < {sw['cr_fraction']:g} × baseline"
             + (f" or < {sw['detection']:g}" if sw.get("detection") is not None else "")
             + f", PR <= {sw['pr_change']:g} %, PD >= +{sw['pd_change']:g} %. "
             "Best = best class over all saves after baseline. Rates with Wilson 95 % intervals.")
     csv, md = table_csv(rows), table_markdown(rows, note)
     path = Path(path)
-    w = SweepWriter.__new__(SweepWriter)
-    w._file = h5py.File(path, "r+")
-    if "summary" in w._file:
-        del w._file["summary"]
-    try:
-        w.write_summary(res, rows, exponent, thresholds, csv, md)
-    finally:
-        w.close()
-    stem = path.with_suffix("")
+    with h5py.File(path, "r+") as f:
+        if "summary" in f:
+            del f["summary"]
+        _write_summary(f, res, rows, exponent, thresholds, csv, md)
+    stem = Path(tables if tables is not None else path).with_suffix("")
     Path(f"{stem}_summary.csv").write_text(csv, encoding="utf-8")
     Path(f"{stem}_summary.md").write_text(md, encoding="utf-8")
     return rows
 
 
+def _text_list(values) -> list[str]:
+    return [_text(v) for v in np.atleast_1d(values)]
+
+
 # -- running ----------------------------------------------------------------------------
 def run_sweep(config: Config | str | Path, out_path: str | Path | None = None, *,
               progress: bool = True, overrides: Sequence[str] = (), n: int | None = None,
-              seed: int | None = None, chunk: int | None = None, devices=None) -> Path:
+              seed: int | None = None, chunk: int | None = None, devices=None,
+              overwrite: bool = False) -> Path:
     """Run every member of a config's ``[sweep]`` and write the sweep file; returns its path.
 
     config: a :class:`Config` or TOML file (``overrides`` are ``dotted.key=value``).
     n, seed: override ``sweep.cohort.n`` / ``sweep.cohort.seed``. chunk: members per compiled
     call (default ``sweep.chunk``, else automatic). devices: JAX devices to shard over
     (default all). Also writes ``<stem>_summary.{csv,md}`` when the sweep has a burden.
+    overwrite: replace an existing sweep file (else :class:`~tmepde.io.OutputExistsError`).
+
+    SIGINT/SIGTERM stop after the chunk being written (:class:`~tmepde.runner.RunInterrupted`,
+    ``status = "interrupted: SIGINT"``); a failed write raises
+    :class:`~tmepde.io.ResultWriteError`; ``complete`` only after every chunk was re-read.
     """
     overrides = list(overrides)
     if n is not None:
         overrides.append(f"sweep.cohort.n={int(n)}")
     if seed is not None:
         overrides.append(f"sweep.cohort.seed={int(seed)}")
+    config_path = None
     if not isinstance(config, Config):
+        config_path = config
         config = load_config(config, overrides)
     elif overrides:
         config = config.replace(*overrides)
     sw = _sweep_table(config)
     out_path = Path(out_path if out_path is not None else sw["path"])
+    check_output(out_path, overwrite=overwrite, protect=(config_path,))
 
     import jax
     import jax.numpy as jnp
 
     from . import batch
-    from .runner import build
+    from .runner import RunInterrupted, StopOnSignals, build
 
     setup = build(config)
     sim = setup.simulator
@@ -500,40 +626,56 @@ def run_sweep(config: Config | str | Path, out_path: str | Path | None = None, *
     else:
         host = np.asarray
     lead = jax.process_index() == 0
-    writer = SweepWriter(out_path, config, plan, times, dtype=sim.dtype,
-                         save_fields=sw["save_fields"], field_stride=stride,
-                         burden_species=_burden_species(config), model_observables=model_obs) if lead else None
-    bar = tqdm(total=plan.n, unit="member", desc=f"tmepde sweep {config.model.name}",
-               disable=not (progress and sys.stderr.isatty()))
-    n_failed = 0
-    try:
-        for members, out in batch.iter_batch(sim, params, plan.param_keys, y0, setup.n_saves,
-                                             chunk=chunk, devices=devices, n=plan.n):
-            tot, lo, hi, fin = (host(x) for x in reduce(out))
-            fields = host(out[:, ::stride]) if sw["save_fields"] else None
-            extra = None
-            if observe is not None:
-                p_chunk = {k: (v[members] if k in plan.param_keys else v) for k, v in params.items()}
-                extra = {k: host(v).astype(np.float64) for k, v in observe(p_chunk, out).items()}
+    with StopOnSignals() as stop:
+        writer = SweepWriter(out_path, config, plan, times, dtype=sim.dtype,
+                             save_fields=sw["save_fields"], field_stride=stride,
+                             burden_species=_burden_species(config), model_observables=model_obs,
+                             overwrite=overwrite, protect=(config_path,)) if lead else None
+        bar = tqdm(total=plan.n, unit="member", desc=f"tmepde sweep {config.model.name}",
+                   disable=not (progress and sys.stderr.isatty()))
+        n_failed = n_done = 0
+        try:
+            for members, out in batch.iter_batch(sim, params, plan.param_keys, y0, setup.n_saves,
+                                                 chunk=chunk, devices=devices, n=plan.n):
+                tot, lo, hi, fin = (host(x) for x in reduce(out))
+                fields = host(out[:, ::stride]) if sw["save_fields"] else None
+                extra = None
+                if observe is not None:
+                    p_chunk = {k: (v[members] if k in plan.param_keys else v) for k, v in params.items()}
+                    extra = {k: host(v).astype(np.float64) for k, v in observe(p_chunk, out).items()}
+                if lead:
+                    writer.write(members, tot.astype(np.float64), lo.astype(np.float64),
+                                 hi.astype(np.float64), fin, fields, extra)
+                n_failed += int((~fin.all(axis=(1, 2))).sum())
+                n_done = members.stop
+                bar.update(members.stop - members.start)
+                if stop.signum is not None:
+                    break
+            if stop.signum is not None:
+                raise KeyboardInterrupt
+        except BaseException as e:
+            bar.close()
+            if isinstance(e, KeyboardInterrupt):
+                signum = stop.signum or signal.SIGINT
+                if lead:
+                    writer.close(f"interrupted: {signal.Signals(signum).name}")
+                err = RunInterrupted(signum, out_path)
+                err.args = (f"interrupted by {signal.Signals(signum).name}; members 0..{n_done - 1} "
+                            f"of {plan.n} are in {str(out_path)!r} (members/done; status "
+                            "'interrupted')" if n_done else
+                            f"interrupted by {signal.Signals(signum).name}; no member finished",)
+                raise err from None
             if lead:
-                writer.write(members, tot.astype(np.float64), lo.astype(np.float64),
-                             hi.astype(np.float64), fin, fields, extra)
-            n_failed += int((~fin.all(axis=(1, 2))).sum())
-            bar.update(members.stop - members.start)
-    except BaseException as e:
-        if lead:
-            writer.close(f"failed: {type(e).__name__}: {e}")
-        raise
-    finally:
+                writer.close(f"failed: {type(e).__name__}: {e}")
+            raise
         bar.close()
-    if not lead:
-        return out_path
-    writer.close("complete" if not n_failed else
-                 f"complete: {n_failed} of {plan.n} members became non-finite (members/status)")
+        if not lead:
+            return out_path
+        writer.finish("complete" if not n_failed else
+                      f"complete: {n_failed} of {plan.n} members became non-finite (members/status)")
     if n_failed:
         import warnings
 
         warnings.warn(f"{n_failed} of {plan.n} sweep members became non-finite (NaN or inf); "
                       f"see members/status in {str(out_path)!r}. Try a smaller time.dt", stacklevel=2)
-    summarize(out_path)
     return out_path

@@ -11,6 +11,7 @@ from ..cli import add_overrides, register
 def _args(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="TOML config with a [sweep] table (docs/batch.md, docs/config.md)")
     p.add_argument("-o", "--output", help="HDF5 sweep file to write (default: sweep.path of the config)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing sweep file")
     add_overrides(p, "sweep.cohort.cv.growth_tumor=0.3")
     p.add_argument("-n", type=int, help="number of virtual patients (sets sweep.cohort.n)")
     p.add_argument("--seed", type=int, help="cohort random seed (sets sweep.cohort.seed)")
@@ -43,7 +44,8 @@ def _run(args: argparse.Namespace) -> int:
         sys.stdout.write(cfg.to_toml())
         print(f"# {plan.n} members: {len(plan.arm_names)} arm(s) x grid x patients")
         return 0
-    out = run_sweep(cfg, args.output, progress=not args.no_progress, chunk=args.chunk)
+    out = run_sweep(cfg, args.output, progress=not args.no_progress, chunk=args.chunk,
+                    overwrite=args.overwrite)
     print(f"wrote {out} ({plan.n} members)")
     summary = out.with_suffix("")
     md = summary.parent / f"{summary.name}_summary.md"
