@@ -76,7 +76,8 @@ def _error(text=BASE, overrides=()):
      "species.u.boundary: axis 'x': periodic must be set on both faces (x_lo and x_hi), "
      "got 'periodic' and 'neumann'"),
     (["model.path=tmepde.models.examples:nope"], "model.path",
-     "model.path: module 'tmepde.models.examples' has no attribute 'nope'"),
+     "model.path: module 'tmepde.models.examples' has no attribute 'nope'; "
+     "it defines: chemotaxis_demo, fisher_kpp, gray_scott"),
     (["output.compression=12"], "output.compression",
      "output.compression must be between 0 and 9, got 12; e.g. compression = 4"),
     (["time.t_end"], "", "--set expects dotted.key=value (e.g. --set time.t_end=48), got 'time.t_end'"),
@@ -107,8 +108,9 @@ def test_defaults_and_resolved_toml_round_trip():
     cfg = loads_config(BASE + '[species.u]\nboundary = "periodic"\n[initial.v]\ntype = "disk"\nradius = 10\n')
     d = cfg.data
     assert d["grid"]["spacing"] == [5.0, 5.0]
+    # The default start window (1 h) is cut to one save interval (0.2 h here).
     assert d["solver"] == {"scheme": "sbdf2", "dtype": "float32", "chemotaxis_limiter": True,
-                           "start_window": 1.0}
+                           "start_window": 0.2}
     assert d["output"] == {"path": "result.h5", "chunk": 10, "compression": 4}
     assert d["model"]["params"] == {"feed": 0.037, "kill": 0.06}
     assert d["species"]["u"]["boundary"] == {f: "periodic" for f in ("x_lo", "x_hi", "y_lo", "y_hi")}

@@ -111,6 +111,7 @@ def iter_batch(sim: Simulator, params: Mapping, batched: Sequence[str], y0, n_sa
     last member and is dropped) and sharded over a 1-D mesh named ``"batch"``.
     """
     batched = list(batched)
+    sim.model.check_params(params, batched)  # values here are concrete; inside vmap only names
     y0_batched = y0_batched or callable(y0)
     if n is None:
         n = batch_size(params, batched) if batched else int(jnp.shape(y0)[0])

@@ -244,35 +244,66 @@ def _prepare_jax() -> None:
     enable_compilation_cache()
 
 
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return text or type(e).__name__
+
+
 def main(argv=None) -> int:
     """Entry point of the ``tmepde`` console script; returns the exit status.
 
-    Configuration mistakes (status 2) and failed runs (status 1) print one line that names
-    the key or the field, not a traceback.
+    Every failure prints one line, never a traceback: bad input (a config mistake, an
+    impossible parameter or argument) exits with status 2 and names the key, file or
+    argument; a failed run (a field became non-finite or collapsed, a file could not be
+    written, memory ran out) exits with status 1. ``TMEPDE_TRACEBACK=1`` shows the
+    traceback of an unexpected error.
     """
+    import os
+    import warnings
+
     args = build_parser().parse_args(argv)  # --help and usage errors end here, before JAX loads
+    if getattr(args, "output", "-") == "" or getattr(args, "out_dir", "-") == "":
+        print("tmepde: argument -o/--output: empty file name; give a file name (e.g. -o run.h5)",
+              file=sys.stderr)
+        return 2
     _prepare_jax()
     from .config import ConfigError
     from .io import OutputExistsError
+    from .model import ModelLoadError, ParameterError
     from .runner import NonFiniteError
-
     try:
-        return COMMANDS[args.command][2](args)
+        with warnings.catch_warnings():  # warnings (e.g. ConfigWarning) as one line each
+            warnings.showwarning = lambda message, category, *rest, **kw: print(
+                f"tmepde: warning: {_one_line(message)}", file=sys.stderr)
+            return COMMANDS[args.command][2](args)
     except ConfigError as e:
-        print(f"tmepde: config error: {e}", file=sys.stderr)
+        print(f"tmepde: config error: {_one_line(e)}", file=sys.stderr)
+        return 2
+    except (ParameterError, ModelLoadError) as e:
+        print(f"tmepde: bad input: {_one_line(e)}", file=sys.stderr)
         return 2
     except OutputExistsError as e:
-        print(f"tmepde: {e}", file=sys.stderr)
+        print(f"tmepde: {_one_line(e)}", file=sys.stderr)
         return 2
-    except NonFiniteError as e:
-        print(f"tmepde: run failed: {e}", file=sys.stderr)
+    except NonFiniteError as e:  # also CollapseError
+        print(f"tmepde: run failed: {_one_line(e)}", file=sys.stderr)
+        return 1
+    except MemoryError as e:
+        print(f"tmepde: out of memory{': ' + _one_line(e) if str(e) else ''}; use a coarser grid "
+              "(grid.shape) or a smaller output.chunk", file=sys.stderr)
         return 1
     except (FileNotFoundError, OSError) as e:
-        print(f"tmepde: {e}", file=sys.stderr)
+        print(f"tmepde: {_one_line(e)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as e:  # RunInterrupted: SIGINT 130, SIGTERM 143
-        print(f"tmepde: {e or 'interrupted'}", file=sys.stderr)
+        print(f"tmepde: {_one_line(e) if str(e) else 'interrupted'}", file=sys.stderr)
         return getattr(e, "exit_status", 130)
+    except Exception as e:  # a bug, not bad input: still one line unless asked for more
+        if os.environ.get("TMEPDE_TRACEBACK"):
+            raise
+        print(f"tmepde: internal error: {type(e).__name__}: {_one_line(e)} (set TMEPDE_TRACEBACK=1 "
+              "for the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

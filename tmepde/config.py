@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 import math
+import os
 import tomllib
+import warnings
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -29,19 +30,27 @@ import numpy as np
 
 from . import initial as _initial
 from .grid import AXIS_NAMES, Boundary, Grid, parse_boundary, resolve_boundaries
-from .model import Model, load_model
-from .stepping import SCHEMES
+from .model import Model, ModelLoadError, ParameterError, did_you_mean, load_model
+from .stepping import BDF_ORDERS, SCHEMES
 
-__all__ = ["ConfigError", "Config", "load_config", "loads_config", "apply_override",
+__all__ = ["ConfigError", "ConfigWarning", "Config", "load_config", "loads_config", "apply_override",
            "resolve", "config_reference", "SCHEMA"]
+
+MAX_STEPS = 10**9  # time steps per run: beyond this a run cannot finish (and int32 step counters wrap)
+MAX_CLUSTERS = 100_000  # initial clusters: each one is a pass over the grid
 
 
 class ConfigError(ValueError):
-    """A configuration mistake. ``path`` is the dotted key it concerns ('' for the file)."""
+    """A configuration mistake. ``path`` is the dotted key it concerns ('' for the file).
+    The message is one line."""
 
     def __init__(self, path: str, message: str):
-        super().__init__(message)
+        super().__init__(" ".join(str(message).split("\n")))
         self.path = path
+
+
+class ConfigWarning(UserWarning):
+    """A legal but suspicious config value (e.g. doses scheduled after the end of the run)."""
 
 
 # --------------------------------------------------------------------------------------
@@ -66,6 +75,14 @@ OPTIONAL = None  # key may be absent; then it is absent from the resolved config
 
 def _is_number(v):
     return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _finite(v) -> bool:
+    """A number, or every number of a list, is finite (and fits a float)."""
+    try:
+        return all(math.isfinite(x) for x in (v if isinstance(v, list) else [v]))
+    except OverflowError:  # an integer beyond the float range
+        return False
 
 
 def _is_int(v):
@@ -132,6 +149,18 @@ def _check_spacing(v):
     return None
 
 
+def _check_file_name(v):
+    if not v.strip():
+        return "must be a file name, not empty"
+    if v.endswith(("/", "\\")) or Path(v).is_dir():
+        return "is a folder; give a file name inside it"
+    return None
+
+
+def _check_cg_tol(v):
+    return None if 0 < v < 1 else "must be between 0 and 1 (a relative tolerance)"
+
+
 GRID = {
     "shape": Key(INT_LIST, REQUIRED, "cells per axis; 1, 2 or 3 entries, each >= 2",
                  "shape = [128, 128]", _check_shape),
@@ -166,7 +195,7 @@ SOLVER = {
                  'dtype = "float64"', _one_of(("float32", "float64"))),
     "cg_tol": Key(NUMBER, OPTIONAL, "relative tolerance of the conjugate-gradient solves "
                   "(variable diffusivity, local uptake); absent = engine default",
-                  "cg_tol = 1e-8", _positive("")),
+                  "cg_tol = 1e-8", _check_cg_tol),
     "chemotaxis_limiter": Key(BOOLEAN, True, "limit chemotactic fluxes so densities stay "
                               "non-negative and below capacity", "chemotaxis_limiter = true"),
     "start_window": Key(NUMBER, 1.0, "hours integrated on a graded mesh at the start (sbdf2/3/4): "
@@ -176,7 +205,7 @@ SOLVER = {
 
 OUTPUT = {
     "path": Key(STRING, "result.h5", "HDF5 file to write, relative to the working directory "
-                "(the CLI's -o overrides it)", 'path = "run.h5"'),
+                "(the CLI's -o overrides it)", 'path = "run.h5"', lambda v: _check_file_name(v)),
     "chunk": Key(INTEGER, 10, "saves computed per compiled call; the file is flushed and the "
                  "progress bar updated after each chunk", "chunk = 10", _positive("")),
     "compression": Key(INTEGER, 4, "gzip level of the field datasets, 0 (off) to 9",
@@ -218,10 +247,12 @@ INITIAL = {
         "value": Key(NUMBER, 1.0, "value inside", "value = 1.0"),
     },
     "clusters": {
-        "n": Key(INTEGER, REQUIRED, "number of clusters", "n = 10", _nonnegative("")),
+        "n": Key(INTEGER, REQUIRED, "number of clusters", "n = 10",
+                 lambda v: None if 0 <= v <= MAX_CLUSTERS else f"must be between 0 and {MAX_CLUSTERS}"),
         "radius": Key(NUMBER, REQUIRED, "cluster radius in µm", "radius = 30.0", _positive(" µm")),
         "value": Key(NUMBER, 1.0, "value inside a cluster (overlaps are not added)", "value = 1.0"),
-        "seed": Key(INTEGER, 0, "random seed; the same seed gives the same field", "seed = 0"),
+        "seed": Key(INTEGER, 0, "random seed (>= 0); the same seed gives the same field", "seed = 0",
+                    _nonnegative("")),
     },
     "file": {
         "path": Key(STRING, REQUIRED, ".npy array of the grid's shape; relative paths are "
@@ -243,17 +274,14 @@ SECTIONS = {
 }
 SCHEMA = {**{k: v[0] for k, v in SECTIONS.items()}, "species": SPECIES, "initial": INITIAL}
 TOP_LEVEL = ("grid", "time", "model", "solver", "output", "species", "initial", "sweep",
-             "fit", "optimize")
+             "fit", "optimize", "sensitivity")
 
 
 # --------------------------------------------------------------------------------------
 # Validation helpers
 # --------------------------------------------------------------------------------------
 
-def _did_you_mean(name: str, valid, prefix: str = "") -> str:
-    """``"did you mean '<prefix><closest>'? "`` for the closest valid name, or ``""``."""
-    close = difflib.get_close_matches(name, list(valid), n=1)
-    return f"did you mean '{prefix}{close[0]}'? " if close else ""
+_did_you_mean = did_you_mean  # one helper for every unknown-name message
 
 
 def _unknown_key(path: str, key: str, valid: Sequence[str], what: str = "key") -> ConfigError:
@@ -292,12 +320,14 @@ def _resolve_keys(raw: Mapping, keys: Mapping[str, Key], path: str, skip=()) -> 
             continue
         v = raw[k]
         if not spec.type.test(v):
-            raise ConfigError(full, f"{full} must be a {spec.type.name}, got {v!r} "
+            raise ConfigError(full, f"{full} must be a {spec.type.name}, got {_short(v)} "
                               f"({_type_name(v)}); e.g. {spec.example}")
+        if spec.type in (NUMBER, NUMBER_LIST, NUMBER_OR_LIST, INTEGER, INT_LIST) and not _finite(v):
+            raise ConfigError(full, f"{full} must be finite, got {_short(v)}; e.g. {spec.example}")
         if spec.check is not None:
             problem = spec.check(v)
             if problem:
-                raise ConfigError(full, f"{full} {problem}, got {v!r}; e.g. {spec.example}")
+                raise ConfigError(full, f"{full} {problem}, got {_short(v)}; e.g. {spec.example}")
         if spec.type is NUMBER:
             v = float(v)
         elif spec.type in (NUMBER_LIST, NUMBER_OR_LIST):
@@ -306,9 +336,17 @@ def _resolve_keys(raw: Mapping, keys: Mapping[str, Key], path: str, skip=()) -> 
     return out
 
 
+def _short(v) -> str:
+    """``repr`` of a config value, cut to one short line."""
+    text = repr(v).replace("\n", " ")
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _whole_multiple(a: float, b: float) -> int | None:
     """``a / b`` if it is a whole number >= 1, else None."""
     r = a / b
+    if not math.isfinite(r):
+        return None
     n = round(r)
     return n if n >= 1 and abs(r - n) <= 1e-9 * max(1.0, r) else None
 
@@ -327,19 +365,32 @@ def _boundary_to_toml(b: Boundary):
 
 def _resolve_boundary(spec, ndim: int, path: str) -> dict:
     """Per-face table ``{x_lo: "neumann" | {kind, value}, ...}`` from a config value."""
-    try:
-        if isinstance(spec, dict) and "kind" in spec:
-            extra = sorted(set(spec) - {"kind", "value"})
+    def one(v, where):
+        if isinstance(v, dict):
+            extra = sorted(set(v) - {"kind", "value"})
             if extra:
-                raise _unknown_key(path, extra[0], ["kind", "value"])
-            spec = parse_boundary(spec)
-        elif isinstance(spec, dict):
-            spec = {k: (parse_boundary(v) if not isinstance(v, dict) else
-                        Boundary(v.get("kind", "neumann"), v.get("value", 0.0)))
-                    for k, v in spec.items()}
+                raise _unknown_key(where, extra[0], ["kind", "value"])
+        if isinstance(v, list) or isinstance(v, bool):
+            raise ConfigError(where, f"{where} must be a kind ('neumann', 'periodic'), a number "
+                              f"(Dirichlet value) or {{kind = \"dirichlet\", value = 1.0}}, got {_short(v)}")
+        try:
+            return parse_boundary(v)
+        except (ValueError, TypeError) as e:
+            raise ConfigError(where, f"{where}: {e}") from None
+
+    if isinstance(spec, dict) and "kind" in spec:
+        spec = one(spec, path)
+    elif isinstance(spec, dict):
+        faces = [f"{a}_{side}" for a in AXIS_NAMES[:ndim] for side in ("lo", "hi")]
+        valid = ["default", *AXIS_NAMES[:ndim], *faces]
+        for k in spec:
+            if k not in valid:
+                raise _unknown_key(path, k, valid, "face")
+        spec = {k: one(v, f"{path}.{k}") for k, v in spec.items()}
+    elif not isinstance(spec, Boundary):
+        spec = one(spec, path)
+    try:
         bcs = resolve_boundaries(spec, ndim)
-    except ConfigError:
-        raise
     except (ValueError, TypeError) as e:
         raise ConfigError(path, f"{path}: {e}") from None
     return {f"{a}_{side}": _boundary_to_toml(b)
@@ -466,8 +517,12 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        line = path.read_bytes()[:e.start].count(b"\n") + 1
+        raise ConfigError("", f"config file {str(path)!r} is not UTF-8 text (byte 0x{e.object[e.start]:02x} "
+                          f"on line {line}); save it as UTF-8") from None
     except OSError as e:
-        raise ConfigError("", f"cannot read config file {str(path)!r}: {e.strerror}") from None
+        raise ConfigError("", f"cannot read config file {str(path)!r}: {e.strerror or e}") from None
     return loads_config(text, overrides, base_dir=path.parent, source=str(path))
 
 
@@ -493,10 +548,19 @@ def resolve(raw: Mapping, base_dir: str | Path = ".") -> Config:
     if g["geometry"] == "spherical" and ndim != 1:
         raise ConfigError("grid.geometry", f"grid.geometry = 'spherical' needs a 1D grid.shape (radial "
                           f"shells), got {g['shape']}; e.g. shape = [100]")
-    grid = Grid(tuple(g["shape"]), tuple(g["spacing"]), geometry=g["geometry"])
+    try:
+        grid = Grid(tuple(g["shape"]), tuple(g["spacing"]), geometry=g["geometry"])
+    except ValueError as e:
+        raise ConfigError("grid.spacing", str(e)) from None
 
     # time
     t = data["time"]
+    steps = t["t_end"] / t["dt"]
+    if steps > MAX_STEPS:
+        raise ConfigError("time.dt", f"time.dt = {_fmt(t['dt'])} h gives {steps:.3g} steps to time.t_end = "
+                          f"{_fmt(t['t_end'])} h, more than a run can take ({MAX_STEPS:.0e}); use "
+                          f"dt >= {_fmt(t['t_end'] / MAX_STEPS)} h (the IMEX schemes are stable at "
+                          "dt ~ 0.1-1 h)")
     r = _whole_multiple(t["save_every"], t["dt"])
     if r is None:
         fix = max(1, round(t["save_every"] / t["dt"])) * t["dt"]
@@ -509,15 +573,26 @@ def resolve(raw: Mapping, base_dir: str | Path = ".") -> Config:
                           f"time.t_end ({_fmt(t['t_end'])} h) must be a whole multiple of "
                           f"time.save_every ({_fmt(t['save_every'])} h); e.g. t_end = {_fmt(fix)}")
 
-    # model
+    sw = data["solver"]["start_window"]
+    if "start_window" not in raw.get("solver", {}):  # the default (1 h), cut to one save interval
+        data["solver"]["start_window"] = min(sw, t["save_every"])
+    elif sw > t["save_every"] * (1 + 1e-12):
+        raise ConfigError("solver.start_window", f"solver.start_window ({_fmt(sw)} h) must be at most "
+                          f"one save interval (time.save_every = {_fmt(t['save_every'])} h); e.g. "
+                          f"start_window = {_fmt(min(1.0, t['save_every']))}")
+
+    # model (a factory may already build arrays of the grid's size: check a lower bound first)
+    _check_memory(grid, None, data)
     options = _table(raw.get("model", {}).get("options", {}), "model.options")
     try:
-        model = load_model(data["model"]["path"], options, grid)
-    except ValueError as e:
-        key = "model.options" if "option" in str(e) else "model.path"
-        raise ConfigError(key, f"{key}: {e}") from None
+        model = load_model(data["model"]["path"], options, grid, search=[base_dir])
+    except ModelLoadError as e:
+        key = f"model.{e.key}"
+        msg = str(e)
+        raise ConfigError(key, msg if msg.startswith(key) else f"{key}: {msg}") from None
     if options:
         data["model"]["options"] = options
+    _check_memory(grid, model, data)
 
     # species overrides -> a model copy with replaced Species
     raw_species = _table(raw.get("species", {}), "species")
@@ -559,15 +634,25 @@ def resolve(raw: Mapping, base_dir: str | Path = ".") -> Config:
             raise ConfigError(full, f"unknown parameter '{full}' for model '{model.name}'; {hint}"
                               f"known parameters: {', '.join(sorted(defaults))}")
         if not PARAM_TYPE.test(v):
-            raise ConfigError(full, f"{full} must be a number or list of numbers, got {v!r} ({_type_name(v)})")
+            raise ConfigError(full, f"{full} must be a number or list of numbers, got {_short(v)} ({_type_name(v)})")
+        if not _finite(v):
+            raise ConfigError(full, f"{full} must be finite, got {_short(v)}")
         arr = np.asarray(v, dtype=float)
-        if arr.shape != np.shape(defaults[k]) and arr.ndim:
-            raise ConfigError(full, f"{full} has shape {arr.shape}, the model's default has shape "
-                              f"{np.shape(defaults[k])}")
+        shape = np.shape(defaults[k])
+        if arr.shape != shape and (arr.ndim or not k.startswith("D_")):
+            want = "a number" if not shape else f"a list of {shape[0]} numbers"
+            raise ConfigError(full, f"{full} must be {want} like the model's default (shape {shape}), "
+                              f"got {_short(v)}")
         if (k.startswith(("D_", "decay_")) and k in transport) and np.any(arr < 0):
             unit = "µm²/s" if k.startswith("D_") else "1/h"
             raise ConfigError(full, f"{full} must be >= 0 {unit}, got {v!r}")
         params[k] = [float(x) for x in v] if isinstance(v, list) else float(v)
+    try:
+        model.check_params({**defaults, **params})
+    except ParameterError as e:
+        key = f"model.params.{e.name}" if e.name else "model.params"
+        raise ConfigError(key, f"{key}: {e}") from None
+    _check_dose_times(defaults, params, t["t_end"])
     # Spell out the other parameters (diffusivities and decays live in [species.*]).
     full_params = {k: float(np.asarray(v)) for k, v in defaults.items()
                    if k not in transport and np.ndim(v) == 0}
@@ -587,6 +672,7 @@ def resolve(raw: Mapping, base_dir: str | Path = ".") -> Config:
         for i, part in enumerate(parts):
             ppath = f"{path}[{i}]" if isinstance(spec, list) else path
             resolved.append(_resolve_initial(_table(part, ppath), ppath, grid, base_dir))
+            _check_initial_part(resolved[-1], ppath, grid, model.species[model.index(name)])
         data["initial"][name] = resolved
     if "sweep" in raw:
         data["sweep"] = _resolve_sweep(_table(raw["sweep"], "sweep"), defaults, model, data["initial"])
@@ -596,7 +682,119 @@ def resolve(raw: Mapping, base_dir: str | Path = ".") -> Config:
     if "optimize" in raw:
         data["optimize"] = _resolve_optimize(_table(raw["optimize"], "optimize"), defaults)
     # -- end [fit]/[optimize] --
+    if "sensitivity" in raw:  # tmepde sensitivity; validated by its own module
+        from .sensitivity import SensitivityError, resolve_table
+
+        try:
+            data["sensitivity"] = resolve_table(_table(raw["sensitivity"], "sensitivity"), defaults,
+                                                model.names, t["t_end"], t["save_every"])
+        except SensitivityError as e:
+            raise ConfigError(e.key, str(e)) from None
     return Config(data=data, grid=grid, model=model, base_dir=base_dir)
+
+
+def _available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux MemAvailable), or None."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def memory_estimate(shape: Sequence[int], n_species: int, dtype: str, scheme: str, chunk: int) -> int:
+    """Bytes a run holds at once (estimate): the state ``S × cells`` in the run's dtype times
+    the states the scheme keeps (IMEX BDF of order k: the current state, k look-ahead states,
+    k - 1 rates, right-hand side and solve work; explicit RK: stages), plus two chunks of
+    ``output.chunk`` saves (one computing, one being written), plus the float64 initial
+    fields built on the host."""
+    cells = math.prod(int(n) for n in shape)  # Python ints: never overflows
+    k = BDF_ORDERS.get(scheme, 1 if scheme == "sbdf1" else 0)
+    history = 2 * k + 4 if k else 8
+    item = 8 if dtype == "float64" else 4
+    return n_species * cells * (item * (history + 2 * chunk) + 2 * 8)
+
+
+def _check_memory(grid: Grid, model: Model | None, data: Mapping) -> None:
+    """Refuse a run whose state cannot fit in memory, before anything is allocated (without
+    the model: as if it had one species, a lower bound)."""
+    n_species = len(model.names) if model is not None else 1
+    need = memory_estimate(grid.shape, n_species, data["solver"]["dtype"],
+                           data["solver"]["scheme"], data["output"]["chunk"])
+    have = _available_memory()
+    if have is not None and need > have:
+        gib = 2.0 ** 30
+        cells = " x ".join(map(str, grid.shape))
+        what = f"{n_species} species" if model is not None else "at least one species"
+        raise ConfigError("grid.shape", f"grid.shape: {cells} cells x {what} "
+                          f"({data['solver']['dtype']}, {data['solver']['scheme']}, output.chunk = "
+                          f"{data['output']['chunk']}) needs about {need / gib:.3g} GiB, more than the "
+                          f"{have / gib:.3g} GiB of memory available; use fewer cells (a coarser "
+                          "grid.spacing over the same domain) or a smaller output.chunk")
+
+
+def _check_dose_times(defaults: Mapping, params: Mapping, t_end: float) -> None:
+    """Dose schedules (``<name>_times`` with ``<name>_amounts``): a dose with a non-zero
+    amount after ``time.t_end`` is never given, which is legal (a shortened run) but worth
+    a warning."""
+    for k in params:
+        if not (k.endswith("_times") and k[:-6] + "_amounts" in defaults):
+            continue
+        times = np.atleast_1d(np.asarray(params[k], float))
+        amounts = np.atleast_1d(np.asarray(params.get(k[:-6] + "_amounts", defaults[k[:-6] + "_amounts"]), float))
+        late = times[(amounts != 0) & (times > t_end)] if amounts.shape == times.shape else times[times > t_end]
+        if late.size:
+            warnings.warn(ConfigWarning(
+                f"model.params.{k}: {late.size} dose(s) at t > time.t_end = {_fmt(t_end)} h "
+                f"(first at {_fmt(float(late.min()))} h) are never given"), stacklevel=4)
+
+
+_INITIAL_VALUE_KEYS = {"uniform": "value", "gaussian": "amplitude", "disk": "value", "clusters": "value",
+                       "file": "scale"}
+
+
+def _check_initial_part(part: Mapping, path: str, grid: Grid, species) -> None:
+    """A shape must cover at least one cell centre of the domain (a shape placed outside it,
+    e.g. centres in µm on a grid whose spacing was given in mm, would silently start at 0),
+    and a non-negative species cannot start negative."""
+    kind = part["type"]
+    vkey = _INITIAL_VALUE_KEYS[kind]
+    if species.nonnegative and part[vkey] < 0:
+        raise ConfigError(f"{path}.{vkey}", f"{path}.{vkey} must be >= 0 ({species.name} is a "
+                          f"non-negative field), got {_fmt(part[vkey])}")
+    extent = " x ".join(f"[0, {_fmt(e)}]" for e in grid.extent)
+    if kind in ("disk", "gaussian"):
+        reach = part["radius"] if kind == "disk" else 5 * part["width"]
+        d = _initial.nearest_cell_distance(grid, part["center"])
+        if d > reach:
+            what = (f"radius {_fmt(part['radius'])} µm" if kind == "disk"
+                    else f"width {_fmt(part['width'])} µm")
+            raise ConfigError(f"{path}.center", f"{path}.center {part['center']} µm ({kind}, {what}) lies "
+                              f"outside the domain {extent} µm: it covers no cell; lengths are in µm "
+                              "(check grid.spacing and grid.shape, or move the center)")
+    elif kind == "clusters" and part["n"] > 0:
+        centers = _initial.cluster_centers(grid, part["n"], part["seed"])
+        if not any(_initial.nearest_cell_distance(grid, c) <= part["radius"] for c in centers):
+            raise ConfigError(f"{path}.radius", f"{path}.radius ({_fmt(part['radius'])} µm) is too small "
+                              f"for cells of {' x '.join(_fmt(h) for h in grid.spacing)} µm: no cluster "
+                              "covers a cell centre; lengths are in µm")
+    elif kind == "file":
+        arr = np.load(part["path"], mmap_mode="r", allow_pickle=False)
+        if arr.dtype.kind not in "biuf":
+            raise ConfigError(f"{path}.path", f"{path}.path: the array in {part['path']!r} holds "
+                              f"{arr.dtype}, not numbers")
+        if not np.all(np.isfinite(arr)):
+            raise ConfigError(f"{path}.path", f"{path}.path: the array in {part['path']!r} has "
+                              "non-finite values (NaN or inf)")
+        if species.nonnegative and np.any(arr < 0):
+            raise ConfigError(f"{path}.path", f"{path}.path: the array in {part['path']!r} has negative "
+                              f"values, but {species.name} is a non-negative field")
 
 
 def _resolve_initial(part: Mapping, path: str, grid: Grid, base_dir: Path) -> dict:
@@ -663,8 +861,8 @@ SWEEP = {
 SWEEP_COHORT = {
     "n": Key(INTEGER, REQUIRED, "number of virtual patients (log-normal parameter draws)", "n = 100",
              _positive("")),
-    "seed": Key(INTEGER, 0, "random seed; the same seed gives the same patients in every arm",
-                "seed = 0"),
+    "seed": Key(INTEGER, 0, "random seed (>= 0); the same seed gives the same patients in every arm",
+                "seed = 0", _nonnegative("")),
 }
 SWEEP_ARM = {
     "name": Key(STRING, REQUIRED, "arm name (unique; written to the file and the summary)",
@@ -699,7 +897,13 @@ def _sweep_value(key: str, v, path: str, defaults: Mapping, model: Model, initia
     shape = np.shape(defaults[key])
     if not PARAM_TYPE.test(v) or np.shape(v) != shape:
         want = "a number" if not shape else f"a list of {shape[0]} numbers"
-        raise ConfigError(path, f"{path} must be {want} (the shape of parameter '{key}'), got {v!r}")
+        raise ConfigError(path, f"{path} must be {want} (the shape of parameter '{key}'), got {_short(v)}")
+    if not _finite(v):
+        raise ConfigError(path, f"{path} must be finite, got {_short(v)}")
+    try:
+        model.check_params({**defaults, key: np.asarray(v, float)})
+    except ParameterError as e:
+        raise ConfigError(path, f"{path}: {e}") from None
     return [float(x) for x in v] if isinstance(v, list) else float(v)
 
 

@@ -51,6 +51,11 @@ class Boundary:
                 f"boundary kind must be one of {_BC_KINDS} (or 'zero_flux'), got {self.kind!r}"
             )
         object.__setattr__(self, "kind", kind)
+        if isinstance(self.value, bool) or not isinstance(self.value, (int, float, np.integer, np.floating)):
+            raise ValueError(f"boundary value must be a number, got {self.value!r}")
+        if not np.isfinite(self.value):
+            raise ValueError(f"boundary value must be finite (a Dirichlet value in the field's units), "
+                             f"got {self.value!r}")
         object.__setattr__(self, "value", float(self.value))
 
 
@@ -153,6 +158,9 @@ class Grid:
         for h in spacing:
             if not np.isfinite(h) or h <= 0:
                 raise ValueError(f"grid.spacing must be > 0 µm, got {spacing!r}")
+        if not all(np.isfinite(float(n) * h) for n, h in zip(shape, spacing)):
+            raise ValueError(f"grid.shape × grid.spacing overflows (domain of {shape!r} cells of "
+                             f"{spacing!r} µm); use a realistic grid")
         if geometry not in ("cartesian", "spherical"):
             raise ValueError(f"grid.geometry must be 'cartesian' or 'spherical', got {geometry!r}")
         if geometry == "spherical" and len(shape) != 1:

@@ -11,6 +11,7 @@ The config's ``[initial.<species>]`` tables map onto these functions one to one
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Sequence
 
@@ -18,7 +19,8 @@ import numpy as np
 
 from .grid import Grid
 
-__all__ = ["uniform", "gaussian", "disk", "clusters", "from_file", "domain_center"]
+__all__ = ["uniform", "gaussian", "disk", "clusters", "from_file", "domain_center",
+           "nearest_cell_distance", "cluster_centers"]
 
 
 def domain_center(grid: Grid) -> list[float]:
@@ -31,6 +33,22 @@ def _center(grid: Grid, center: Sequence[float] | None) -> np.ndarray:
     if c.shape != (grid.ndim,):
         raise ValueError(f"center must have {grid.ndim} entries (µm, one per axis), got {center!r}")
     return c
+
+
+def nearest_cell_distance(grid: Grid, center: Sequence[float]) -> float:
+    """Distance (µm) from ``center`` to the nearest cell centre, without building the grid:
+    the nearest cell centre is the nearest one along each axis independently (O(ndim))."""
+    d2 = 0.0
+    for c, n, h in zip(center, grid.shape, grid.spacing):
+        i = min(max(math.floor(c / h), 0), n - 1)  # the cell containing c, clamped to the grid
+        d2 += (c - (i + 0.5) * h) ** 2
+    return math.sqrt(d2)
+
+
+def cluster_centers(grid: Grid, n: int, seed: int = 0) -> np.ndarray:
+    """The ``(n, ndim)`` centres (µm) :func:`clusters` draws for ``seed``."""
+    rng = np.random.default_rng(seed)
+    return rng.uniform(0.0, 1.0, size=(int(n), grid.ndim)) * np.asarray(grid.extent)
 
 
 def _dist2(grid: Grid, center: np.ndarray) -> np.ndarray:
@@ -73,8 +91,7 @@ def clusters(grid: Grid, n: int, radius: float, value: float = 1.0, seed: int = 
         raise ValueError(f"n must be >= 0, got {n!r}")
     if not radius > 0:
         raise ValueError(f"radius must be > 0 µm, got {radius!r}")
-    rng = np.random.default_rng(seed)
-    centers = rng.uniform(0.0, 1.0, size=(int(n), grid.ndim)) * np.asarray(grid.extent)
+    centers = cluster_centers(grid, n, seed)
     covered = np.zeros(grid.shape, dtype=bool)
     for c in centers:
         covered |= _dist2(grid, c) <= float(radius) ** 2

@@ -24,10 +24,15 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import importlib
+import math
+import sys
+from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
+import jax
 import jax.numpy as jnp
 
 from .grid import Grid, resolve_boundaries
@@ -35,6 +40,43 @@ from .grid import Grid, resolve_boundaries
 SECONDS_PER_HOUR = 3600.0
 
 ReactionFn = Callable[[object, dict, dict], Mapping[str, object]]
+
+# Dose-schedule naming (tmepde.therapy): <name>_times (h) / <name>_amounts, infusions
+# <name>_start / _stop (h) / _rate. None of these can be negative.
+_NONNEGATIVE_SUFFIXES = ("_times", "_amounts", "_rate", "_start", "_stop")
+
+
+class ParameterError(ValueError, KeyError):
+    """A parameter dict that does not fit the model: a missing or unknown name, or a value
+    that is non-finite, negative where it cannot be, or of the wrong shape. ``name`` is the
+    parameter concerned. A ``ValueError`` (and a ``KeyError``, for missing/unknown names)."""
+
+    __str__ = BaseException.__str__  # KeyError would quote the whole message
+
+    def __init__(self, name: str, message: str):
+        super().__init__(message)
+        self.name = name
+
+
+class ModelLoadError(ValueError):
+    """``load_model`` could not build a model; ``key`` is ``"path"`` or ``"options"`` (the
+    config key ``model.path`` / ``model.options`` the problem is in)."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(message)
+        self.key = key
+
+
+def did_you_mean(name: str, valid, prefix: str = "") -> str:
+    """``"did you mean '<prefix><closest>'? "`` for the closest valid name, or ``""``."""
+    close = difflib.get_close_matches(str(name), [str(v) for v in valid], n=1)
+    return f"did you mean '{prefix}{close[0]}'? " if close else ""
+
+
+def _names_list(names, limit: int = 12) -> str:
+    names = sorted(names)
+    more = f", ... ({len(names) - limit} more)" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -128,12 +170,16 @@ class Model:
     params: default values for the reaction parameters; transport parameters are added.
     observables: optional :class:`Observable` summaries (tumor burden, mean PD-L1, ...),
         saved per output time next to the automatic ``total_/min_/max_<species>``.
+    signed_params: parameters that may take either sign. Every other parameter whose
+        default is > 0, and every transport and dose parameter (``D_*``, ``decay_*``,
+        ``*_times``, ``*_amounts``, ``*_rate``, ``*_start``, ``*_stop``), must stay >= 0
+        (:meth:`check_params`): a negative rate is a typo, not a model.
     """
 
     def __init__(self, species: Sequence[Species], reactions: ReactionFn | None = None,
                  params: Mapping[str, object] | None = None,
                  local_decay: ReactionFn | None = None, name: str = "model",
-                 observables: Sequence[Observable] = ()):
+                 observables: Sequence[Observable] = (), signed_params: Sequence[str] = ()):
         species = tuple(species)
         if not species:
             raise ValueError("a model needs at least one species")
@@ -155,6 +201,9 @@ class Model:
         self.local_decay = local_decay
         self.name = name
         self._params = {k: v for k, v in (params or {}).items()}
+        self.signed_params = frozenset(signed_params)
+        self._spec = None  # {name: (default shape, must be >= 0)}, built on first check
+        self._last_checked = None  # values of the last dict that passed check_params
         self.observables = tuple(observables)
         obs_names = [o.name for o in self.observables]
         clash = sorted({n for n in obs_names if obs_names.count(n) > 1}
@@ -172,7 +221,7 @@ class Model:
             raise ValueError(f"with_species must keep the species and their order {list(self.names)}, "
                              f"got {[s.name for s in species]}")
         return Model(species, self.reactions, self._params, self.local_decay, self.name,
-                     self.observables)
+                     self.observables, self.signed_params)
 
     def observe(self, t, y, params, grid: Grid) -> dict:
         """The model's observables at one time: ``y`` stacked ``(S, *grid.shape)`` -> {name: scalar}."""
@@ -199,13 +248,115 @@ class Model:
         return {k: jnp.asarray(v, dtype=dtype) for k, v in p.items()}
 
     def params(self, dtype=None, **overrides) -> dict:
-        """Default parameters with ``overrides`` applied; unknown names are an error."""
+        """Default parameters with ``overrides`` applied; unknown names and impossible values
+        are a :class:`ParameterError` (see :meth:`check_params`)."""
         p = self.default_params(dtype)
         for k, v in overrides.items():
             if k not in p:
-                raise KeyError(f"unknown parameter {k!r} for model {self.name!r}; known: {sorted(p)}")
+                raise self._unknown(k)
+            self._check_value(k, v)
             p[k] = jnp.asarray(v, dtype=dtype)
         return p
+
+    # -- parameter validation -----------------------------------------------------------
+    def _param_spec(self) -> dict:
+        if self._spec is None:
+            spec = {}
+            raw = {}
+            for s in self.species:
+                if s.variable_diffusivity or s.diffusivity != 0:
+                    raw[f"D_{s.name}"] = s.diffusivity
+                raw[f"decay_{s.name}"] = s.decay
+                if s.chemotaxis is not None:
+                    raw[f"chi_{s.name}"] = s.chemotaxis.sensitivity
+            raw.update(self._params)
+            for k, v in raw.items():
+                arr = np.asarray(v, dtype=float)
+                transport = k.startswith(("D_", "decay_")) and k.split("_", 1)[1] in self.names
+                nonneg = k not in self.signed_params and (
+                    transport or k.endswith(_NONNEGATIVE_SUFFIXES)
+                    or bool(arr.size and np.all(arr > 0)))
+                # A diffusivity may be a number or a map of the grid's shape: no fixed shape.
+                spec[k] = (None if k.startswith("D_") else arr.shape, nonneg)
+            self._spec = spec
+        return self._spec
+
+    def _unknown(self, name) -> ParameterError:
+        spec = self._param_spec()
+        hint = did_you_mean(name, spec)
+        return ParameterError(str(name), f"unknown parameter {name!r} for model {self.name!r}; {hint}"
+                              f"known parameters: {_names_list(spec)}")
+
+    def _check_value(self, name: str, value, batched: bool = False) -> None:
+        """Finite, of the default's shape (after a leading batch axis when ``batched``) and
+        >= 0 where required. Traced values (inside jit/vmap/grad) are not inspected."""
+        if isinstance(value, jax.core.Tracer):
+            return
+        shape, nonneg = self._param_spec()[name]
+        try:
+            arr = np.asarray(value)
+            if arr.dtype == object or arr.dtype.kind not in "biuf":
+                raise TypeError
+            arr = arr.astype(float)
+        except (TypeError, ValueError):
+            raise ParameterError(name, f"parameter {name!r} must be a number or an array of numbers, "
+                                 f"got {value!r}") from None
+        got = arr.shape[1:] if batched else arr.shape
+        if shape is not None and got != shape:
+            want = "a number" if not shape else f"shape {shape} (e.g. {shape[0]} dose slots)"
+            raise ParameterError(name, f"parameter {name!r} must have {want} like the model's "
+                                 f"default, got shape {got}")
+        if not np.all(np.isfinite(arr)):
+            raise ParameterError(name, f"parameter {name!r} must be finite, got {_short(arr)}")
+        if nonneg and np.any(arr < 0):
+            why = ("dose times, amounts and rates cannot be negative" if name.endswith(_NONNEGATIVE_SUFFIXES)
+                   else "a diffusivity or decay rate cannot be negative" if name.startswith(("D_", "decay_"))
+                   else "its default is positive; a model whose parameter may change sign declares "
+                        "it in Model(signed_params=...)")
+            raise ParameterError(name, f"parameter {name!r} must be >= 0, got {_short(arr)}: {why}")
+
+    def check_params(self, params: Mapping, batched: Sequence[str] = ()) -> None:
+        """Raise :class:`ParameterError` unless ``params`` has exactly the model's parameter
+        names (missing and unknown names are named, with a did-you-mean) and every concrete
+        value is finite, of its default's shape and >= 0 where a negative value is
+        meaningless (see ``signed_params``). Under jit/vmap/grad only the names are checked
+        (they are static); traced values are skipped. ``batched``: names whose values carry
+        a leading batch axis.
+        """
+        if not isinstance(params, Mapping):
+            raise ParameterError("", f"parameters of model {self.name!r} must be a dict "
+                                 f"{{name: value}}, got {type(params).__name__}; start from "
+                                 "model.default_params()")
+        spec = self._param_spec()
+        for k in params:
+            if k not in spec:
+                raise self._unknown(k)
+        missing = [k for k in spec if k not in params]
+        if missing:
+            raise ParameterError(missing[0], f"parameter {missing[0]!r} of model {self.name!r} is "
+                                 f"missing{f' (and {len(missing) - 1} more)' if len(missing) > 1 else ''}; "
+                                 "start from model.default_params() or model.params(**changes), "
+                                 "which set every parameter")
+        values = tuple(params.values())
+        last = self._last_checked
+        if (last is not None and len(last) == len(values)
+                and all(a is b for a, b in zip(last, values))
+                and all(isinstance(v, jax.Array) for v in values)):
+            return  # the same immutable arrays as last time (every chunk of a run)
+        for k, v in params.items():
+            self._check_value(k, v, k in batched)
+        for k in params:  # infusions: stop after start when running
+            if k.endswith("_rate") and k[:-5] + "_start" in params and k[:-5] + "_stop" in params:
+                vals = [params[k[:-5] + s] for s in ("_start", "_stop")]
+                if any(isinstance(v, jax.core.Tracer) for v in vals) or k in batched:
+                    continue
+                start, stop = (np.asarray(v, float) for v in vals)
+                if np.any(stop < start):
+                    raise ParameterError(k[:-5] + "_stop", f"parameter {k[:-5] + '_stop'!r} "
+                                         f"({_short(stop)} h) must be >= {k[:-5] + '_start'!r} "
+                                         f"({_short(start)} h)")
+        if not any(isinstance(v, jax.core.Tracer) for v in values):
+            self._last_checked = values
 
     def stack(self, fields: Mapping[str, object], grid: Grid, dtype=None):
         """Stack ``{species: array or scalar}`` into ``(n_species, *grid.shape)``.
@@ -238,46 +389,123 @@ class Model:
         return tuple(resolve_boundaries(s.boundary, grid.ndim) for s in self.species)
 
 
-def load_model(path: str, options: Mapping | None = None, grid: Grid | None = None) -> Model:
+def _short(arr) -> str:
+    arr = np.asarray(arr)
+    return f"{arr.item():g}" if arr.size == 1 else np.array2string(arr, threshold=6, precision=4)
+
+
+def _import_module(module_name: str, search: Sequence[Path]):
+    """Import ``module_name``; if it is not installed, from a ``.py`` file or package in one of
+    ``search`` (the config's folder, the working directory)."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        top = module_name.split(".")[0]
+        if e.name is None or e.name.split(".")[0] != top:
+            raise ModelLoadError("path", f"model module {module_name!r} failed to import: "
+                                 f"{type(e).__name__}: {e}") from None
+        for d in search:
+            d = Path(d).resolve()
+            if (d / f"{top}.py").is_file() or (d / top / "__init__.py").is_file():
+                sys.path.insert(0, str(d))
+                try:
+                    return importlib.import_module(module_name)
+                except ModuleNotFoundError as e2:
+                    raise ModelLoadError("path", f"cannot import model module {module_name!r} from "
+                                         f"{str(d)!r}: {e2}") from None
+                finally:
+                    sys.path.remove(str(d))
+        near = sorted({f.stem for d in search if Path(d).is_dir() for f in Path(d).glob("*.py")})
+        hint = did_you_mean(top, near)
+        where = ", ".join(repr(str(Path(d))) for d in search)
+        raise ModelLoadError("path", f"cannot import model module {module_name!r}: no installed module "
+                             f"{top!r} and no {top}.py in {where or 'the working directory'}; "
+                             f"{hint}put the module next to the config or use an installed one "
+                             "(e.g. 'tmepde.models.examples:gray_scott')") from None
+    except Exception as e:  # the user's module raised while importing
+        raise ModelLoadError("path", f"model module {module_name!r} failed to import: "
+                             f"{type(e).__name__}: {e}") from None
+
+
+def _check_option_types(path: str, signature, options: Mapping) -> None:
+    """An option must have its default's kind: a number where the default is a number, a
+    string where it is a string, a boolean where it is a boolean."""
+    for k, v in options.items():
+        prm = signature.parameters.get(k)
+        if prm is None or prm.default is prm.empty or prm.default is None:
+            continue
+        d = prm.default
+        bad = None
+        if isinstance(d, bool):
+            bad = None if isinstance(v, bool) else "a boolean"
+        elif isinstance(d, (int, float)):
+            bad = None if not isinstance(v, (str, bool)) else ("an integer" if isinstance(d, int) else "a number")
+        elif isinstance(d, str):
+            bad = None if isinstance(v, str) else "a string"
+        if bad:
+            raise ModelLoadError("options", f"model.options.{k} must be {bad} like the default of "
+                                 f"{path!r} ({d!r}), got {v!r}")
+
+
+def load_model(path: str, options: Mapping | None = None, grid: Grid | None = None,
+               search: Sequence[str | Path] = ()) -> Model:
     """Import a model by ``"package.module:attribute"``.
 
     The attribute may be a :class:`Model` or a callable returning one (a factory). A factory
     is called with ``options`` as keyword arguments, plus ``grid=grid`` when it takes a
     ``grid`` argument (models that place things in space, e.g. injection sites).
+    A module that is not installed is looked for in ``search`` (folders, e.g. the config's)
+    and then the working directory. Every failure is a :class:`ModelLoadError` (a
+    ``ValueError``) that says whether ``model.path`` or ``model.options`` is wrong.
     """
     import inspect
 
-    if ":" not in path:
-        raise ValueError(
-            f"model path {path!r} must look like 'package.module:attribute' "
-            "(e.g. 'tmepde.models.gray_scott:model')"
-        )
+    if not isinstance(path, str) or ":" not in path:
+        raise ModelLoadError("path",
+                             f"model path {path!r} must look like 'package.module:attribute' "
+                             "(e.g. 'tmepde.models.gray_scott:model')")
     module_name, attr = path.split(":", 1)
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as e:
-        raise ValueError(f"cannot import model module {module_name!r}: {e}") from e
+    if not module_name or not attr or not all(p.isidentifier() for p in module_name.split(".")):
+        raise ModelLoadError("path", f"model path {path!r} must look like 'package.module:attribute' "
+                             "with Python names (e.g. 'mymodel:model' for mymodel.py next to the config)")
+    dirs = [Path(d) for d in search] + [Path.cwd()]
+    module = _import_module(module_name, list(dict.fromkeys(dirs)))
     try:
         obj = getattr(module, attr)
     except AttributeError:
-        raise ValueError(f"module {module_name!r} has no attribute {attr!r}") from None
+        candidates = [n for n in dir(module) if not n.startswith("_")
+                      and (isinstance(getattr(module, n), Model) or inspect.isfunction(getattr(module, n)))]
+        hint = did_you_mean(attr, candidates, f"{module_name}:")
+        raise ModelLoadError("path", f"module {module_name!r} has no attribute {attr!r}; {hint}"
+                             f"it defines: {_names_list(candidates)}") from None
     options = dict(options or {})
     if isinstance(obj, Model):
         if options:
-            raise ValueError(f"{path!r} is a Model, not a factory, so it takes no options "
-                             f"(got {sorted(options)})")
+            raise ModelLoadError("options", f"{path!r} is a Model, not a factory, so it takes no "
+                                 f"options (got {sorted(options)})")
         return obj
     if not callable(obj):
-        raise ValueError(f"{path!r} is {type(obj).__name__}, expected a tmepde.Model or a factory")
-    signature = inspect.signature(obj)
+        raise ModelLoadError("path", f"{path!r} is {type(obj).__name__}, expected a tmepde.Model or a factory")
+    try:
+        signature = inspect.signature(obj)
+    except (TypeError, ValueError):
+        raise ModelLoadError("path", f"{path!r} is not a Model factory (no signature)") from None
     accepts_any = any(p.kind == p.VAR_KEYWORD for p in signature.parameters.values())
     unknown = sorted(k for k in options if k not in signature.parameters and not accepts_any)
+    known = [k for k in signature.parameters if k != "grid"]
     if unknown:
-        known = [k for k in signature.parameters if k != "grid"]
-        raise ValueError(f"model factory {path!r} has no options {unknown}; its options are {known}")
+        hint = did_you_mean(unknown[0], known, "model.options.")
+        raise ModelLoadError("options", f"model factory {path!r} has no options {unknown}; {hint}"
+                             f"its options are {known}")
+    _check_option_types(path, signature, options)
     if grid is not None and "grid" in signature.parameters and "grid" not in options:
         options["grid"] = grid
-    model = obj(**options)
+    try:
+        model = obj(**options)
+    except Exception as e:  # the factory rejected its options (or has a bug): one line
+        given = {k: v for k, v in options.items() if k != "grid"}
+        raise ModelLoadError("options", f"model factory {path!r} failed with options {given}: "
+                             f"{type(e).__name__}: {e}") from None
     if not isinstance(model, Model):
-        raise ValueError(f"{path!r} gave {type(model).__name__}, expected a tmepde.Model")
+        raise ModelLoadError("path", f"{path!r} gave {type(model).__name__}, expected a tmepde.Model")
     return model

@@ -151,6 +151,7 @@ class Simulator:
         here, outside the loop, keeps a conditional out of the compiled step (XLA:CPU runs
         conditionals ~3x slower).
         """
+        self.model.check_params(params)
         y0 = jnp.asarray(y0, self.dtype)
         carry = {"y": y0, "step": jnp.asarray(0, jnp.int32), "t0": jnp.asarray(t0, self.dtype)}
         if self.bdf_order:
@@ -369,6 +370,7 @@ class Simulator:
     def advance(self, carry, params, n_saves: int):
         """Advance ``n_saves`` save intervals; returns ``(carry, ys)`` with ys
         ``(n_saves, S, *shape)`` the states at the end of each interval."""
+        self.model.check_params(params)
         return self._advance(carry, self._as_params(params), int(n_saves))
 
     def run(self, params, y0, n_saves: int, t0: float = 0.0):
