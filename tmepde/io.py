@@ -479,6 +479,20 @@ class Result:
         if fmt != FORMAT:
             self._file.close()
             raise ValueError(f"{str(self.path)!r} is not a tmepde result file (format attribute {fmt!r})")
+        self._check_version(FORMAT_VERSION)
+
+    def _check_version(self, newest: int) -> None:
+        """Files of every earlier format version read; a newer one names the fix."""
+        v = self._file.attrs.get("format_version", 1)
+        try:
+            v = int(v)
+        except (TypeError, ValueError):
+            v = None
+        if v is None or v > newest:
+            self._file.close()
+            raise ValueError(f"{str(self.path)!r} has format_version {v!r}; this tmepde reads up to "
+                             f"{newest}: upgrade tmepde (pip install -U tmepde)")
+        self.format_version = v
 
     def __enter__(self):
         return self
@@ -572,13 +586,65 @@ class Result:
 
     @property
     def config_toml(self) -> str:
-        return str(self._file.attrs["config_toml"])
+        return _text(self._file.attrs["config_toml"])
+
+    def to_xarray(self):
+        """An ``xarray.Dataset``: every field on (time, [z,] y, x) (CF axis order; the file
+        stores x first) with coordinates x, y, z in µm (cell centres) and time in h, every
+        observable on time, each with ``units`` and ``long_name``; root attributes as
+        dataset attributes. Works for every format version. Reads the arrays into memory;
+        for lazy access use ``xarray.open_dataset(path, engine="h5netcdf")`` (format 2)."""
+        return _to_xarray(self)
 
     @property
     def config(self) -> dict:
         """The resolved config tables (``tomllib`` of :attr:`config_toml`); pass the text to
         :func:`tmepde.config.loads_config` to rebuild the run."""
         return tomllib.loads(self.config_toml)
+
+
+def _xr_attrs(attrs) -> dict:
+    out = {}
+    for k, v in attrs.items():
+        if k in ("DIMENSION_LIST", "REFERENCE_LIST", "CLASS", "NAME", "_Netcdf4Dimid"):
+            continue
+        out[k] = _text(v) if isinstance(v, (bytes, np.bytes_)) else v
+    return out
+
+
+def _to_xarray(r: "Result", lead=()):
+    """Dataset of a result or sweep file, every field on (``lead``..., [z,] y, x) (CF axis
+    order) with coordinates in µm and h, every observable on (``lead``...,); attributes
+    ``units``/``long_name``. Reads the arrays (not lazy)."""
+    import xarray as xr
+
+    g = r.grid
+    axes = AXIS_NAMES[:g.ndim]
+    coords = {}
+    for a, name in enumerate(axes):
+        c = (np.arange(g.shape[a]) + 0.5) * g.spacing[a]
+        long = ("radius of the shell centre" if g.geometry == "spherical" else f"{name} of the cell centre")
+        coords[name] = xr.Variable(name, c, {"units": "µm", "axis": name.upper(), "long_name": long})
+    f = r._file
+    coords["time"] = xr.Variable("time", f["time"][:], {"units": "h", "standard_name": "time",
+                                                        "axis": "T", "long_name": "time since the start of the run"})
+    data = {}
+    if "fields" in f:
+        t_name = "field_time" if "field_time" in f else "time"
+        if t_name == "field_time":
+            coords["field_time"] = xr.Variable("field_time", f["field_time"][:],
+                                               {"units": "h", "standard_name": "time",
+                                                "long_name": "time of the stored field saves"})
+        for name, d in f["fields"].items():
+            a = _xr_attrs(d.attrs)
+            a.setdefault("long_name", name)
+            data[name] = xr.Variable((*lead, t_name, *axes), d[...], a).transpose(
+                *lead, t_name, *reversed(axes))
+    for name, d in f["observables"].items():
+        a = _xr_attrs(d.attrs)
+        a.setdefault("long_name", str(a.get("description", name)))
+        data[name] = xr.Variable((*lead, "time"), d[...], a)
+    return xr.Dataset(data, coords=coords, attrs=_xr_attrs(f.attrs))
 
 
 def open_result(path: str | Path) -> "Result | SweepResult":
@@ -593,6 +659,7 @@ def open_result(path: str | Path) -> "Result | SweepResult":
 
 # -- sweep files (tmepde.sweep; docs/hdf5.md "Sweep files") ------------------------------
 SWEEP_FORMAT = "tmepde-sweep"
+SWEEP_FORMAT_VERSION = 2  # 2: root coordinates and member/time dimensions (netCDF-4)
 
 
 def _strings(values) -> list[str]:
@@ -615,7 +682,21 @@ class SweepResult(Result):
         if fmt != SWEEP_FORMAT:
             self._file.close()
             raise ValueError(f"{str(self.path)!r} is not a tmepde sweep file (format attribute {fmt!r})")
+        self._check_version(SWEEP_FORMAT_VERSION)
 
+    def to_xarray(self):
+        """An ``xarray.Dataset`` with a leading ``member`` dimension: observables on
+        (member, time), stored fields on (member, field_time, [z,] y, x), and the members
+        table (arm, done, status, varied parameters) as member coordinates."""
+        import xarray as xr
+
+        ds = _to_xarray(self, lead=("member",))
+        m = self.members
+        extra = {k: ("member", m[k]) for k in ("arm", "arm_index", "grid_index", "patient", "done", "status")}
+        for k, v in self.params.items():
+            if v.ndim == 1:
+                extra[f"param_{k}"] = ("member", v)
+        return ds.assign_coords(member=np.arange(len(self)), **extra)
     def __len__(self) -> int:
         return int(self._file.attrs["n_members"])
 

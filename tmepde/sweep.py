@@ -37,8 +37,7 @@ from .io import (_crc, _fsync, _status_value, _text, _Transactional, check_outpu
 __all__ = ["SWEEP_FORMAT", "Plan", "plan_sweep", "run_sweep", "classify", "wilson",
            "response_table", "table_csv", "table_markdown", "diameter_exponent", "CLASSES"]
 
-from .io import SWEEP_FORMAT  # noqa: E402  (one definition, in io)
-SWEEP_FORMAT_VERSION = 1
+from .io import SWEEP_FORMAT, SWEEP_FORMAT_VERSION  # noqa: E402  (one definition, in io)
 CLASSES = ("CR", "PR", "SD", "PD", "NE")  # best first; NE = not evaluable
 Z95 = 1.959963984540054  # standard normal 97.5 % quantile
 
@@ -297,6 +296,9 @@ class SweepWriter(_Transactional):
         member = f.create_dataset("member", data=np.arange(n, dtype=np.int64))
         member.attrs["long_name"] = "sweep member (arm-major, patient fastest)"
         member.make_scale("member")
+        arm = f.create_dataset("arm_number", data=np.arange(len(plan.arm_names), dtype=np.int64))
+        arm.attrs["long_name"] = "arm index (names: root attribute arms, summary/arms/arm)"
+        arm.make_scale("arm_number")
         m = f.create_group("members")
         m.create_dataset("index", data=np.arange(n, dtype=np.int64))
         m.create_dataset("arm", data=np.array([plan.arm_names[a] for a in plan.arm_index], dtype=object),
@@ -445,8 +447,13 @@ def _attach_sweep_dims(f: h5py.File, member, scales) -> None:
     for d in f["members"].values():
         if isinstance(d, h5py.Dataset):
             d.dims[0].attach_scale(member)
-    for d in f["members/params"].values():
+    pg = f["members/params"]
+    for key, d in list(pg.items()):
         d.dims[0].attach_scale(member)
+        for j, n in enumerate(d.shape[1:]):  # a vector-valued parameter: its own axis
+            sc = pg.create_dataset(f"{key}_axis{j + 1}", data=np.arange(n, dtype=np.int64))
+            sc.make_scale(f"{key}_axis{j + 1}")
+            d.dims[j + 1].attach_scale(sc)
     for d in f["observables"].values():
         d.dims[0].attach_scale(member)
         d.dims[1].attach_scale(time)
@@ -480,8 +487,10 @@ def _write_summary(f: h5py.File, result: dict, rows: list, exponent: float, thre
     arms = g.create_group("arms")
     for c in TABLE_COLUMNS:
         vals = [r[c] for r in rows]
-        arms.create_dataset(c, data=np.array(vals, dtype=object) if c == "arm" else np.asarray(vals),
-                            **({"dtype": string} if c == "arm" else {}))
+        d = arms.create_dataset(c, data=np.array(vals, dtype=object) if c == "arm" else np.asarray(vals),
+                                **({"dtype": string} if c == "arm" else {}))
+        if "arm_number" in f and f["arm_number"].shape == d.shape:
+            d.dims[0].attach_scale(f["arm_number"])
     g.attrs.update({"diameter_exponent": exponent, "csv": csv, "markdown": markdown,
                     **{k: v for k, v in thresholds.items() if v is not None}})
 

@@ -23,6 +23,8 @@ from .grid import AXIS_NAMES
 def attach_dimension_scales(path: str | Path) -> None:
     """Idempotently attach coordinate scales (x, y, z in µm; time in h) to all fields."""
     with h5py.File(path, "r+") as f:
+        if "x" in f and f["x"].is_scale:  # format 2: root scales attached when written
+            return
         shape = tuple(int(n) for n in f.attrs["grid_shape"])
         spacing = tuple(float(h) for h in f.attrs["grid_spacing_um"])
         coords = f.require_group("coords")
