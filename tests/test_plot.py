@@ -29,27 +29,33 @@ def result_path(request, tmp_path):
     return path
 
 
-def test_snapshot_colour_bar_range_equals_field_range(result_path):
+def test_snapshot_colour_range_is_shared_over_times_and_holds_the_file_values(result_path):
     with open_result(result_path) as r:
-        fig = plot.field_snapshots(r, ["v"], times=[3.0])
+        fig = plot.field_snapshots(r, ["v"], times=[1.0, 3.0])
         images = [im for ax in fig.axes for im in ax.get_images()]
-        field = r.field("v", 3)
-        vmin, vmax = images[0].get_clim()
-        assert (vmin, vmax) == pytest.approx((field.min(), field.max()), rel=1e-12)
+        assert len(images) == 2
+        series = np.stack([r.field("v", 1), r.field("v", 3)])
+        for im in images:  # one range for both times: from 0 (v >= 0) to the larger maximum
+            assert im.get_clim() == pytest.approx((0.0, series.max()), rel=1e-12)
         # The picture holds the same numbers as the file (2D: transposed for imshow).
-        shown = np.asarray(images[0].get_array())
+        shown = np.asarray(images[1].get_array())
+        field = series[1]
         expected = field.T if field.ndim == 2 else field[:, :, field.shape[2] // 2].T
         np.testing.assert_allclose(shown, expected, rtol=1e-12)
-        if field.ndim == 3:  # max projection panel
-            np.testing.assert_allclose(np.asarray(images[1].get_array()), field.max(axis=2).T)
         plt.close(fig)
+        if r.grid.ndim == 3:  # max projection
+            fig = plot.projections(r, ["v"], time=3.0)
+            np.testing.assert_allclose(np.asarray(fig.axes[0].get_images()[0].get_array()),
+                                       r.field("v", 3).max(axis=2).T)
+            plt.close(fig)
 
 
 def test_save_all_and_animation_write_nonempty_images(result_path, tmp_path):
     with open_result(result_path) as r:
         paths = plot.save_all(r, tmp_path / "figs", fields=["u", "v"])
         gif = plot.animate(r, "v", tmp_path / "v.gif")
-    assert len(paths) == 4
+        ndim = r.grid.ndim
+    assert len(paths) == (5 if ndim == 3 else 4)  # fields, [projections], observables, 2 profiles
     for p in paths + [gif]:
         assert p.stat().st_size > 5000, p
     img = plt.imread(paths[0])
@@ -89,10 +95,11 @@ def test_dimension_scales_give_coordinates(result_path):
     attach_dimension_scales(result_path)  # idempotent
     with h5py.File(result_path, "r") as f:
         ds = f["fields/u"]
-        x = ds.dims[1][0][:]
-        np.testing.assert_allclose(x, (np.arange(ds.shape[1]) + 0.5) * 10.0)
+        a = [d.label for d in ds.dims].index("x")  # the last axis: stored (time, [z,] y, x)
+        x = ds.dims[a][0][:]
+        np.testing.assert_allclose(x, (np.arange(ds.shape[a]) + 0.5) * 10.0)
         np.testing.assert_allclose(ds.dims[0][0][:], f["time"][:])
-        assert ds.dims[1].label == "x"
+        assert a == ds.ndim - 1
 
 
 def test_cli_run_writes_xdmf_and_plot_animate_commands(tmp_path):

@@ -364,9 +364,6 @@ def summary_markdown(data: Mapping) -> str:
 
 def plot_sensitivity(path: str | Path, out: str | Path) -> Path:
     """Bar chart of S1/ST (Sobol') or μ*/σ (Morris), most influential first; PNG at ``out``."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
     data = read_sensitivity(path)
