@@ -37,6 +37,7 @@ __all__ = ["ConfigError", "ConfigWarning", "Config", "load_config", "loads_confi
            "resolve", "config_reference", "SCHEMA"]
 
 MAX_STEPS = 10**9  # time steps per run: beyond this a run cannot finish (and int32 step counters wrap)
+MAX_SPACING = 1e6  # µm: a cell larger than 1 m is a unit mistake
 MAX_CLUSTERS = 100_000  # initial clusters: each one is a pass over the grid
 
 
@@ -146,6 +147,8 @@ def _check_spacing(v):
     vals = v if isinstance(v, list) else [v]
     if not vals or any(not (math.isfinite(h) and h > 0) for h in vals):
         return "must be > 0 µm (one number, or one per axis)"
+    if any(h > MAX_SPACING for h in vals):
+        return f"must be at most {MAX_SPACING:g} µm (1 m) per cell; lengths are in µm"
     return None
 
 
@@ -561,6 +564,9 @@ def resolve(raw: Mapping, base_dir: str | Path = ".") -> Config:
                           f"{_fmt(t['t_end'])} h, more than a run can take ({MAX_STEPS:.0e}); use "
                           f"dt >= {_fmt(t['t_end'] / MAX_STEPS)} h (the IMEX schemes are stable at "
                           "dt ~ 0.1-1 h)")
+    if t["save_every"] > t["t_end"]:  # (also keeps save_every / dt <= MAX_STEPS below)
+        raise ConfigError("time.save_every", f"time.save_every ({_fmt(t['save_every'])} h) must be at "
+                          f"most time.t_end ({_fmt(t['t_end'])} h); e.g. save_every = {_fmt(t['t_end'])}")
     r = _whole_multiple(t["save_every"], t["dt"])
     if r is None:
         fix = max(1, round(t["save_every"] / t["dt"])) * t["dt"]
@@ -623,7 +629,7 @@ def resolve(raw: Mapping, base_dir: str | Path = ".") -> Config:
     data["species"] = resolved_species
 
     # model parameters
-    defaults = model.default_params()
+    defaults = model.default_values()  # NumPy: validation builds no JAX arrays
     transport = {f"{p}{s.name}" for s in model.species for p in ("D_", "decay_")}
     raw_params = _table(raw.get("model", {}).get("params", {}), "model.params")
     params = {}
@@ -1103,6 +1109,23 @@ def config_reference() -> str:
         "impossible value, unknown species or parameter) stops with a `ConfigError` naming the",
         "full dotted key, e.g. `grid.spacing must be > 0 µm (one number, or one per axis), got -1.0;",
         "e.g. spacing = 10.0`.",
+        "",
+        "What is checked besides types: numbers are finite (no `nan`, `inf`); the file is UTF-8;",
+        "rates, amounts and initial densities of non-negative species are >= 0 (every model",
+        "parameter whose default is > 0, `D_*`, `decay_*` and dose `*_times`/`*_amounts`/`*_rate`;",
+        "a model declares sign-free ones in `Model(signed_params=...)`); array parameters (dose",
+        "schedules) get a list of their length; a dose with a non-zero amount after `time.t_end`",
+        "is a warning (`ConfigWarning`: it is never given); `time.t_end / time.dt` is at most 1e9",
+        "steps; an explicit `solver.start_window` is at most `time.save_every` (the default is cut",
+        "to it); every initial shape covers at least one cell centre (a disk or Gaussian centred",
+        "outside the domain, e.g. a spacing given in mm, is an error); the run's memory (state x",
+        "the scheme's history + 2 x `output.chunk` saves) must fit in the available memory, which",
+        "is checked before anything is allocated. A model module that is not installed is",
+        "imported from the config's folder or the working directory (`path = \"mymodel:model\"`).",
+        "",
+        "During a run, a non-negative field that was present and becomes exactly 0 in every cell",
+        "within one save interval stops the run (`CollapseError`, exit status 1): decay never",
+        "reaches exactly 0, so this is the clipping of negative values hiding an unstable step.",
         "",
         "`--set dotted.key=value` changes one key before validation; the value is read as a TOML",
         "value (`--set grid.shape=[64,64]`, `--set solver.scheme=\"rk4\"`) or else as a bare string",

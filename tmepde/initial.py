@@ -23,6 +23,9 @@ __all__ = ["uniform", "gaussian", "disk", "clusters", "from_file", "domain_cente
            "nearest_cell_distance", "cluster_centers"]
 
 
+_HUGE = 1e100  # µm: lengths beyond any domain are cut here, so their squares stay finite
+
+
 def domain_center(grid: Grid) -> list[float]:
     """Centre of the domain in µm, one entry per axis."""
     return [n * h / 2 for n, h in zip(grid.shape, grid.spacing)]
@@ -38,11 +41,11 @@ def _center(grid: Grid, center: Sequence[float] | None) -> np.ndarray:
 def nearest_cell_distance(grid: Grid, center: Sequence[float]) -> float:
     """Distance (µm) from ``center`` to the nearest cell centre, without building the grid:
     the nearest cell centre is the nearest one along each axis independently (O(ndim))."""
-    d2 = 0.0
+    diffs = []
     for c, n, h in zip(center, grid.shape, grid.spacing):
         i = min(max(math.floor(c / h), 0), n - 1)  # the cell containing c, clamped to the grid
-        d2 += (c - (i + 0.5) * h) ** 2
-    return math.sqrt(d2)
+        diffs.append(c - (i + 0.5) * h)
+    return math.hypot(*diffs)  # no overflow for huge offsets
 
 
 def cluster_centers(grid: Grid, n: int, seed: int = 0) -> np.ndarray:
@@ -69,7 +72,8 @@ def gaussian(grid: Grid, center: Sequence[float] | None = None, width: float = 5
     """
     if not width > 0:
         raise ValueError(f"width must be > 0 µm, got {width!r}")
-    return float(amplitude) * np.exp(-_dist2(grid, _center(grid, center)) / (2 * float(width) ** 2))
+    w = min(float(width), _HUGE)
+    return float(amplitude) * np.exp(-_dist2(grid, _center(grid, center)) / (2 * w**2))
 
 
 def disk(grid: Grid, center: Sequence[float] | None = None, radius: float = 100.0,
@@ -77,7 +81,7 @@ def disk(grid: Grid, center: Sequence[float] | None = None, radius: float = 100.
     """``value`` inside a disk (2D) / ball (3D) / interval (1D) of ``radius`` µm, 0 outside."""
     if not radius > 0:
         raise ValueError(f"radius must be > 0 µm, got {radius!r}")
-    inside = _dist2(grid, _center(grid, center)) <= float(radius) ** 2
+    inside = _dist2(grid, _center(grid, center)) <= min(float(radius), _HUGE) ** 2
     return np.where(inside, float(value), 0.0)
 
 
@@ -94,7 +98,7 @@ def clusters(grid: Grid, n: int, radius: float, value: float = 1.0, seed: int = 
     centers = cluster_centers(grid, n, seed)
     covered = np.zeros(grid.shape, dtype=bool)
     for c in centers:
-        covered |= _dist2(grid, c) <= float(radius) ** 2
+        covered |= _dist2(grid, c) <= min(float(radius), _HUGE) ** 2
     return np.where(covered, float(value), 0.0)
 
 

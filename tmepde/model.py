@@ -234,8 +234,11 @@ class Model:
         except ValueError:
             raise KeyError(f"unknown species {name!r}; known species are {list(self.names)}") from None
 
-    def default_params(self, dtype=None) -> dict:
-        """Flat parameter dict: reaction parameters plus ``D_*``, ``decay_*``, ``chi_*``."""
+    def default_values(self) -> dict:
+        """:meth:`default_params` as float64 NumPy arrays (no JAX arrays: for validation)."""
+        return {k: np.asarray(v, dtype=float) for k, v in self._raw_params().items()}
+
+    def _raw_params(self) -> dict:
         p = {}
         for s in self.species:
             if s.variable_diffusivity or s.diffusivity != 0:
@@ -245,7 +248,11 @@ class Model:
             if s.chemotaxis is not None:
                 p[f"chi_{s.name}"] = s.chemotaxis.sensitivity
         p.update(self._params)
-        return {k: jnp.asarray(v, dtype=dtype) for k, v in p.items()}
+        return p
+
+    def default_params(self, dtype=None) -> dict:
+        """Flat parameter dict: reaction parameters plus ``D_*``, ``decay_*``, ``chi_*``."""
+        return {k: jnp.asarray(v, dtype=dtype) for k, v in self._raw_params().items()}
 
     def params(self, dtype=None, **overrides) -> dict:
         """Default parameters with ``overrides`` applied; unknown names and impossible values
@@ -262,15 +269,7 @@ class Model:
     def _param_spec(self) -> dict:
         if self._spec is None:
             spec = {}
-            raw = {}
-            for s in self.species:
-                if s.variable_diffusivity or s.diffusivity != 0:
-                    raw[f"D_{s.name}"] = s.diffusivity
-                raw[f"decay_{s.name}"] = s.decay
-                if s.chemotaxis is not None:
-                    raw[f"chi_{s.name}"] = s.chemotaxis.sensitivity
-            raw.update(self._params)
-            for k, v in raw.items():
+            for k, v in self._raw_params().items():
                 arr = np.asarray(v, dtype=float)
                 transport = k.startswith(("D_", "decay_")) and k.split("_", 1)[1] in self.names
                 nonneg = k not in self.signed_params and (
