@@ -39,8 +39,8 @@ def test_open_dataset_gives_fields_on_coordinates(tmp_path, shape, spacing):
             assert ds[ax].attrs["units"] == "µm"
         for i, name in enumerate(model.names):
             v = ds[name]
-            assert v.dims == ("time", *axes)
-            np.testing.assert_array_equal(v.values, ys[:, i])
+            assert v.dims == ("time", *reversed(axes))  # CF order, x fastest
+            np.testing.assert_array_equal(v.transpose("time", *axes).values, ys[:, i])
             assert "units" in v.attrs and v.attrs["long_name"] == name
         vol = np.prod(spacing)
         for i, name in enumerate(model.names):
@@ -48,11 +48,11 @@ def test_open_dataset_gives_fields_on_coordinates(tmp_path, shape, spacing):
             assert tot.dims == ("time",) and tot.attrs["long_name"].startswith("sum of")
             np.testing.assert_allclose(tot.values, ys[:, i].sum(axis=tuple(range(1, ys.ndim - 1))) * vol)
     tree = xr.open_datatree(path, engine="h5netcdf")
-    np.testing.assert_array_equal(tree["fields"]["u"].values, ys[:, 0])
-    assert tree["fields"]["u"].dims == ("time", *axes)
+    np.testing.assert_array_equal(tree["fields"]["u"].transpose("time", *axes).values, ys[:, 0])
+    assert tree["fields"]["u"].dims == ("time", *reversed(axes))
     assert tree["observables"]["max_v"].dims == ("time",)
     tree.close()
-    # Result.to_xarray: the same values in CF axis order (time, [z,] y, x).
+    # Result.to_xarray: the same variables and order.
     with open_result(path) as r:
         ds = r.to_xarray()
     assert ds["u"].dims == ("time", *reversed(axes))
@@ -119,8 +119,8 @@ def test_sweep_file_opens_as_datatree(tmp_path):
     assert b.dims == ("member", "time")
     np.testing.assert_array_equal(b.values, burden)
     f = tree["fields"]["tumor"]
-    assert f.dims == ("member", "field_time", "x", "y")
-    np.testing.assert_array_equal(f.values[2], tumor)
+    assert f.dims == ("member", "field_time", "y", "x")
+    np.testing.assert_array_equal(f.transpose(..., "x", "y").values[2], tumor)
     np.testing.assert_allclose(tree["x"].values, 5.0 + 10.0 * np.arange(8))
     assert tree["members"]["done"].dims == ("member",) and bool(tree["members"]["done"].all())
     tree.close()

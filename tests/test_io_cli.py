@@ -102,7 +102,8 @@ def test_cli_round_trip_matches_in_memory_run(config_file, result):
         np.testing.assert_array_equal(f.attrs["grid_shape"], [16, 12])
         np.testing.assert_array_equal(f.attrs["grid_spacing_um"], [4.0, 5.0])
         d = f["fields/v"]
-        assert d.shape == (8, 16, 12) and d.chunks == (1, 16, 12) and d.maxshape == (None, 16, 12)
+        # stored (time, y, x): x varies fastest, as netCDF/CF and XDMF expect
+        assert d.shape == (8, 12, 16) and d.chunks == (1, 12, 16) and d.maxshape == (None, 12, 16)
         assert d.compression == "gzip" and d.compression_opts == 2 and d.dtype == np.float64
         assert d.attrs["diffusivity_um2_per_s"] == 0.05
         assert f["time"].attrs["units"] == "h"

@@ -85,7 +85,8 @@ def test_xdmf_parses_and_references_existing_datasets(result_path):
                 fname, dset = ref.text.split(":")
                 assert fname == result_path.name
                 assert tuple(int(n) for n in ref.get("Dimensions").split()) == f[dset].shape
-                assert tuple(int(n) for n in slab.get("Dimensions").split()) == shape
+                slab_dims = tuple(int(n) for n in slab.get("Dimensions").split())  # z, y, x
+                assert slab_dims[::-1][:len(shape)] == shape and np.prod(slab_dims) == np.prod(shape)
         times = [float(g.find("Time").get("Value")) for g in grids]
         np.testing.assert_allclose(times, f["time"][:])
 
@@ -129,7 +130,7 @@ amplitude = 0.5
     assert main(["run", str(cfg), "-o", str(out), "--no-progress"]) == 0
     assert out.with_suffix(".xmf").exists()
     with h5py.File(out, "r") as f:
-        assert f["fields/u"].dims[2][0].shape == (12,)
+        assert f["fields/u"].dims[1][0].shape == (12,)  # stored (time, y, x)
     assert main(["plot", str(out), "--fields", "v", "-o", str(tmp_path / "figs")]) == 0
     pngs = sorted((tmp_path / "figs").glob("*.png"))
     assert len(pngs) == 3 and all(p.stat().st_size > 5000 for p in pngs)

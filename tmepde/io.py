@@ -31,7 +31,7 @@ __all__ = ["FORMAT", "FORMAT_VERSION", "ResultWriter", "Result", "SweepResult", 
            "OutputExistsError", "ResultWriteError", "check_output"]
 
 FORMAT = "tmepde-result"
-FORMAT_VERSION = 2  # 2: root coordinates and variables (netCDF-4), fixed-size status
+FORMAT_VERSION = 2  # 2: grid axes stored (z, y, x); root coordinates and variables (netCDF-4); fixed-size status
 
 
 def _version() -> str:
@@ -109,6 +109,14 @@ def _fsync(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def to_disk(a, lead: int):
+    """Grid axes of ``a`` after its ``lead`` leading axes reversed: (…, x, y, z) in memory
+    ↔ (…, z, y, x) on disk (format 2, the CF/netCDF and XDMF axis order: x varies fastest).
+    Its own inverse."""
+    a = np.asarray(a)
+    return a.transpose(*range(lead), *range(a.ndim - 1, lead - 1, -1))
 
 
 def _crc(a: np.ndarray) -> int:
@@ -261,9 +269,10 @@ class ResultWriter(_Transactional):
         fields = f.create_group("fields")
         gzip = {"compression": "gzip", "compression_opts": int(compression)} if compression else {}
         self._fields = {}
+        self._disk_shape = disk = tuple(reversed(grid.shape))  # (…, z, y, x)
         for s, bcs in zip(model.species, resolve_bcs(model, grid)):
-            d = fields.create_dataset(s.name, shape=(0, *grid.shape), maxshape=(None, *grid.shape),
-                                      dtype=np.dtype(dtype), chunks=(1, *grid.shape), **gzip)
+            d = fields.create_dataset(s.name, shape=(0, *disk), maxshape=(None, *disk),
+                                      dtype=np.dtype(dtype), chunks=(1, *disk), **gzip)
             self._fields[s.name] = d
             d.attrs["units"] = s.units
             if not s.variable_diffusivity:
@@ -321,7 +330,8 @@ class ResultWriter(_Transactional):
         observed = _observables(self.grid, self.names, ys)
         if self._observe is not None:
             observed.update({k: np.asarray(v, np.float64) for k, v in self._observe(times.astype(ys.dtype), ys).items()})
-        cast = {name: ys[:, i].astype(self._fields[name].dtype) for i, name in enumerate(self.names)}
+        cast = {name: np.ascontiguousarray(to_disk(ys[:, i], 1), dtype=self._fields[name].dtype)
+                for i, name in enumerate(self.names)}
         f, n0, n1 = self._file, self.n, self.n + len(times)
         where = (f"saves {n0}..{n1 - 1}, t = {times[0]:g}..{times[-1]:g} h; the {n0} saves before "
                  "them are kept")
@@ -330,7 +340,7 @@ class ResultWriter(_Transactional):
             f["time"].resize((n1,))
             f["time"][n0:n1] = times
             for name, d in self._fields.items():
-                d.resize((n1, *self.grid.shape))
+                d.resize((n1, *self._disk_shape))
                 d[n0:n1] = cast[name]
             for name, values in observed.items():
                 d = f["observables"][name]
@@ -351,7 +361,7 @@ class ResultWriter(_Transactional):
             for d in self._series:
                 d.resize((n,))
             for d in self._fields.values():
-                d.resize((n, *self.grid.shape))
+                d.resize((n, *self._disk_shape))
             self._file.flush()
         except Exception:
             pass
@@ -424,19 +434,24 @@ def coordinate_scales(f: h5py.File, grid: Grid, time_name: str = "time") -> list
     return out
 
 
+def _attach(d, scales, first: int = 0) -> None:
+    """Attach ``scales`` to the axes of ``d`` from axis ``first`` on, labelled by name."""
+    for j, sc in enumerate(scales):
+        d.dims[first + j].attach_scale(sc)
+        d.dims[first + j].label = sc.name.rsplit("/", 1)[-1]
+
+
 def _netcdf_variables(f: h5py.File, time, scales, fields: Mapping, observables) -> None:
-    """Attach the dimension scales to every field (time, x[, y[, z]]) and observable
+    """Attach the dimension scales to every field (time, [z,] [y,] x) and observable
     (time), give each a ``long_name`` and hard-link it at the root, where
     ``xarray.open_dataset(path, engine="h5netcdf")`` finds it (``/fields/<s>`` and
     ``/observables/<name>`` remain the same datasets)."""
     reserved = {"time", "x", "y", "z", "fields", "observables"}
     for name, d in fields.items():
-        d.dims[0].attach_scale(time)
-        for a, sc in enumerate(scales):
-            d.dims[a + 1].attach_scale(sc)
+        _attach(d, [time, *reversed(scales)])
         d.attrs["long_name"] = name
     for name, d in observables.items():
-        d.dims[0].attach_scale(time)
+        _attach(d, [time])
         d.attrs["long_name"] = str(d.attrs.get("description", name))
     for name, d in (*fields.items(), *observables.items()):
         if name in reserved or name in f:
@@ -457,7 +472,7 @@ def verify_saves(path, names, crcs) -> str | None:
             if _crc(times[k:k + 1]) != ref[0]:
                 return f"time of save {k} differs on disk"
             for name, c in zip(names, ref[1:]):
-                if _crc(f["fields"][name][k]) != c:
+                if _crc(f["fields"][name][k:k + 1]) != c:
                     return f"field {name!r} of save {k} (t = {times[k]:g} h) differs on disk"
     return None
 
@@ -539,14 +554,18 @@ class Result:
             raise KeyError(f"no field {name!r} in {str(self.path)!r}; fields: {self.species}")
         return self._file["fields"][name]
 
+    def _from_disk(self, a, lead: int) -> np.ndarray:
+        """Format 2 stores grid axes reversed (z, y, x); arrays here are (x, y, z)."""
+        return to_disk(a, lead) if self.format_version >= 2 else a
+
     def field(self, name: str, index: int = -1) -> np.ndarray:
-        """One save of one species as a numpy array of the grid's shape (negative index
-        counts from the end)."""
-        return self._dataset(name)[index]
+        """One save of one species as a numpy array of the grid's shape (nx[, ny[, nz]]);
+        negative index counts from the end."""
+        return self._from_disk(self._dataset(name)[index], 0)
 
     def series(self, name: str) -> np.ndarray:
         """All saves of one species, shape (n_saves, *grid_shape)."""
-        return self._dataset(name)[:]
+        return self._from_disk(self._dataset(name)[:], 1)
 
     def time_index(self, time_h: float) -> int:
         """Index of the save at ``time_h`` (h); an error lists the nearest saved times."""
@@ -589,8 +608,8 @@ class Result:
         return _text(self._file.attrs["config_toml"])
 
     def to_xarray(self):
-        """An ``xarray.Dataset``: every field on (time, [z,] y, x) (CF axis order; the file
-        stores x first) with coordinates x, y, z in µm (cell centres) and time in h, every
+        """An ``xarray.Dataset``: every field on (time, [z,] y, x) (CF axis order, as
+        stored in format 2) with coordinates x, y, z in µm (cell centres) and time in h, every
         observable on time, each with ``units`` and ``long_name``; root attributes as
         dataset attributes. Works for every format version. Reads the arrays into memory;
         for lazy access use ``xarray.open_dataset(path, engine="h5netcdf")`` (format 2)."""
@@ -638,7 +657,8 @@ def _to_xarray(r: "Result", lead=()):
         for name, d in f["fields"].items():
             a = _xr_attrs(d.attrs)
             a.setdefault("long_name", name)
-            data[name] = xr.Variable((*lead, t_name, *axes), d[...], a).transpose(
+            disk_axes = tuple(reversed(axes)) if r.format_version >= 2 else axes
+            data[name] = xr.Variable((*lead, t_name, *disk_axes), d[...], a).transpose(
                 *lead, t_name, *reversed(axes))
     for name, d in f["observables"].items():
         a = _xr_attrs(d.attrs)
@@ -778,11 +798,11 @@ class SweepResult(Result):
 
     def field(self, name: str, member: int = 0, index: int = -1) -> np.ndarray:
         """One stored save of one species of one member (grid-shaped array)."""
-        return self._dataset(name)[member, index]
+        return self._from_disk(self._dataset(name)[member, index], 0)
 
     def series(self, name: str, member: int = 0) -> np.ndarray:
         """All stored saves of one species of one member, ``(T_f, *grid_shape)``."""
-        return self._dataset(name)[member]
+        return self._from_disk(self._dataset(name)[member], 1)
 
     @property
     def summary(self) -> dict:

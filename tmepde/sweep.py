@@ -31,8 +31,8 @@ import h5py
 import numpy as np
 
 from .config import Config, ConfigError, load_config
-from .io import (_crc, _fsync, _status_value, _text, _Transactional, check_output,
-                 coordinate_scales)
+from .io import (_attach, _crc, _fsync, _status_value, _text, _Transactional, check_output,
+                 coordinate_scales, to_disk)
 
 __all__ = ["SWEEP_FORMAT", "Plan", "plan_sweep", "run_sweep", "classify", "wilson",
            "response_table", "table_csv", "table_markdown", "diameter_exponent", "CLASSES"]
@@ -336,8 +336,9 @@ class SweepWriter(_Transactional):
             level = int(config.data["output"]["compression"])
             gzip = {"compression": "gzip", "compression_opts": level} if level else {}
             for s in model.species:
-                d = fg.create_dataset(s.name, shape=(n, len(ft), *grid.shape), dtype=np.dtype(dtype),
-                                      chunks=(1, 1, *grid.shape), **gzip)
+                disk = tuple(reversed(grid.shape))  # (…, z, y, x) as in result files
+                d = fg.create_dataset(s.name, shape=(n, len(ft), *disk), dtype=np.dtype(dtype),
+                                      chunks=(1, 1, *disk), **gzip)
                 d.attrs["units"] = s.units
                 d.attrs["long_name"] = s.name
         _attach_sweep_dims(f, member, scales)
@@ -363,7 +364,8 @@ class SweepWriter(_Transactional):
             data["observables/burden"] = np.asarray(totals[:, :, idx].sum(axis=2), np.float64)
         if fields is not None:
             for i, name in enumerate(self.names):
-                data[f"fields/{name}"] = np.asarray(fields[:, :, i], f["fields"][name].dtype)
+                data[f"fields/{name}"] = np.ascontiguousarray(to_disk(fields[:, :, i], 2),
+                                                              dtype=f["fields"][name].dtype)
         self._check_room(sum(v.nbytes for v in data.values()),
                          f"members {members.start}..{members.stop - 1}; members written before them are kept")
         try:
@@ -455,18 +457,14 @@ def _attach_sweep_dims(f: h5py.File, member, scales) -> None:
             sc.make_scale(f"{key}_axis{j + 1}")
             d.dims[j + 1].attach_scale(sc)
     for d in f["observables"].values():
-        d.dims[0].attach_scale(member)
-        d.dims[1].attach_scale(time)
+        _attach(d, [member, time])
         d.attrs["long_name"] = str(d.attrs.get("description", d.name.rsplit("/", 1)[-1]))
     if "fields" in f:
         ft = f["field_time"]
         ft.attrs.update({"standard_name": "time", "long_name": "time of the stored field saves"})
         ft.make_scale("field_time")
         for d in f["fields"].values():
-            d.dims[0].attach_scale(member)
-            d.dims[1].attach_scale(ft)
-            for a, sc in enumerate(scales):
-                d.dims[a + 2].attach_scale(sc)
+            _attach(d, [member, ft, *reversed(scales)])
 
 
 def _write_summary(f: h5py.File, result: dict, rows: list, exponent: float, thresholds: dict,
