@@ -47,7 +47,7 @@ cv = { growth = 0.4 }
 
 [[sweep.arms]]
 name = "treated"
-set = { growth = -0.4 }
+set = { growth = 0.15, decay_tumor = 0.6 }  # treatment kills: net rate 0.15 (1 - u) - 0.6 < 0
 
 [[sweep.arms]]
 name = "control"
@@ -78,10 +78,11 @@ def test_members_equal_runs_done_alone(swept, cfg_path, tmp_path):
         assert isinstance(r, SweepResult) and len(r) == 16 and r.status == "complete"
         m, params = r.members, r.params
         assert m["done"].all() and list(m["arm"][:8]) == ["treated"] * 8
-        assert sorted(params) == ["D_tumor", "growth", "initial.tumor.radius"]
+        assert sorted(params) == ["D_tumor", "decay_tumor", "growth", "initial.tumor.radius"]
         vol = cfg.grid.cell_volume
         for i in range(16):
-            p = dict(setup.params, growth=params["growth"][i], D_tumor=params["D_tumor"][i])
+            p = dict(setup.params, growth=params["growth"][i], D_tumor=params["D_tumor"][i],
+                     decay_tumor=params["decay_tumor"][i])
             y0 = loads_config(CONFIG, [f"initial.tumor.radius={float(params['initial.tumor.radius'][i])!r}"]).initial_state()
             alone = np.asarray(setup.simulator.run(p, y0, setup.n_saves))[:, 0]
             np.testing.assert_allclose(r.series("tumor", i), alone, rtol=1e-10, atol=1e-14)
@@ -104,8 +105,8 @@ def test_file_holds_the_sampled_values(swept):
         # independent re-draw: log-normal, median = arm value, σ = √ln(1+cv²), keys sorted
         z = np.random.default_rng(5).standard_normal(2)
         factor = np.exp(math.sqrt(math.log1p(0.4**2)) * z)
-        arm_value = np.where(m["arm"] == "treated", -0.4, 0.15)
-        np.testing.assert_allclose(params["growth"], arm_value * factor[m["patient"]], rtol=1e-15)
+        np.testing.assert_allclose(params["growth"], 0.15 * factor[m["patient"]], rtol=1e-15)
+        np.testing.assert_array_equal(params["decay_tumor"], np.where(m["arm"] == "treated", 0.6, 0.0))
         # full factorial grid, patient fastest: D_tumor slowest of the grid keys
         np.testing.assert_array_equal(params["D_tumor"][:8], [0.05] * 4 + [0.5] * 4)
         np.testing.assert_array_equal(params["initial.tumor.radius"][:4], [30, 30, 60, 60])
@@ -124,7 +125,7 @@ def test_lognormal_cohort_log_moments_without_running():
         assert abs(logs.std() / sigma - 1) < 4 / math.sqrt(2 * 2000), (key, logs.std(), sigma)
         # the same patients in both arms
         np.testing.assert_allclose(plan.values[key][plan.arm_index == 0] / plan.values[key][plan.arm_index == 1],
-                                   (-0.4 / 0.15) if key == "growth" else 1.0, rtol=1e-14)
+                                   1.0, rtol=1e-14)
 
 
 def test_recist_classification_at_the_thresholds():
