@@ -82,9 +82,66 @@ def _info_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", action="store_true", help="print the stored resolved config (TOML)")
 
 
+def _reading(run):
+    """Wrap a command that reads ``args.result``: a file that is not a readable result
+    (missing attributes, wrong dtypes or shapes, another format) is one line, exit status 2."""
+    def wrapped(args: argparse.Namespace) -> int:
+        from .io import ResultFileError
+
+        try:
+            return run(args)
+        except ResultFileError as e:
+            print(f"tmepde: {e}", file=sys.stderr)
+            return 2
+        except (KeyError, IndexError, TypeError, ValueError) as e:
+            print(f"tmepde: cannot read {args.result!r}: {' '.join(str(e).split())[:200]}; the file "
+                  "is damaged or was not written by tmepde", file=sys.stderr)
+            return 2
+
+    return wrapped
+
+
+def _info_other(path: str, fmt: str | None) -> int:
+    """``tmepde info`` of a fit, optimize or other tmepde HDF5 file: its groups and sizes."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        print(f"file:     {path}")
+        print(f"format:   {fmt}")
+        for k in ("objective_name", "cohort_arm", "floor_mm3"):
+            if k in f.attrs:
+                print(f"{k + ':':<9} {f.attrs[k]}")
+        for name, item in f.items():
+            if isinstance(item, h5py.Group):
+                print(f"  /{name:<20} {len(item)} entries: {', '.join(sorted(item)[:8])}"
+                      + (" ..." if len(item) > 8 else ""))
+            else:
+                print(f"  /{name:<20} {item.dtype} {item.shape}")
+    return 0
+
+
+def _no_saves(r, path) -> bool:
+    if len(r) == 0 or len(r.time) == 0:
+        print(f"tmepde: {path} holds no saves (status {r.status!r}); nothing to draw", file=sys.stderr)
+        return True
+    return False
+
+
+@_reading
 def _info(args: argparse.Namespace) -> int:
     from .io import open_result
+    from . import summaries
 
+    fmt = summaries.file_format(args.result)
+    if fmt in (summaries.FIT_FORMAT, summaries.OPTIMIZE_FORMAT) or (fmt and fmt.startswith("tmepde-")
+                                                                    and fmt not in ("tmepde-result", "tmepde-sweep")):
+        if args.config:
+            import h5py
+
+            with h5py.File(args.result, "r") as f:
+                sys.stdout.write(str(f.attrs.get("config_toml", "")))
+            return 0
+        return _info_other(args.result, fmt)
     with open_result(args.result) as r:
         if args.config:
             sys.stdout.write(r.config_toml)
@@ -139,6 +196,7 @@ def _plot_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--out-dir", default="figures", help="folder for the PNG files (default: figures)")
 
 
+@_reading
 def _plot(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -159,6 +217,8 @@ def _plot(args: argparse.Namespace) -> int:
         return 0
 
     with open_result(args.result) as r:
+        if _no_saves(r, args.result):
+            return 1
         if isinstance(r, SweepResult):  # --fields name observables for the spaghetti plots
             unknown = sorted(set(args.fields or []) - set(r.observables))
             if unknown:
@@ -184,6 +244,7 @@ def _animate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fps", type=int, default=8)
 
 
+@_reading
 def _animate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -191,6 +252,8 @@ def _animate(args: argparse.Namespace) -> int:
     from .plot import animate
 
     with open_result(args.result) as r:
+        if _no_saves(r, args.result):
+            return 1
         if args.field not in r.species:
             print(f"tmepde: no field {args.field!r} in {args.result}; fields: {r.species}", file=sys.stderr)
             return 2
@@ -292,7 +355,10 @@ def main(argv=None) -> int:
         print(f"tmepde: out of memory{': ' + _one_line(e) if str(e) else ''}; use a coarser grid "
               "(grid.shape) or a smaller output.chunk", file=sys.stderr)
         return 1
-    except (FileNotFoundError, OSError) as e:
+    except FileNotFoundError as e:  # an input (result file, data file) that is not there
+        print(f"tmepde: bad input: {_one_line(e)}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a failed write (full disk, permissions): the run failed
         print(f"tmepde: {_one_line(e)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as e:  # RunInterrupted: SIGINT 130, SIGTERM 143

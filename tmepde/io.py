@@ -28,7 +28,7 @@ from .grid import AXIS_NAMES, Grid, resolve_boundaries
 from .model import Model
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "ResultWriter", "Result", "SweepResult", "open_result",
-           "OutputExistsError", "ResultWriteError", "check_output"]
+           "OutputExistsError", "ResultFileError", "ResultWriteError", "check_output"]
 
 FORMAT = "tmepde-result"
 FORMAT_VERSION = 2  # 2: grid axes stored (z, y, x); root coordinates and variables (netCDF-4); fixed-size status
@@ -56,6 +56,11 @@ def _observables(grid: Grid, names: Sequence[str], ys: np.ndarray) -> dict:
 
 class OutputExistsError(ValueError):
     """The output path exists (or is the config itself) and may not be replaced."""
+
+
+class ResultFileError(ValueError):
+    """A file that is not a readable tmepde result: the message is one line naming the
+    file and what is missing or malformed."""
 
 
 class ResultWriteError(OSError):
@@ -489,12 +494,54 @@ class Result:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self._file = h5py.File(self.path, "r")
-        fmt = self._file.attrs.get("format")
+        self._file = _open_h5(self.path)
+        fmt = _text(self._file.attrs.get("format", ""))
         if fmt != FORMAT:
             self._file.close()
-            raise ValueError(f"{str(self.path)!r} is not a tmepde result file (format attribute {fmt!r})")
+            raise ResultFileError(f"{str(self.path)!r} is not a tmepde result file (format attribute "
+                                  f"{fmt or None!r}){_other_format_hint(fmt)}")
         self._check_version(FORMAT_VERSION)
+        self._validate(lead=1)
+
+    def _validate(self, lead: int) -> None:
+        """Check what every reader relies on (root attributes, ``/time``, one field per
+        species of shape (``lead`` axes, grid)); a :class:`ResultFileError` names the gap."""
+        f, where = self._file, repr(str(self.path))
+        try:
+            for key in ("species", "grid_shape", "grid_spacing_um"):
+                if key not in f.attrs:
+                    raise ResultFileError(f"{where} lacks the root attribute {key!r}; it was not "
+                                          "written by tmepde or is damaged")
+            shape = np.asarray(f.attrs["grid_shape"])
+            spacing = np.asarray(f.attrs["grid_spacing_um"], dtype=float)
+            if (shape.ndim != 1 or not 1 <= shape.size <= 3 or shape.dtype.kind not in "iu"
+                    or (shape < 1).any() or spacing.shape != shape.shape or not (spacing > 0).all()):
+                raise ResultFileError(f"{where}: grid_shape {shape.tolist()} / grid_spacing_um "
+                                      f"{spacing.tolist()} are not 1 to 3 positive integers / lengths")
+            if "time" not in f or not isinstance(f["time"], h5py.Dataset) or f["time"].ndim != 1 \
+                    or f["time"].dtype.kind not in "fiu":
+                raise ResultFileError(f"{where} has no numeric 1D dataset /time")
+            n = f["time"].shape[0]
+            species = [_text(v) for v in np.atleast_1d(f.attrs["species"])]
+            grid = tuple(int(k) for k in shape)
+            disk = tuple(reversed(grid)) if self.format_version >= 2 else grid
+            fields = f.get("fields")
+            for name in species if fields is not None or lead == 1 else ():
+                if fields is None or name not in fields or not isinstance(fields[name], h5py.Dataset):
+                    raise ResultFileError(f"{where} has no dataset /fields/{name} (species {species})")
+                d = fields[name]
+                if d.dtype.kind not in "fiu" or d.shape[d.ndim - len(disk):] != disk or d.ndim != lead + len(disk):
+                    raise ResultFileError(f"{where}: /fields/{name} has shape {d.shape} and dtype "
+                                          f"{d.dtype}; expected numbers of shape (..., {', '.join(map(str, disk))})")
+                if lead == 1 and d.shape[0] != n:
+                    raise ResultFileError(f"{where}: /fields/{name} holds {d.shape[0]} saves but /time "
+                                          f"{n}; the file is damaged")
+        except ResultFileError:
+            self._file.close()
+            raise
+        except (KeyError, TypeError, ValueError, OSError) as e:
+            self._file.close()
+            raise ResultFileError(f"{where} is malformed: {' '.join(str(e).split())}") from None
 
     def _check_version(self, newest: int) -> None:
         """Files of every earlier format version read; a newer one names the fix."""
@@ -505,7 +552,7 @@ class Result:
             v = None
         if v is None or v > newest:
             self._file.close()
-            raise ValueError(f"{str(self.path)!r} has format_version {v!r}; this tmepde reads up to "
+            raise ResultFileError(f"{str(self.path)!r} has format_version {v!r}; this tmepde reads up to "
                              f"{newest}: upgrade tmepde (pip install -U tmepde)")
         self.format_version = v
 
@@ -667,11 +714,30 @@ def _to_xarray(r: "Result", lead=()):
     return xr.Dataset(data, coords=coords, attrs=_xr_attrs(f.attrs))
 
 
+def _open_h5(path: Path) -> h5py.File:
+    """h5py.File(path, "r") with one-line errors: FileNotFoundError, or ResultFileError for a
+    file that is not HDF5."""
+    if not path.exists():
+        raise FileNotFoundError(f"no such file: {str(path)!r}")
+    try:
+        return h5py.File(path, "r")
+    except OSError as e:
+        raise ResultFileError(f"{str(path)!r} is not an HDF5 file that opens "
+                              f"({' '.join(str(e).split())[:120]})") from None
+
+
+def _other_format_hint(fmt: str) -> str:
+    return {"tmepde-fit": "; it is a 'tmepde fit' file: 'tmepde plot' and 'tmepde info' read it",
+            "tmepde-optimize": "; it is a 'tmepde optimize' file: 'tmepde plot' and 'tmepde info' "
+                               "read it"}.get(fmt, "")
+
+
 def open_result(path: str | Path) -> "Result | SweepResult":
     """Open a result file for reading: a :class:`Result`, or a :class:`SweepResult` for a
-    sweep file written by ``tmepde sweep``."""
-    with h5py.File(path, "r") as f:
-        fmt = f.attrs.get("format")
+    sweep file written by ``tmepde sweep``. A file that is missing raises
+    FileNotFoundError; one that is not a readable result :class:`ResultFileError`."""
+    with _open_h5(Path(path)) as f:
+        fmt = _text(f.attrs.get("format", ""))
     if fmt == SWEEP_FORMAT:
         return SweepResult(path)
     return Result(path)
@@ -697,12 +763,13 @@ class SweepResult(Result):
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self._file = h5py.File(self.path, "r")
-        fmt = self._file.attrs.get("format")
+        self._file = _open_h5(self.path)
+        fmt = _text(self._file.attrs.get("format", ""))
         if fmt != SWEEP_FORMAT:
             self._file.close()
-            raise ValueError(f"{str(self.path)!r} is not a tmepde sweep file (format attribute {fmt!r})")
+            raise ResultFileError(f"{str(self.path)!r} is not a tmepde sweep file (format attribute {fmt!r})")
         self._check_version(SWEEP_FORMAT_VERSION)
+        self._validate(lead=2)
 
     def to_xarray(self):
         """An ``xarray.Dataset`` with a leading ``member`` dimension: observables on

@@ -38,9 +38,13 @@ def _strings(values) -> np.ndarray:
 
 
 def file_format(path: str | Path) -> str | None:
-    with h5py.File(path, "r") as f:
+    """The ``format`` root attribute of an HDF5 file (None without one); FileNotFoundError
+    or :class:`~tmepde.io.ResultFileError` (one line) when it does not open."""
+    from .io import _open_h5, _text
+
+    with _open_h5(Path(path)) as f:
         fmt = f.attrs.get("format")
-    return None if fmt is None else str(fmt)
+    return None if fmt is None else _text(fmt)
 
 
 # -- fit ------------------------------------------------------------------------------------
