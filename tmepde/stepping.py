@@ -207,7 +207,7 @@ class Simulator:
     def _imex_euler(self, t, y, n_now, dt, params):
         disc = self.disc
         k_loc = disc.local_decay(t + dt, y, params)
-        return disc.clip(disc.implicit_solve(y + dt * n_now, dt, params, k_loc))
+        return disc.clip(disc.flush(disc.implicit_solve(y + dt * n_now, dt, params, k_loc)))
 
     def _richardson(self, t, y, h, params):
         """One step ``h`` of ``2 E(h/2)∘E(h/2) - E(h)`` for IMEX Euler ``E`` (second order,
@@ -332,9 +332,12 @@ class Simulator:
         # The same extrapolation as for N gives yⁿ⁺¹ to O(dtᵏ): local decay rates taken there
         # keep the implicit coefficient's error O(dtᵏ), and it is the first guess of the
         # conjugate-gradient groups.
-        y_star = disc.clip(sum(b_j * y_j for b_j, y_j in zip(b, hist_y)))
+        # Only rates and a first guess come from it: the positive part will do (no mass to keep).
+        y_star = disc.positive_part(sum(b_j * y_j for b_j, y_j in zip(b, hist_y)))
         k_loc = disc.local_decay(t_new, y_star, params)
-        return disc.clip(disc.implicit_solve(rhs, gamma, params, k_loc, guess=y_star)), n_now
+        # flush: the solve's round-off in cells nothing has reached becomes exactly 0
+        # (growth terms would amplify it; Discretization.flush).
+        return disc.clip(disc.flush(disc.implicit_solve(rhs, gamma, params, k_loc, guess=y_star))), n_now
 
     # -- loops ---------------------------------------------------------------------
     def _advance_impl(self, carry, params, n_saves: int):
