@@ -96,8 +96,10 @@ def main(argv=None) -> int:
         args.seeds, args.cohort, args.lbfgs_steps, args.cma_factor = 2, 8, 10, 2.0
     info = machine_info()
     model, sim, base, space, log_ratio, objective_for = build(args.exposure)
-    J = space.penalized(objective_for(base), mu=100.0)
-    z0 = jnp.asarray(space.encode({"sys_ifng": IFNG_STANDARD, "sys_pd1": PD1_STANDARD}))
+    J = space.penalized(objective_for(base), mu=1e3)
+    # Empty slots start at 1 % of their cap (at 0 the sigmoid is flat: they could never open).
+    z0 = jnp.asarray(space.encode({"sys_ifng": np.maximum(IFNG_STANDARD, 0.02 * IFNG_DOSE),
+                                   "sys_pd1": np.maximum(PD1_STANDARD, 0.01 * PD1_DOSE)}))
 
     # One forward run and one gradient, compiled then timed (best of 3).
     f = jax.jit(J).lower(z0).compile()
@@ -132,7 +134,7 @@ def main(argv=None) -> int:
     def J_cohort(z):
         doses = space.decode(z)
         exp_term = sum(jnp.sum(doses[f"{ag.prefix}_amounts"]) / ag.budget for ag in space.agents)
-        pen = 0.5 * 100.0 * jnp.sum(jnp.maximum(space.violation(z), 0.0) ** 2)
+        pen = 0.5 * 1e3 * jnp.sum(jnp.maximum(space.violation(z), 0.0) ** 2)
         return jnp.mean(cohort_values(doses)) + args.exposure * exp_term + pen
 
     robust = minimize_lbfgs(J_cohort, jnp.asarray(lb.z), max_steps=args.lbfgs_steps)
