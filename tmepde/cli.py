@@ -48,8 +48,11 @@ def load_config_with(args: argparse.Namespace, table: str, example: str):
 # -- run ------------------------------------------------------------------------------
 
 def _run_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", help="TOML run configuration (reference: docs/config.md)")
+    p.add_argument("config", nargs="?", help="TOML run configuration (reference: docs/config.md)")
     p.add_argument("-o", "--output", help="HDF5 file to write (default: output.path of the config)")
+    p.add_argument("--resume", metavar="FILE",
+                   help="finish an interrupted or failed result FILE in place, from its last save "
+                        "(the run is the file's stored config; no CONFIG)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing result file (it stays intact until the new run stops)")
     add_overrides(p)
@@ -62,6 +65,23 @@ def _run(args: argparse.Namespace) -> int:
     from .config import load_config
     from .runner import run_config
 
+    if args.resume is not None:
+        if args.config is not None or args.overrides or args.output:
+            print("tmepde: --resume FILE continues the file's own run: give no CONFIG, -o or --set",
+                  file=sys.stderr)
+            return 2
+        from .io import ResultFileError
+
+        try:
+            out = run_config(None, progress=not args.no_progress, resume=args.resume)
+        except ResultFileError as e:
+            print(f"tmepde: {e}", file=sys.stderr)
+            return 2
+        print(f"wrote {out}")
+        return 0
+    if args.config is None:
+        print("tmepde: run needs a CONFIG (a TOML file), or --resume FILE", file=sys.stderr)
+        return 2
     cfg = load_config(args.config, args.overrides)
     if args.print_config:
         sys.stdout.write(cfg.to_toml())
@@ -105,6 +125,14 @@ def _info_other(path: str, fmt: str | None) -> int:
     """``tmepde info`` of a fit, optimize or other tmepde HDF5 file: its groups and sizes."""
     import h5py
 
+    if fmt == "tmepde-sensitivity":
+        from .sensitivity import read_sensitivity, summary_markdown
+
+        data = read_sensitivity(path)
+        print(f"file:     {path}\nformat:   {fmt} ({data['method']}, model {data.get('model', '?')}, "
+              f"status {data.get('status', '?')})")
+        print(summary_markdown(data), end="")
+        return 0
     with h5py.File(path, "r") as f:
         print(f"file:     {path}")
         print(f"format:   {fmt}")

@@ -301,14 +301,12 @@ class ResultWriter(_Transactional):
                 }[kind]
         self._observe = None
         if params is not None and model.observables:
-            import jax
-
             for o in model.observables:
                 d = obs.create_dataset(o.name, shape=(0,), maxshape=(None,), dtype=np.float64,
                                        chunks=(1024,))
                 d.attrs["units"] = o.units
                 d.attrs["description"] = o.description
-            self._observe = jax.jit(jax.vmap(lambda t, y: model.observe(t, y, params, grid)))
+            self._observe = _observer(model, params, grid)
         self._series = [t, *obs.values()]  # every (n_saves,) dataset
         scales = coordinate_scales(f, grid)
         _netcdf_variables(f, t, scales, self._fields, obs)
@@ -359,6 +357,67 @@ class ResultWriter(_Transactional):
         self._crcs += [(_crc(times[k:k + 1]), *(_crc(cast[name][k]) for name in self.names))
                        for k in range(len(times))]
         self.n = n1
+
+    @classmethod
+    def reopen(cls, path: str | Path, grid: Grid, model: Model, *, params=None) -> "ResultWriter":
+        """Continue writing an interrupted or failed result file in place (``tmepde run
+        --resume``): its saves so far are re-read once (for the final verification) and
+        ``status`` is ``running`` again."""
+        self = cls.__new__(cls)
+        self.path, self._tmp, self._error = Path(path), None, None
+        self.grid, self.names = grid, tuple(model.names)
+        self._file = f = h5py.File(self.path, "r+", rdcc_nbytes=0)
+        try:
+            self._fields = {name: f["fields"][name] for name in self.names}
+            self._disk_shape = tuple(reversed(grid.shape))
+            self.n = f["time"].shape[0]
+            self._series = [f["time"], *f["observables"].values()]
+            self._observe = (_observer(model, params, grid)
+                             if params is not None and model.observables
+                             and all(o.name in f["observables"] for o in model.observables) else None)
+            times = f["time"][:]
+            self._crcs = [(_crc(times[k:k + 1]), *(_crc(d[k:k + 1]) for d in self._fields.values()))
+                          for k in range(self.n)]
+            self.set_status("running")
+        except Exception:
+            f.close()
+            raise
+        return self
+
+    def set_restart(self, carry: Mapping, save_index: int) -> None:
+        """Store the time stepper's carry (state plus multistep history, see
+        :meth:`tmepde.stepping.Simulator.init`) at save ``save_index`` in ``/restart``, so
+        ``tmepde run --resume`` continues exactly. Rewritten in place after every chunk."""
+        if self._error is not None:
+            raise self._error
+        import jax
+
+        # Leaves in the carry's pytree order; --resume rebuilds the tree from a fresh init.
+        arrays = {f"{i:02d}": np.asarray(v) for i, v in enumerate(jax.tree.leaves(carry))}
+        f = self._file
+        where = f"restart state at save {save_index}"
+        new = "restart" not in f
+        self._check_room(sum(a.nbytes for a in arrays.values()) if new else 0, where)
+        try:
+            g = f.require_group("restart")
+            if new:
+                g.attrs["save_index"] = np.int64(-1)
+                g.attrs["description"] = ("time-stepper carry (state and multistep history) at "
+                                          "save save_index, for tmepde run --resume")
+            g.attrs.modify("save_index", np.int64(-1))  # invalid while rewritten
+            for k, a in arrays.items():
+                name = f"carry_{k}"  # not "y": that is a coordinate of the root
+                if name not in g:
+                    d = g.create_dataset(name, shape=a.shape, dtype=a.dtype)
+                    for j, n in enumerate(a.shape):  # netCDF dimensions (no phony ones)
+                        sc = g.create_dataset(f"{name}_dim{j}", data=np.arange(n, dtype=np.int64))
+                        sc.make_scale(f"{name}_dim{j}")
+                        d.dims[j].attach_scale(sc)
+                g[name][...] = a
+            g.attrs.modify("save_index", np.int64(save_index))
+            f.flush()
+        except Exception as e:
+            raise self._fail(where, e) from e
 
     def _shrink(self, n: int) -> None:
         """Best effort after a failed write: every dataset back to ``n`` saves."""
@@ -463,6 +522,34 @@ def _netcdf_variables(f: h5py.File, time, scales, fields: Mapping, observables) 
             raise ValueError(f"species or observable name {name!r} clashes with another variable "
                              f"of the result file ({sorted(reserved | set(fields))}); rename it")
         f[name] = d
+
+
+def _observer(model: Model, params, grid: Grid):
+    """The model's observables of a batch of saves, jitted and vmapped over saves."""
+    import jax
+
+    return jax.jit(jax.vmap(lambda t, y: model.observe(t, y, params, grid)))
+
+
+def read_restart(path: str | Path) -> tuple[list, int, str, str]:
+    """(carry leaves in pytree order, number of saves, status, config_toml) of a result file
+    to resume; a
+    :class:`ResultFileError` when it has no restart state for its last save."""
+    with _open_h5(Path(path)) as f:
+        if _text(f.attrs.get("format", "")) != FORMAT:
+            raise ResultFileError(f"{str(path)!r} is not a tmepde result file; only runs resume")
+        n = f["time"].shape[0] if "time" in f else 0
+        status = _text(f.attrs.get("status", "?"))
+        if status == "complete":
+            raise ResultFileError(f"{str(path)!r} is complete; nothing to resume")
+        g = f.get("restart")
+        idx = int(g.attrs.get("save_index", -1)) if g is not None else -1
+        if idx != n - 1 or n == 0:
+            raise ResultFileError(f"{str(path)!r} holds no restart state for its last save (save "
+                                  f"{n - 1}); it was written by an older tmepde, ended before its "
+                                  "first chunk, or is damaged: run the config again")
+        carry = [d[()] for k, d in sorted(g.items()) if k.startswith("carry_") and not d.is_scale]
+        return carry, n, status, _text(f.attrs["config_toml"])
 
 
 def verify_saves(path, names, crcs) -> str | None:

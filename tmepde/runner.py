@@ -17,7 +17,7 @@ import jax
 import numpy as np
 
 from .config import Config, load_config
-from .io import ResultWriter, ResultWriteError, check_output
+from .io import ResultFileError, ResultWriter, ResultWriteError, check_output
 from .stepping import Simulator
 
 __all__ = ["NonFiniteError", "CollapseError", "Setup", "build", "run_config"]
@@ -108,8 +108,9 @@ def _first_failure(y_prev, ys, names, nonnegative):
 
 
 def _salvage(writer: ResultWriter, in_flight, names) -> None:
-    """Write the finite leading saves of chunks still in flight (best effort)."""
-    for times, ys in in_flight:
+    """Write the finite leading saves of chunks still in flight (best effort), with the
+    restart state of each chunk written in full."""
+    for times, ys, restart in in_flight:
         try:
             ys = np.asarray(ys)
         except Exception:  # the computation itself failed: nothing more to keep
@@ -119,6 +120,8 @@ def _salvage(writer: ResultWriter, in_flight, names) -> None:
         writer.append(times[:k], ys[:k])
         if bad is not None:
             return
+        if restart is not None:
+            writer.set_restart(restart, writer.n - 1)
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -165,8 +168,15 @@ class StopOnSignals:
 
 
 def run_config(config: Config | str | Path, out_path: str | Path | None = None, *,
-               progress: bool = True, overrides=(), overwrite: bool = False) -> Path:
+               progress: bool = True, overrides=(), overwrite: bool = False,
+               resume: str | Path | None = None) -> Path:
     """Run a config and write its result file; returns the file's path.
+
+    resume: an interrupted or failed result file to finish in place instead (``config``,
+    ``out_path`` and ``overrides`` are then ignored: the run is the file's stored config).
+    The file's ``/restart`` holds the stepper's carry (state and multistep history) at its
+    last save, so the finished file equals an uninterrupted run bit for bit (same device
+    and dtype).
 
     config: a :class:`Config` or a TOML file (``overrides`` are ``dotted.key=value``).
     out_path: the HDF5 file (default ``output.path`` of the config). An existing file is
@@ -181,14 +191,22 @@ def run_config(config: Config | str | Path, out_path: str | Path | None = None, 
     SIGTERM: every complete chunk stays, ``status = "interrupted: SIGINT"`` (or SIGTERM).
     The status becomes ``"complete"`` only after every save was re-read from disk.
     """
-    config_path = None
-    if not isinstance(config, Config):
+    config_path, restart = None, None
+    if resume is not None:
+        from .config import loads_config
+        from .io import read_restart
+
+        restart, n_written, _, text = read_restart(resume)  # refuses a complete file
+        config = loads_config(text, source=str(resume))
+        out_path = Path(resume)
+    elif not isinstance(config, Config):
         config_path = config
         config = load_config(config, overrides)
     elif overrides:
         config = config.replace(*overrides)
-    out_path = Path(out_path if out_path is not None else config.data["output"]["path"])
-    check_output(out_path, overwrite=overwrite, protect=(config_path,))
+    if resume is None:
+        out_path = Path(out_path if out_path is not None else config.data["output"]["path"])
+        check_output(out_path, overwrite=overwrite, protect=(config_path,))
     setup = build(config)
     sim, names = setup.simulator, config.model.names
     chunk = config.data["output"]["chunk"]
@@ -199,40 +217,60 @@ def run_config(config: Config | str | Path, out_path: str | Path | None = None, 
     with StopOnSignals() as stop:
         bar = tqdm(total=setup.n_saves, unit="save", desc=f"tmepde {config.model.name}",
                    disable=not (progress and sys.stderr.isatty()), leave=True)
-        writer = ResultWriter(out_path, config.grid, config.model, config_toml=config.to_toml(),
-                              dtype=sim.dtype, compression=config.data["output"]["compression"],
-                              params=setup.params, overwrite=overwrite, protect=(config_path,))
-        in_flight = []  # (save times, device states) dispatched, not yet written
+        if restart is None:
+            writer = ResultWriter(out_path, config.grid, config.model, config_toml=config.to_toml(),
+                                  dtype=sim.dtype, compression=config.data["output"]["compression"],
+                                  params=setup.params, overwrite=overwrite, protect=(config_path,))
+        else:
+            writer = ResultWriter.reopen(out_path, config.grid, config.model, params=setup.params)
+            bar.update(n_written - 1)
+        in_flight = []  # (save times, device states, carry after them) dispatched, not written
         try:
             from .therapy import dose_events
 
             events = dose_events(setup.params, t_end=save_every * setup.n_saves)
-            if events:  # dose markers for plots: all times, and per schedule
+            if events and restart is None:  # dose markers for plots: all times, and per schedule
                 writer.set_attrs({"dose_times_h": np.unique(np.concatenate(list(events.values()))),
                                   **{f"dose_times_h_{k}": v for k, v in events.items()}})
-            bad = _first_nonfinite(setup.y0[None], names)
-            if bad is not None:
-                raise NonFiniteError(bad[1], 0.0, out_path)
-            carry = sim.init(setup.y0, setup.params)
-            y_last = np.asarray(carry["y"])  # last state written: the collapse check's reference
             nonnegative = [s.nonnegative for s in config.model.species]
-            writer.append([0.0], y_last[None])
+            if restart is None:
+                bad = _first_nonfinite(setup.y0[None], names)
+                if bad is not None:
+                    raise NonFiniteError(bad[1], 0.0, out_path)
+                carry = sim.init(setup.y0, setup.params)
+                y_last = np.asarray(carry["y"])  # last state written: the collapse check's reference
+                writer.append([0.0], y_last[None])
+                done = 0
+            else:  # the carry at the last save, exactly as the interrupted run held it
+                template = sim.init(setup.y0, setup.params)  # its tree structure
+                leaves = jax.tree.leaves(template)
+                if len(leaves) != len(restart) or any(
+                        np.shape(a) != np.shape(b) or np.asarray(a).dtype != b.dtype
+                        for a, b in zip(leaves, restart)):
+                    raise ResultFileError(f"{str(out_path)!r}: its restart state does not fit the "
+                                          "stored config's stepper (another tmepde version?); "
+                                          "run the config again")
+                carry = jax.tree.unflatten(jax.tree.structure(template),
+                                           [jax.numpy.asarray(a) for a in restart])
+                y_last = np.asarray(carry["y"])
+                done = n_written - 1
             # JAX dispatch is asynchronous: chunk k+1 is already computing while chunk k is
             # copied, checked and compressed into the file (the write overlaps the compute).
             # Every chunk has the same length (the number of saves per call is static, so a
             # shorter last chunk would compile the loop a second time, ~10-30 s for the TME
             # model): chunks are balanced and the last one computes past the end and is cut.
+            # (A resumed run recomputes the same per_call, so its chunks are the original ones.)
             per_call = -(-setup.n_saves // -(-setup.n_saves // chunk))
-            done = 0
             while (done < setup.n_saves or in_flight) and stop.signum is None:
                 if done < setup.n_saves:
                     n = min(per_call, setup.n_saves - done)
                     carry, ys = sim.advance(carry, setup.params, per_call)
-                    in_flight.append((save_every * np.arange(done + 1, done + n + 1), ys[:n]))
+                    in_flight.append((save_every * np.arange(done + 1, done + n + 1), ys[:n],
+                                      carry if n == per_call else None))
                     done += n
                     if len(in_flight) < 2 and done < setup.n_saves:
                         continue
-                times, ys = in_flight.pop(0)
+                times, ys, chunk_carry = in_flight.pop(0)
                 ys = np.asarray(ys)
                 bad = _first_failure(y_last, ys, names, nonnegative)
                 if bad is not None:
@@ -240,6 +278,8 @@ def run_config(config: Config | str | Path, out_path: str | Path | None = None, 
                     writer.append(times[:k], ys[:k])
                     raise error(species, float(times[k]), out_path)
                 writer.append(times, ys)
+                if chunk_carry is not None and writer.n - 1 < setup.n_saves:  # what --resume starts from
+                    writer.set_restart(chunk_carry, writer.n - 1)
                 y_last = ys[-1]
                 bar.update(len(times))
             if stop.signum is not None:
