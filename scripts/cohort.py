@@ -108,7 +108,7 @@ def run(args, arms, default_out: str) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     print(f"devices: {jax.devices()}; grid {cfg.grid.shape}, spacing {cfg.grid.spacing} µm, "
           f"t_end {cfg.data['time']['t_end']} h, {len(arms)} arm(s) x {args.n} patients", flush=True)
-    path = run_sweep(cfg, out, progress=not args.no_progress)
+    path = run_sweep(cfg, out, progress=not args.no_progress, overwrite=True)
     print(f"wrote {path}")
     print(Path(f"{path.with_suffix('')}_summary.md").read_text(encoding="utf-8"))
     return path

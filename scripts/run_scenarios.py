@@ -119,7 +119,7 @@ def main(argv=None) -> int:
         if args.only and not any(name.startswith(p) for p in args.only):
             continue
         t0 = time.perf_counter()
-        path = run_sweep(cfg, out_dir / f"{name}_sweep.h5", progress=False)
+        path = run_sweep(cfg, out_dir / f"{name}_sweep.h5", progress=False, overwrite=True)
         wall = time.perf_counter() - t0
         with open_result(path) as res:
             crit, measured, ok = criteria(name, res)

@@ -39,7 +39,7 @@ def main(out: str | Path = "results/gallery", work: str | Path | None = None) ->
     out.mkdir(parents=True, exist_ok=True)
     h5 = Path(work or out) / "tme_section.h5"
     run_config(ROOT / "configs" / "scenarios" / "b3_anti_pd1_combination.toml", h5,
-               progress=False, overrides=OVERRIDES)
+               progress=False, overrides=OVERRIDES, overwrite=True)
     with open_result(h5) as r:
         fig = plot.field_snapshots(r, ["tumor", "cd8", "ifng", "pdl1"], times=[0.0, 24.0, 72.0])
         fig.savefig(out / "tme_section_fields.png", dpi=90)
