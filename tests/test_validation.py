@@ -414,3 +414,10 @@ def test_cli_bad_input_exit_2_one_line(tmp_path, capsys, args, key):
     status, err = _cli(["run", str(p), "--print-config", *args], capsys)
     assert status == 2, err
     assert len(err) == 1 and key in err[0], err
+
+
+def test_cli_missing_input_file_exit_2(tmp_path, capsys):
+    status, err = _cli(["info", str(tmp_path / "nothere.h5")], capsys)
+    assert status == 2 and len(err) == 1 and "nothere.h5" in err[0]
+    status, err = _cli(["run", str(tmp_path / "nothere.toml")], capsys)
+    assert status == 2 and len(err) == 1 and "nothere.toml" in err[0]

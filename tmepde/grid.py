@@ -51,12 +51,16 @@ class Boundary:
                 f"boundary kind must be one of {_BC_KINDS} (or 'zero_flux'), got {self.kind!r}"
             )
         object.__setattr__(self, "kind", kind)
-        if isinstance(self.value, bool) or not isinstance(self.value, (int, float, np.integer, np.floating)):
-            raise ValueError(f"boundary value must be a number, got {self.value!r}")
-        if not np.isfinite(self.value):
+        try:
+            if isinstance(self.value, (bool, str, bytes)):
+                raise TypeError
+            value = float(self.value)
+        except (TypeError, ValueError):
+            raise ValueError(f"boundary value must be a number, got {self.value!r}") from None
+        if not np.isfinite(value):
             raise ValueError(f"boundary value must be finite (a Dirichlet value in the field's units), "
                              f"got {self.value!r}")
-        object.__setattr__(self, "value", float(self.value))
+        object.__setattr__(self, "value", value)
 
 
 def parse_boundary(spec) -> Boundary:

@@ -337,9 +337,10 @@ class Model:
                                  "start from model.default_params() or model.params(**changes), "
                                  "which set every parameter")
         values = tuple(params.values())
+        key = (tuple(params), tuple(batched))
         last = self._last_checked
-        if (last is not None and len(last) == len(values)
-                and all(a is b for a, b in zip(last, values))
+        if (last is not None and last[0] == key and len(last[1]) == len(values)
+                and all(a is b for a, b in zip(last[1], values))
                 and all(isinstance(v, jax.Array) for v in values)):
             return  # the same immutable arrays as last time (every chunk of a run)
         for k, v in params.items():
@@ -355,7 +356,7 @@ class Model:
                                          f"({_short(stop)} h) must be >= {k[:-5] + '_start'!r} "
                                          f"({_short(start)} h)")
         if not any(isinstance(v, jax.core.Tracer) for v in values):
-            self._last_checked = values
+            self._last_checked = (key, values)
 
     def stack(self, fields: Mapping[str, object], grid: Grid, dtype=None):
         """Stack ``{species: array or scalar}`` into ``(n_species, *grid.shape)``.
