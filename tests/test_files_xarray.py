@@ -126,3 +126,17 @@ def test_sweep_file_opens_as_datatree(tmp_path):
     tree.close()
     np.testing.assert_array_equal(ds["param_D_tumor"].values, [0.05, 0.5, 1.0])
     assert ds["tumor"].dims == ("member", "field_time", "y", "x")
+    # An existing sweep file is refused (before anything compiles) unless overwrite.
+    from tmepde.io import OutputExistsError
+
+    with pytest.raises(OutputExistsError, match="pass --overwrite"):
+        sweep.run_sweep(cfg, out, progress=False)
+    # Re-summarising reads the stored config as data: a model path that cannot be imported
+    # (or would run code) is never imported.
+    with h5py.File(out, "r+") as f:
+        rows = [dict(zip(f["summary/arms"].keys(), v)) for v in zip(*(d[:] for d in f["summary/arms"].values()))]
+        f.attrs["config_toml"] = str(f.attrs["config_toml"]).replace(
+            "tmepde.models.examples:fisher_kpp", "no_such_module_would_run:model")
+        assert "no_such_module_would_run" in str(f.attrs["config_toml"])
+    again = sweep.summarize(out)
+    assert [r["n"] for r in again] == [int(r["n"]) for r in rows] == [3]
