@@ -96,7 +96,7 @@ D_tumor = { range = [0.01, 1.0], scale = "log" }
 """
 
 
-def test_cli_sensitivity_of_logistic_growth(tmp_path):
+def test_cli_sensitivity_of_logistic_growth(tmp_path, capsys):
     """A uniform tumor grows logistically whatever its motility: all variance is growth's."""
     from tmepde.cli import main
 
@@ -114,6 +114,10 @@ def test_cli_sensitivity_of_logistic_growth(tmp_path):
     u = 1 / (1 + (1 / 0.05 - 1) * np.exp(-r * 48.0))
     np.testing.assert_allclose(data["outcome"], np.log10(u * 40.0), atol=1e-4)
     assert (tmp_path / "s.png").stat().st_size > 1000
+    capsys.readouterr()
+    assert main(["info", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "| growth |" in table and f"{s1[names.index('growth')]:.3f}" in table
     assert main(["sensitivity", str(cfg), "-o", str(out), "--no-progress"]) == 2  # no clobbering
 
 
