@@ -87,7 +87,8 @@ def auto_chunk(sim: Simulator, n_saves: int, n_members: int, fraction: float = 0
     """Largest chunk that uses at most ``fraction`` of each device's free memory, rounded
     to a multiple of the device count."""
     devices = jax.devices()
-    per_device = min(_device_memory_bytes(d) for d in devices)
+    # Only this process's devices can report memory (several hosts: assume alike devices).
+    per_device = min(_device_memory_bytes(d) for d in jax.local_devices())
     per_member = member_bytes(sim, n_saves)
     fit = max(1, int(fraction * per_device // per_member)) * len(devices)
     return max(len(devices), min(fit, _round_up(n_members, len(devices))))
