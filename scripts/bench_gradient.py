@@ -9,6 +9,12 @@ peak RSS. Time: best of ``--repeat`` runs after compilation.
     python scripts/bench_gradient.py                       # default.toml at 64² (CPU-sized)
     python scripts/bench_gradient.py --shape 256 256       # the full default scenario (GPU)
 Writes results/bench_gradient.{md,json}.
+
+    python scripts/bench_gradient.py --finite              # day-7 burden, 64² × 80 µm, float32
+checks instead that the gradient of the day-7 tumor burden is finite for every parameter
+entry (counts, the non-finite entries by name) and times it against the forward run; it
+writes the section "Gradient finiteness" of results/bench_gradient.md and
+results/bench_gradient_finite.json.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import json
 import os
 import platform
 import resource
+import shlex
 import time
 from pathlib import Path
 
@@ -70,6 +77,86 @@ def bench(cfg, repeat: int) -> dict:
     return out
 
 
+def finiteness(cfg) -> dict:
+    """Gradient of the final tumor burden w.r.t. every parameter entry: finite counts, times."""
+    s = build(cfg)
+    sim, model = s.simulator, cfg.model
+    vol = jnp.asarray(cfg.grid.cell_volumes(), sim.dtype)
+    it, ist = model.index("tumor"), model.index("stem")
+    y0 = jnp.asarray(s.y0)
+
+    def burden(p):
+        y = sim.run(p, y0, s.n_saves)[-1]
+        return jnp.sum((y[it] + y[ist]) * vol)
+
+    out = {"grid": list(cfg.grid.shape), "spacing_um": list(cfg.grid.spacing),
+           "t_end_h": cfg.data["time"]["t_end"], "dt_h": sim.dt, "scheme": sim.scheme,
+           "dtype": str(jnp.dtype(sim.dtype)), "load_before": os.getloadavg()}
+    for name, fn in (("forward", burden), ("gradient", jax.value_and_grad(burden))):
+        c0, t0 = time.process_time(), time.perf_counter()
+        compiled = jax.jit(fn).lower(s.params).compile()
+        out[f"{name}_compile_s"] = time.perf_counter() - t0
+        out[f"{name}_compile_cpu_s"] = time.process_time() - c0
+        t0 = time.perf_counter()
+        res = jax.block_until_ready(compiled(s.params))
+        out[f"{name}_s"] = time.perf_counter() - t0
+        print(f"{name}: compile {out[f'{name}_compile_s']:.1f} s, run {out[f'{name}_s']:.2f} s", flush=True)
+    value, grad = res
+    out["burden_um2"] = float(value)
+    entries, bad_keys, bad_entries = 0, [], []
+    for k in sorted(grad):
+        a = np.atleast_1d(np.asarray(grad[k]))
+        entries += a.size
+        bad = np.flatnonzero(~np.isfinite(a))
+        if bad.size:
+            bad_keys.append(k)
+            bad_entries += [k if np.ndim(grad[k]) == 0 else f"{k}[{i}]" for i in bad]
+    out.update(keys=len(grad), entries=entries, nonfinite_keys=bad_keys, nonfinite_entries=len(bad_entries),
+               nonfinite=bad_entries, zero_entries=int(sum(np.sum(np.asarray(v) == 0) for v in grad.values())),
+               zero=[k if np.ndim(v) == 0 else f"{k}[{i}]" for k, v in sorted(grad.items())
+                     for i in np.flatnonzero(np.atleast_1d(np.asarray(v)) == 0)],
+               time_ratio=out["gradient_s"] / out["forward_s"],
+               compile_ratio=out["gradient_compile_s"] / out["forward_compile_s"],
+               load_after=os.getloadavg())
+    return out
+
+
+def finite_main(args, machine):
+    base = load_config(args.config)
+    shape = args.shape
+    spacing = [e / n for e, n in zip(base.grid.extent, shape)]
+    t_end = args.t_end or 168.0
+    cfg = base.replace(f"grid.shape={list(shape)}", f"grid.spacing={spacing}", f"time.t_end={t_end}",
+                       f"solver.dtype={args.dtype}")
+    r = finiteness(cfg)
+    print(json.dumps(r, indent=1), flush=True)
+    Path(args.out + "_finite.json").write_text(json.dumps({"machine": machine, "run": r}, indent=1))
+    cmd = "python " + " ".join(shlex.quote(a) for a in sys.argv)
+    lines = ["## Gradient finiteness", "",
+             f"Command: `{cmd}`. Machine: {machine['cpu']}, {machine['cores']} cores, JAX {machine['jax']} "
+             f"({machine['backend']}); load average {r['load_before'][0]:.1f} before, {r['load_after'][0]:.1f} "
+             "after (shared machine: times are upper bounds).", "",
+             f"Config {args.config} at {shape[0]}² × {spacing[0]:g} µm (same section), t_end {t_end:g} h, "
+             f"dt {r['dt_h']:g} h, {r['scheme']}, {r['dtype']}. Scalar: final tumor burden "
+             f"∑ (tumor + stem) × cell volume = {r['burden_um2']:.4g} µm²; `jax.value_and_grad` w.r.t. every "
+             "parameter.", "",
+             "| parameters (keys / entries) | finite entries | non-finite entries | exactly zero | "
+             "forward compile (s) | gradient compile (s) | compile ratio | forward run (s) | "
+             "gradient run (s) | run ratio |",
+             "|---|---|---|---|---|---|---|---|---|---|",
+             f"| {r['keys']} / {r['entries']} | {r['entries'] - r['nonfinite_entries']} | {r['nonfinite_entries']} | "
+             f"{r['zero_entries']} | {r['forward_compile_s']:.1f} | {r['gradient_compile_s']:.1f} | "
+             f"{r['compile_ratio']:.2f} | {r['forward_s']:.2f} | {r['gradient_s']:.2f} | {r['time_ratio']:.2f} |",
+             ""]
+    if r["nonfinite"]:
+        lines += ["Non-finite: " + ", ".join(r["nonfinite"]), ""]
+    lines += ["Exactly zero: " + ", ".join(r["zero"]) + ".", ""]
+    md = Path(args.out + ".md")
+    head = md.read_text().split("## Gradient finiteness")[0].rstrip() + "\n\n" if md.exists() else ""
+    md.write_text(head + "\n".join(lines))
+    print("\n".join(lines))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default="configs/default.toml")
@@ -78,7 +165,14 @@ def main():
     ap.add_argument("--t-end", type=float, default=None, help="t_end (h) of the base scenario (default: config)")
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--out", default="results/bench_gradient")
+    ap.add_argument("--finite", action="store_true",
+                    help="check the day-7 burden gradient is finite for every parameter (64² × 80 µm)")
+    ap.add_argument("--dtype", default="float32", help="solver.dtype of the --finite run")
     args = ap.parse_args()
+    if args.finite:
+        machine = {"cpu": cpu_model(), "cores": os.cpu_count(), "jax": jax.__version__,
+                   "backend": jax.default_backend(), "python": platform.python_version()}
+        return finite_main(args, machine)
     base = load_config(args.config)
     ext = [e for e in base.grid.extent]
     spacing = [e / n for e, n in zip(ext, args.shape)]

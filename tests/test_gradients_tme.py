@@ -1,6 +1,8 @@
 """Reverse-mode gradients of the TME model against central finite differences (x64).
 
-One scalar of a 1-day run (IMEX Euler, dt 1 h) on a 16-shell radial grid depends on every field; its gradient
+sbdf2 on a 2D section (the default solver): the gradient of the tumor burden with respect to
+every parameter is finite in float64 and float32, and a representative set matches central
+differences. IMEX Euler on shells: one scalar of a 1-day run (IMEX Euler, dt 1 h) on a 16-shell radial grid depends on every field; its gradient
 (one jax.value_and_grad call, compiled once) is compared, entry by entry, with central
 differences of the same scalar for one representative parameter of every parameter group
 (tumor, stem, each immune population, each cytokine's production/decay/diffusivity, PD-L1,
@@ -8,12 +10,15 @@ exhaustion/memory, Treg/MDSC recruitment, macrophage polarisation, angiogenesis,
 dose amounts and for dose times (systemic and intratumoral).
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import tmepde as tp
-from tmepde.models.tme import DEFAULTS, tme_model
+from tmepde.models.tme import DEFAULTS, initial_conditions, tme_model
 
 # (group, parameter): log-parameters (derivative w.r.t. log p)
 LOG_PARAMS = [
@@ -107,4 +112,87 @@ def test_tme_gradients_match_central_differences_for_every_parameter_group():
             bad.append((group, k, float(grad[j]), fd))
         # the scalar must actually depend on the parameter, or the check says nothing
         assert abs(fd) > 1e-9, (group, k, fd)
+    assert not bad, bad
+
+
+# -- sbdf2 on a 2D section ---------------------------------------------------------------------
+# A 640 µm section with the default model: a tumor disk, four vessel clusters, the default
+# infiltrate; IFN-γ s.c. at 1 h and 14 h and anti-PD-1 i.v. at 4 h inside the 24 h window.
+# IFN-γ, IL-2, IL-12, CXCL and the drugs have state-dependent uptake: their implicit solves
+# are the conjugate-gradient (krylov) groups, started from the extrapolated state.
+# Each dtype is one compile of the sbdf2 gradient of the full model: 5-8 CPU minutes on a
+# 2-core CPU, hence slow (pytest -m slow); the default suite checks the conjugate-gradient
+# gradients on a small model (tests/test_gradients.py) and this model under IMEX Euler above.
+# (key, slot, step): central differences, step relative to the value, or in h for times
+# (truncation error ~h²/6 relative: ~2e-7 for both kinds; pulses are 1 h wide).
+FD_SET = [("kill_cd8", None, 1e-3), ("D_ifng", None, 1e-3), ("D_cd8", None, 1e-3),
+          ("decay_ifng", None, 1e-3), ("decay_tgfb", None, 1e-3), ("ec50_pdl1", None, 1e-3),
+          ("uptake_ifng", None, 1e-3), ("sys_ifng_amounts", 0, 1e-3), ("sys_ifng_times", 0, 1e-3),
+          ("sys_pd1_amounts", 0, 1e-3), ("sys_pd1_times", 0, 1e-3)]
+
+
+@functools.lru_cache(maxsize=None)
+def _section(dtype_name):
+    """(compiled value_and_grad of the day-1 burden, default params) for one dtype."""
+    dtype = jnp.dtype(dtype_name)
+    grid = tp.Grid((16, 16), 40.0)
+    model = tme_model(grid=grid, n_doses=2)
+    p = model.default_params(dtype)
+    p["sys_ifng_times"], p["sys_ifng_amounts"] = jnp.asarray([1.0, 14.0], dtype), jnp.asarray([8.65e4] * 2, dtype)
+    p["sys_pd1_times"], p["sys_pd1_amounts"] = jnp.asarray([4.0, 0.0], dtype), jnp.asarray([2.0e8, 0.0], dtype)
+    y0 = model.stack(initial_conditions(grid, vessel_spots=4), grid, dtype)
+    # cg_tol far below the differences' round-off (the default 1e-10 leaves ~1e-6 noise)
+    sim = tp.Simulator(model, grid, dt=0.5, save_every=24.0, dtype=dtype, scheme="sbdf2",
+                       cg_tol=1e-13 if dtype == jnp.float64 else None)
+    vol = jnp.asarray(grid.cell_volumes(), dtype)
+    it, ist = model.index("tumor"), model.index("stem")
+
+    def burden(params):
+        y = sim.run(params, y0, 1)[-1]
+        return jnp.sum((y[it] + y[ist]) * vol)  # µm² of tumor + stem cells
+
+    return jax.jit(jax.value_and_grad(burden)), p
+
+
+def _nonfinite(grad):
+    return [f"{k}{list(np.flatnonzero(~np.isfinite(np.asarray(v))))}" for k, v in grad.items()
+            if not np.all(np.isfinite(np.asarray(v)))]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype_name", ["float64", "float32"])
+def test_sbdf2_burden_gradient_is_finite_for_every_parameter(dtype_name):
+    vg, p = _section(dtype_name)
+    value, grad = vg(p)
+    assert np.isfinite(float(value)) and float(value) > 0
+    assert set(grad) == set(p)
+    assert not _nonfinite(grad), _nonfinite(grad)
+    # the window is long enough that the doses reach the burden at all
+    for k, i, _ in FD_SET:
+        assert float(grad[k] if i is None else grad[k][i]) != 0.0, k
+    if dtype_name == "float32":  # and float32 is the same gradient, not just a finite one
+        vg64, p64 = _section("float64")
+        g64 = vg64(p64)[1]
+        for k, i, _ in FD_SET:
+            a, b = (float(g[k] if i is None else g[k][i]) for g in (grad, g64))
+            assert abs(a - b) <= 2e-2 * abs(b), (k, a, b)
+
+
+@pytest.mark.slow
+def test_sbdf2_burden_gradient_matches_central_differences():
+    vg, p0 = _section("float64")
+    value, grad = vg(p0)
+    bad = []
+    for k, i, rel in FD_SET:
+        x = p0[k] if i is None else p0[k][i]
+        h = rel if k.endswith("_times") else rel * abs(float(x))
+
+        def at(dx):
+            return float(vg(dict(p0, **{k: x + dx if i is None else p0[k].at[i].set(x + dx)}))[0])
+
+        fd = (at(h) - at(-h)) / (2 * h)
+        g = float(grad[k] if i is None else grad[k][i])
+        # the step must move the burden well above round-off (~1e-15), or fd is noise
+        if not (abs(fd * h) > 1e-10 * abs(float(value)) and abs(g - fd) <= 1e-5 * abs(fd)):
+            bad.append((k, i, g, fd, fd * h / float(value)))
     assert not bad, bad
