@@ -209,18 +209,6 @@ class Simulator:
         k_loc = disc.local_decay(t + dt, y, params)
         return disc.clip(disc.flush(disc.implicit_solve(y + dt * n_now, dt, params, k_loc)))
 
-    def _richardson(self, t, y, h, params):
-        """One step ``h`` of ``2 E(h/2)∘E(h/2) - E(h)`` for IMEX Euler ``E`` (second order,
-        no history; stiff modes still decay since both terms do)."""
-        disc = self.disc
-        limiter_dt = h / 2 if self.chemotaxis_limiter else None
-        n_now = disc.nonstiff(t, y, params, limiter_dt)
-        full = self._imex_euler(t, y, n_now, h, params)
-        half = self._imex_euler(t, y, n_now, h / 2, params)
-        n_half = disc.nonstiff(t + h / 2, half, params, limiter_dt)
-        two_halves = self._imex_euler(t + h / 2, half, n_half, h / 2, params)
-        return disc.clip(2 * two_halves - full)
-
     def start_mesh(self):
         """Nodes (h from t0) of the start of an order-``k`` IMEX BDF scheme:
         ``t_i = W (i/K)^k``, ``W = m dt``, ``K = k m + 1`` (steps < dt), then
@@ -249,13 +237,59 @@ class Simulator:
             g_j, a_j, b_j = imex_bdf_coefficients(nodes[j + 1 - order:j + 2])
             coef[j, 0], coef[j, 1:1 + order], coef[j, 1 + k:1 + k + order] = g_j, a_j, b_j
         E = G - (m - 1)  # newest node after the start
-        start = (coef[1:E], np.diff(nodes)[1:E], nodes[1:E])
+        start = (coef[1:E], np.diff(nodes)[1:E], nodes[1:E])  # node 1 comes from _start_rows
         g_u, a_u, b_u = imex_bdf_coefficients(dt * np.arange(-k + 1, 2))
         uniform = np.concatenate([[g_u], a_u, b_u])
         loop = (np.concatenate([coef[E:G], uniform[None]]),
                 np.concatenate([nodes[E:G], [nodes[G]]]),
                 np.concatenate([np.diff(nodes)[E:G], [dt]]))
         return start, loop
+
+    START_SLOTS = 5  # states held by the start scan (the Richardson step needs five)
+
+    def _start_rows(self):
+        """The start as rows of one generic step (NumPy, float64), so that :meth:`_start`
+        compiles a single step body (the Richardson step and the graded BDF steps written
+        out separately compiled ~5 copies of the reactions and solves: 18 s quiet, 58 s
+        loaded, for the default scenario, against ~5 s for the whole loop).
+
+        A row ``(γ, a, b, t_now, t_new, h_lim, valid)`` acts on ``H`` slots of states
+        (newest first) and the rates at all but the newest: it evaluates the rates at the
+        newest state (time ``t_now``, chemotaxis limiter step ``h_lim``), solves
+        ``(I - γ S) y = Σ a_i y_i + γ Σ b_i N_i`` with local decay at ``Σ b_i y_i`` and time
+        ``t_new``, and pushes ``y``. IMEX Euler from slot ``s`` is ``a = b = e_s``; ``γ = 0``
+        makes a linear combination. Rows: ``E(h)`` and ``E(h/2)`` from ``y⁰``,
+        ``E(h/2)`` again, ``2 E(h/2)∘E(h/2) - E(h)`` (Richardson), then ``y⁰`` and the
+        Richardson state pushed again so that the newest two slots are nodes 1 and 0, then
+        the graded BDF steps of :meth:`_bdf_tables`. Padded with invalid rows to a multiple
+        of the checkpoint block. Times relative to ``t0``.
+        """
+        k, H = self.bdf_order, self.START_SLOTS
+        e = np.eye(H)
+        h0 = float(self.start_mesh()[1])
+        rows = [  # gamma, a, b, t_now, t_new, h_lim
+            (h0, e[0], e[0], 0.0, h0, h0 / 2),  # full = E(h0) y0
+            (h0 / 2, e[1], e[1], h0, h0 / 2, h0 / 2),  # half = E(h0/2) y0 (y0 and its rate in slot 1)
+            (h0 / 2, e[0], e[0], h0 / 2, h0, h0 / 2),  # two = E(h0/2) half
+            (0.0, 2 * e[0] - e[2], e[0], h0, h0, h0 / 2),  # Richardson: 2 two - full
+            (0.0, e[4], e[0], h0, 0.0, h0),  # y0 again ...
+            (0.0, e[1], e[0], 0.0, h0, h0),  # ... then node 1: slots (node 1, node 0), rate N(y0)
+        ]
+        coef, hs, ts = self._start_table
+        for cf, h, t in zip(coef, hs, ts):
+            a_j, b_j = np.zeros(H), np.zeros(H)
+            a_j[:k], b_j[:k] = cf[1:1 + k], cf[1 + k:]
+            rows.append((cf[0], a_j, b_j, t, t + h, h))
+        L = len(rows)
+        block = max(1, math.isqrt(L))
+        pad = (-L) % block
+        rows += [rows[-1]] * pad
+        gamma = np.array([r[0] for r in rows])
+        a = np.stack([r[1] for r in rows])
+        b = np.stack([r[2] for r in rows])
+        times = np.array([r[3:6] for r in rows])
+        valid = np.arange(len(rows)) < L
+        return (gamma, a, b, times, valid), block
 
     @functools.partial(jax.jit, static_argnums=0)
     def _start(self, carry, params):
@@ -273,45 +307,46 @@ class Simulator:
         accumulates (the first steps are so short, ~dt/k^k m^(k-1), that their lower order
         costs nothing). The recursion of the loop starts from the states at ``m dt``, ...,
         ``(m + k - 1) dt``, never from the initial state (whose explicit rates ``N(y⁰)``
-        would enter the extrapolation as an O(dt) error). Cost: ``k m + k + 2`` implicit
-        solves in all, of which the loop's first ``m - 1`` steps do the last ``m - 1`` (see
-        :meth:`_bdf_tables`); ``m = 1``, ``k = 2``: nodes dt/9, 4dt/9, dt, 2dt.
+        would enter the extrapolation as an O(dt) error). Cost: ``k m + k + 5`` implicit
+        solves in all (three with γ = 0, i.e. none), of which the loop's first ``m - 1``
+        steps do the last ``m - 1`` (see :meth:`_bdf_tables`); ``m = 1``, ``k = 2``: nodes
+        dt/9, 4dt/9, dt, 2dt. One scan over the rows of :meth:`_start_rows`, in
+        checkpointed blocks of ~√L rows (reverse-mode memory ~2√L carries).
         Returns the carry entries ``ahead`` (the newest ``k`` nodes, oldest first) and
         ``n_ahead`` (rates at all but the newest).
         """
-        k = self.bdf_order
+        k, H = self.bdf_order, self.START_SLOTS
+        disc = self.disc
         t0, y = carry["t0"], carry["y"]
-        h0 = float(self.start_mesh()[1])
-        # First node at ~dt^k/(k^k W^(k-1)): an IMEX Euler error there, and the initial
-        # state in the history of the next steps, are O(dt^k).
-        ya = self._richardson(t0, y, h0, params)
-        n0 = self.disc.nonstiff(t0, y, params, h0 if self.chemotaxis_limiter else None)
-        coef, hs, ts = self._start_table
-        xs = (jnp.asarray(coef, self.dtype), jnp.asarray(hs, self.dtype), t0 + jnp.asarray(ts, self.dtype))
+        (gamma, a, b, times, valid), block = self._start_rows()
+        dt_ = self.dtype
+        xs = (jnp.asarray(gamma, dt_), jnp.asarray(a, dt_), jnp.asarray(b, dt_),
+              t0 + jnp.asarray(times, dt_), jnp.asarray(valid))
 
         @jax.checkpoint
         def one(c, x):
-            hist_y, hist_n = c  # newest first: k states, k - 1 rates (at all but the newest)
-            cf, h, t = x
-            y_new, n_now = self._bdf_step(t, h, cf, hist_y, hist_n, params)
-            return ((y_new,) + hist_y[:-1], (n_now,) + hist_n[:-1]), None
-
-        # Blocks of ~√L steps, each checkpointed: reverse-mode memory ~2√L carries.
-        L = len(hs)
-        block = max(1, math.isqrt(L))
-        n_blocks = L // block
+            hist_y, hist_n = c  # H states newest first; rates at all but the newest
+            g, a_r, b_r, tt, ok = x
+            t_now, t_new, h_lim = tt[0], tt[1], tt[2]
+            n_now = disc.nonstiff(t_now, hist_y[0], params, h_lim if self.chemotaxis_limiter else None)
+            rates = (n_now,) + hist_n
+            rhs = sum(a_r[i] * hist_y[i] for i in range(H)) + g * sum(b_r[i] * rates[i] for i in range(H))
+            y_star = disc.positive_part(sum(b_r[i] * hist_y[i] for i in range(H)))
+            k_loc = disc.local_decay(t_new, y_star, params)
+            y_new = disc.clip(disc.flush(disc.implicit_solve(rhs, g, params, k_loc, guess=y_star)))
+            new = ((y_new,) + hist_y[:-1], rates[:-1])
+            return jax.tree_util.tree_map(lambda u, v: jnp.where(ok, u, v), new, c), None
 
         @jax.checkpoint
         def one_block(c, xb):
             return jax.lax.scan(one, c, xb)[0], None
 
-        c = ((ya,) + (y,) * (k - 1), (n0,) * (k - 1))
-        head = jax.tree_util.tree_map(lambda a: a[:n_blocks * block].reshape((n_blocks, block) + a.shape[1:]), xs)
-        c, _ = jax.lax.scan(one_block, c, head)
-        if L > n_blocks * block:
-            c, _ = jax.lax.scan(one, c, jax.tree_util.tree_map(lambda a: a[n_blocks * block:], xs))
-        hist_y, hist_n = c  # the newest k nodes, newest first; rates at all but the newest
-        return {"ahead": hist_y[::-1], "n_ahead": hist_n[::-1]}
+        n_blocks = len(gamma) // block
+        c = ((y,) * H, (jnp.zeros_like(y),) * (H - 1))
+        c, _ = jax.lax.scan(one_block, c, jax.tree_util.tree_map(
+            lambda u: u.reshape((n_blocks, block) + u.shape[1:]), xs))
+        hist_y, hist_n = c
+        return {"ahead": hist_y[:k][::-1], "n_ahead": hist_n[:k - 1][::-1]}
 
     def _bdf_step(self, t, h, coef, hist_y, hist_n, params):
         """IMEX BDF step from ``t`` to ``t + h``: solve
