@@ -129,14 +129,40 @@ def finite_main(args, machine):
     cfg = base.replace(f"grid.shape={list(shape)}", f"grid.spacing={spacing}", f"time.t_end={t_end}",
                        f"solver.dtype={args.dtype}")
     r = finiteness(cfg)
+    r["command"] = "python " + " ".join(shlex.quote(a) for a in sys.argv)
     print(json.dumps(r, indent=1), flush=True)
     Path(args.out + "_finite.json").write_text(json.dumps({"machine": machine, "run": r}, indent=1))
-    cmd = "python " + " ".join(shlex.quote(a) for a in sys.argv)
+    write_finite_section(Path(args.out + ".md"), r, machine, args.config)
+
+
+def _grouped(names):
+    """['k[0]', 'k[1]', 'k[3]', 'q'] -> 'k[0-1,3], q'."""
+    slots: dict = {}
+    for n in names:
+        key, _, i = n.partition("[")
+        slots.setdefault(key, []).append(int(i[:-1]) if i else None)
+    out = []
+    for key, idx in slots.items():
+        if idx == [None]:
+            out.append(key)
+            continue
+        runs, start = [], idx[0]
+        for a, b in zip(idx, idx[1:] + [None]):
+            if b != a + 1 if b is not None else True:
+                runs.append(f"{start}" if start == a else f"{start}-{a}")
+                start = b
+        out.append(f"{key}[{','.join(runs)}]")
+    return ", ".join(out)
+
+
+def write_finite_section(md: Path, r: dict, machine: dict, config: str):
+    """Replace the "Gradient finiteness" section of ``md`` with the result ``r``."""
+    shape, spacing = r["grid"], r["spacing_um"]
     lines = ["## Gradient finiteness", "",
-             f"Command: `{cmd}`. Machine: {machine['cpu']}, {machine['cores']} cores, JAX {machine['jax']} "
-             f"({machine['backend']}); load average {r['load_before'][0]:.1f} before, {r['load_after'][0]:.1f} "
-             "after (shared machine: times are upper bounds).", "",
-             f"Config {args.config} at {shape[0]}² × {spacing[0]:g} µm (same section), t_end {t_end:g} h, "
+             f"Command: `{r['command']}`. Machine: {machine['cpu']}, {machine['cores']} cores, JAX "
+             f"{machine['jax']} ({machine['backend']}); load average {r['load_before'][0]:.1f} before, "
+             f"{r['load_after'][0]:.1f} after (a shared machine: times are upper bounds, ratios noisy).", "",
+             f"Config {config} at {shape[0]}² × {spacing[0]:g} µm (same section), t_end {r['t_end_h']:g} h, "
              f"dt {r['dt_h']:g} h, {r['scheme']}, {r['dtype']}. Scalar: final tumor burden "
              f"∑ (tumor + stem) × cell volume = {r['burden_um2']:.4g} µm²; `jax.value_and_grad` w.r.t. every "
              "parameter.", "",
@@ -147,11 +173,13 @@ def finite_main(args, machine):
              f"| {r['keys']} / {r['entries']} | {r['entries'] - r['nonfinite_entries']} | {r['nonfinite_entries']} | "
              f"{r['zero_entries']} | {r['forward_compile_s']:.1f} | {r['gradient_compile_s']:.1f} | "
              f"{r['compile_ratio']:.2f} | {r['forward_s']:.2f} | {r['gradient_s']:.2f} | {r['time_ratio']:.2f} |",
-             ""]
+             "", f"Compile CPU time: forward {r['forward_compile_cpu_s']:.0f} s, gradient "
+             f"{r['gradient_compile_cpu_s']:.0f} s.", ""]
     if r["nonfinite"]:
-        lines += ["Non-finite: " + ", ".join(r["nonfinite"]), ""]
-    lines += ["Exactly zero: " + ", ".join(r["zero"]) + ".", ""]
-    md = Path(args.out + ".md")
+        lines += ["Non-finite: " + _grouped(r["nonfinite"]) + ".", ""]
+    lines += ["Exactly zero (the whole list is in "
+              f"{md.stem}_finite.json; dose slots and agents with amount 0 and doses after t_end cannot "
+              "act on the burden): " + _grouped(r["zero"]) + ".", ""]
     head = md.read_text().split("## Gradient finiteness")[0].rstrip() + "\n\n" if md.exists() else ""
     md.write_text(head + "\n".join(lines))
     print("\n".join(lines))
@@ -213,7 +241,9 @@ def main():
         lines += ["", f"Longer run: {rows[1]['steps'] / rows[0]['steps']:.1f}× the steps and "
                   f"{rows[1]['saves'] / rows[0]['saves']:.1f}× the saves; gradient temp memory grows "
                   f"{g:.2f}× (checkpointing: memory ∝ saves + 2√(steps per save) carries, not steps)."]
-    Path(args.out + ".md").write_text("\n".join(lines) + "\n")
+    md = Path(args.out + ".md")
+    finite = md.read_text().partition("## Gradient finiteness") if md.exists() else ("", "", "")
+    md.write_text("\n".join(lines) + "\n" + ("\n" + finite[1] + finite[2] if finite[1] else ""))
     print("\n".join(lines))
 
 
