@@ -256,9 +256,13 @@ def chemotaxis_divergence(u, attractant, sensitivity, grid: Grid, bcs: tuple[Axi
             flux_lo = jnp.roll(flux, 1, axis=ax)
             outflow = outflow + (jnp.maximum(flux, 0) + jnp.maximum(-flux_lo, 0)) / grid.spacing[a]
         # Double `where` so the unused branch has no 0/0 in its gradient.
-        limited_cells = dt * outflow > u
+        # A cell with nothing in it (u <= 0, e.g. a round-off negative) sends nothing out; with
+        # no outflow it is never limited, so ``safe`` is never 0 (0·(u/0) was NaN, forward and
+        # in the gradient of the other branch). Same value and derivative as u for u >= 0.
+        held = jnp.where(u >= 0, u, 0.0)
+        limited_cells = dt * outflow > held
         safe = jnp.where(limited_cells, dt * outflow, 1.0)
-        scale = jnp.where(limited_cells, u / safe, 1.0)
+        scale = jnp.where(limited_cells, held / safe, 1.0)
         limited = []
         for a, flux in enumerate(faces):
             ax = u.ndim - nd + a
