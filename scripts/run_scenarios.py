@@ -65,19 +65,15 @@ def criteria(name, res):
         rb = b("ifng_plus_blocker") / b("ifng_pulsed")
         return "blocker + IFN-γ vs IFN-γ: PD-L1 ≤ 0.8×, burden ≤ 0.9×", f"PD-L1 {rp:.3f}×, burden {rb:.3f}×", rp <= 0.8 and rb <= 0.9
     if name.startswith("b5"):
-        f = {arm: res.field("ifng", res.arm_names.index(arm)) for arm in res.arm_names}
         x = (np.arange(res.grid.shape[0]) + 0.5) * res.grid.spacing[0]
-        lam = {}
-        for arm, u in f.items():
-            prof = u.mean(axis=1)
-            sel = (x > 100) & (x < 600) if arm.startswith("dense") else (x > 200) & (x < 1200)
-            sel &= prof > 1e-6
-            slope = np.polyfit(x[sel], np.log(prof[sel]), 1)[0]
-            lam[arm] = -1 / slope
-        return ("decay length sparse ≥ 800 µm, dense ≤ 100 µm (5 % vs √(D/k_eff): 1D test)",
-                f"sparse {lam['sparse_tissue']:.0f} µm, dense {lam['dense_tissue']:.0f} µm "
-                "(log-linear fit, includes the far-boundary reflection)",
-                lam["sparse_tissue"] >= 800 and lam["dense_tissue"] <= 100)
+        u = res.field("ifng", res.arm_names.index("dense_tissue")).mean(axis=1)
+        sel = (x > 20) & (x < 150) & (u > 1e-6)
+        lam = -1 / np.polyfit(x[sel], np.log(u[sel]), 1)[0]
+        pd = res.field("pdl1", res.arm_names.index("sparse_tissue")).mean(axis=1)
+        reach = float(np.interp(0.5, pd[::-1], x[::-1]))
+        return ("sparse: PD-L1 half-induced ≥ 800 µm away; dense: decay length ≤ 40 µm",
+                f"sparse reach {reach:.0f} µm, dense λ {lam:.0f} µm (log-linear fit 20–150 µm)",
+                reach >= 800 and lam <= 40)
     if name.startswith("b6"):
         frac = lambda arm: float((_obs(res, arm, "total_stem") / burden(res, arm))[0])
         rh = b("high_continuous") / b("control")

@@ -26,15 +26,25 @@ N_PATIENTS = 48
 PULSED = dict(it_ifng_times=IT_TIMES, it_ifng_amounts=[IT_DOSE] * 4)
 CONTINUOUS = dict(inf_ifng_start=0.0, inf_ifng_stop=DAYS * 24.0,
                   inf_ifng_rate=4 * IT_DOSE / (DAYS * 24.0))          # same total, 14 days
+LOW_CONTINUOUS = dict(inf_ifng_start=0.0, inf_ifng_stop=DAYS * 24.0,
+                      inf_ifng_rate=40 * IT_DOSE / (DAYS * 24.0))     # 10x: inside P6's window
 HIGH_CONTINUOUS = dict(inf_ifng_start=0.0, inf_ifng_stop=DAYS * 24.0,
                        inf_ifng_rate=80 * IT_DOSE / (DAYS * 24.0))    # 20x the total
 PD1 = dict(sys_pd1_times=[0.0, 0, 0, 0], sys_pd1_amounts=[2e8, 0, 0, 0])  # 200 mg i.v.
 BLOCKER = dict(sys_pdl1i_times=list(np.arange(14) * 24.0), sys_pdl1i_amounts=[2e6] * 14)
 TGFBI = dict(sys_tgfbi_times=[0.0, 0, 0, 0], sys_tgfbi_amounts=[7e8, 0, 0, 0])  # 10 mg/kg
 P3_OFF = dict(p3_tgfb=0.0)
+P1_P4_OFF = dict(p1_induction=0.0, p2_exhaustion=0.0, p3_treg=0.0, p3_tgfb=0.0, p4_mdsc=0.0)
+A1_APOPTOSIS_OFF = dict(a1_apoptosis=0.0)
+P6_OFF = dict(p6_stemness=0.0)
 
 ARMS = {
     "ctrl": {}, "pulsed": PULSED, "continuous": CONTINUOUS, "high": HIGH_CONTINUOUS,
+    "low": LOW_CONTINUOUS, "low|p6off": {**LOW_CONTINUOUS, **P6_OFF},
+    "pulsed|p1-p4off": {**PULSED, **P1_P4_OFF}, "continuous|p1-p4off": {**CONTINUOUS, **P1_P4_OFF},
+    "pulsed|a1off": {**PULSED, **A1_APOPTOSIS_OFF},
+    "continuous|a1off": {**CONTINUOUS, **A1_APOPTOSIS_OFF},
+    "high|a1off": {**HIGH_CONTINUOUS, **A1_APOPTOSIS_OFF},
     "pd1": PD1, "pulsed+pd1": {**PULSED, **PD1}, "pulsed+blocker": {**PULSED, **BLOCKER},
     "pd1+tgfbi": {**PD1, **TGFBI}, "ctrl|p3off": P3_OFF, "pd1|p3off": {**PD1, **P3_OFF},
 }
@@ -94,14 +104,29 @@ def test_b1_acute_ifng_course_slows_growth(wellmixed):
 
 
 def test_b2_prolonged_low_dose_is_protumor(wellmixed):
-    """B2: same total dose by continuous local release: time-mean PD-L1, exhausted CD8,
-    Tregs and MDSCs each ≥ 10 % higher than pulsed, and day-14 burden higher than pulsed."""
+    """B2 (rests on P1–P4): same total dose by continuous local release: time-mean PD-L1,
+    exhausted CD8, Tregs and MDSCs each ≥ 10 % higher than pulsed, and day-14 burden ≥ 10 %
+    higher than pulsed. With P1–P4 switched off the continuous/pulsed burden ratio falls to
+    ≤ 1.02 (the pro-tumor arm is what makes prolonged exposure worse)."""
     c, p = wellmixed["continuous"], wellmixed["pulsed"]
     for s in ("pdl1", "cd8_ex", "treg", "mdsc"):
         print("B2", s, mean(c, s) / mean(p, s))
         assert mean(c, s) >= 1.10 * mean(p, s), s
-    print("B2 burden cont/pulsed", burden(c) / burden(p))
-    assert burden(c) > burden(p)
+    r = burden(c) / burden(p)
+    r_off = burden(wellmixed["continuous|p1-p4off"]) / burden(wellmixed["pulsed|p1-p4off"])
+    print("B2 burden cont/pulsed", r, "P1-P4 off", r_off)
+    assert r >= 1.10
+    assert r_off <= 1.02
+
+
+@pytest.mark.xfail(strict=True, reason="measured 1.02: without A1 apoptosis at the pulse peaks, "
+                   "the pro-tumor arm alone leaves only ~2 % more tumor under continuous release")
+def test_b2_survives_without_a1_apoptosis(wellmixed):
+    """B2 must not rest on A1: with A1 apoptosis off, continuous still leaves ≥ 10 % more
+    tumor than pulses of the same total dose."""
+    r = (burden(wellmixed["continuous|a1off"]) / burden(wellmixed["pulsed|a1off"]))
+    print("B2 burden cont/pulsed, A1 apoptosis off", r)
+    assert r >= 1.10
 
 
 def test_b3_anti_pd1_raises_ifng_and_combination_wins(wellmixed):
@@ -126,14 +151,20 @@ def test_b4_blocking_pdl1_induction_improves_ifng(wellmixed):
 
 
 def test_b6_low_dose_stemness_high_dose_kills(wellmixed):
-    """B6: low continuous dose -> stem-like fraction ≥ 1.5x control at day 14; a 20x higher
-    dose -> burden ≤ 20 % of control."""
+    """B6 (rests on P6 and A1): a continuous dose inside P6's window (≈ 3 ng/mL) -> stem-like
+    fraction ≥ 1.5x control at day 14 and ≥ 1.5x the same dose with P6 off (killing alone
+    also enriches the resistant stem-like cells, so the conversion must add on top); a 2x
+    higher dose (≈ 8 ng/mL and rising) -> burden ≤ 20 % of control, and > 20 % with A1
+    apoptosis off."""
     w = wellmixed
     frac = lambda f: float(f["stem"][-1] / (f["tumor"][-1] + f["stem"][-1]))
-    print("B6 stem frac", frac(w["continuous"]), frac(w["ctrl"]),
-          "high burden ratio", burden(w["high"]) / burden(w["ctrl"]))
-    assert frac(w["continuous"]) >= 1.5 * frac(w["ctrl"])
+    print("B6 stem frac", frac(w["low"]), frac(w["low|p6off"]), frac(w["ctrl"]),
+          "high burden ratio", burden(w["high"]) / burden(w["ctrl"]),
+          "A1 off", burden(w["high|a1off"]) / burden(w["ctrl"]))
+    assert frac(w["low"]) >= 1.5 * frac(w["ctrl"])
+    assert frac(w["low"]) >= 1.5 * frac(w["low|p6off"])
     assert burden(w["high"]) <= 0.2 * burden(w["ctrl"])
+    assert burden(w["high|a1off"]) > 0.2 * burden(w["ctrl"])
 
 
 def test_b7_virtual_patients_split_into_responders(wellmixed):
@@ -167,33 +198,54 @@ def _local_lambda(u, h, m):
     return m * h / np.arccosh(c)
 
 
-def test_b5_bystander_reach_sparse_vs_dense():
-    """B5: IFN-γ held at 1 ng/mL at x = 0 (T-cell cluster), frozen tissue of sparse (0.5 %)
-    or dense (100 %) cells. The steady decay length matches √(D/k_eff), k_eff = decay +
-    uptake·φ, within 5 %; sparse λ ≥ 800 µm with PD-L1 induced (≥ 0.5) at 800 µm (Hoekstra
-    2020), dense λ ≤ 100 µm (Centofanti 2023: tens of µm) and PD-L1 < 0.5 at 400 µm."""
+def _b5_profiles(**over):
+    """Steady IFN-γ and PD-L1 (1D, 2 mm, 5 µm voxels, IFN-γ held at 1 ng/mL at x = 0) in
+    frozen sparse (0.5 % cells) and dense (100 %) tissue."""
     h = 5.0
     grid = tp.Grid((400,), h)
     model = tme.tme_model(boundaries={"ifng": {"x_lo": ("dirichlet", 1.0)}})
-    p = model.params(growth_tumor=0.0, growth_stem=0.0, angiogenesis=0.0)  # frozen tissue
+    p = model.params(growth_tumor=0.0, growth_stem=0.0, angiogenesis=0.0, **over)  # frozen
     sim = tp.Simulator(model, grid, dt=2.0, save_every=200.0)
     y0s = jnp.stack([model.stack({"tumor": phi, "pdl1": tme.DEFAULTS["pdl1_basal"]}, grid)
                      for phi in (0.005, 1.0)])
     ys = jax.jit(jax.vmap(lambda y0: sim.run(p, y0, 1)))(y0s)
     x = grid.axis_centers(0)
+    return x, h, p, [model.unstack(np.asarray(ys[k, -1])) for k in range(2)]
+
+
+def _pdl1_reach(x, pdl1):
+    """Farthest distance (µm) at which PD-L1 is at least half-way induced (level ≥ 0.5)."""
+    return float(np.interp(0.5, pdl1[::-1], x[::-1]))
+
+
+def test_b5_bystander_reach_sparse_vs_dense():
+    """B5 (rests on the saturable uptake by the cells present): IFN-γ held at 1 ng/mL at
+    x = 0 (a T-cell cluster). Sparse tissue (0.5 % cells): PD-L1 half-induced ≥ 800 µm away
+    (Hoekstra 2020). Dense tissue (100 %): decay length ≤ 40 µm (Centofanti 2023: 30–40 µm)
+    and equal, within 5 %, to √(D/k) with k = decay + uptake·φ/(1 + I/Km) at the local
+    level. One planar source cannot give both as PD-L1 reaches (their ratio is at most
+    √(200) ≈ 14 for a 200-fold density ratio); the single-T-cell reach in dense tissue is
+    derived in docs/model.md."""
+    x, h, p, (sparse, dense) = _b5_profiles()
+    reach = _pdl1_reach(x, sparse["pdl1"])
     D = float(p["D_ifng"]) * 3600
-    for k, (label, m, window) in enumerate((("sparse", 40, (200, 1200)), ("dense", 10, (50, 250)))):
-        f = model.unstack(np.asarray(ys[k, -1]))
-        phi = sum(f[c] for c in tme.CELLS)
-        sel = (x[m:-m] >= window[0]) & (x[m:-m] <= window[1])
-        k_eff = float(p["decay_ifng"]) + float(p["uptake_ifng"]) * np.mean(phi[m:-m][sel])
-        lam_analytic = np.sqrt(D / k_eff)
-        lam = np.median(_local_lambda(f["ifng"], h, m)[sel])
-        print("B5", label, lam, lam_analytic)
-        assert abs(lam / lam_analytic - 1) < 0.05
-        if label == "sparse":
-            assert lam >= 800
-            assert np.interp(800, x, f["pdl1"]) >= 0.5
-        else:
-            assert lam <= 100
-            assert np.interp(400, x, f["pdl1"]) < 0.5
+    n, m = 40, 2  # the first 200 µm (farther out the dense profile underflows)
+    sel = (x[m:n - m] >= 20) & (x[m:n - m] <= 150)
+    phi = sum(dense[c] for c in tme.CELLS)[m:n - m][sel]
+    I = dense["ifng"][m:n - m][sel]
+    k = float(p["decay_ifng"]) + float(p["uptake_ifng"]) * phi / (1 + I / float(p["km_ifng"]))
+    lam_analytic = np.sqrt(D / k)
+    lam = _local_lambda(dense["ifng"][:n], h, m)[sel]
+    print("B5 sparse PD-L1 reach", reach, "dense λ", np.median(lam), np.median(lam_analytic),
+          "dense PD-L1 reach", _pdl1_reach(x, dense["pdl1"]))
+    assert reach >= 800
+    assert np.max(np.abs(lam / lam_analytic - 1)) < 0.05
+    assert np.median(lam) <= 40
+
+
+def test_b5_fails_without_uptake():
+    """Ablation: without cellular uptake the dense-tissue decay length is √(D/decay) ≈ 500 µm."""
+    x, h, p, (sparse, dense) = _b5_profiles(uptake_ifng=0.0)
+    lam = np.median(_local_lambda(dense["ifng"][:40], h, 2)[(x[2:38] >= 20) & (x[2:38] <= 150)])
+    print("B5 dense λ without uptake", lam)
+    assert lam > 40

@@ -33,7 +33,13 @@ CYTOKINES = ("ifng", "il2", "il12", "tgfb", "il10", "cxcl")
 SYSTEMIC = {  # agent -> tissue field it enters
     "ifng": "ifng", "pd1": "apd1", "pdl1i": "pdl1i", "tgfbi": "tgfbi"}
 LOCAL = {"ifng": "depot_ifng", "il12": "depot_il12"}  # intratumoral / sustained release
-PK = {"ifng": therapy.IFNG_SC, "pd1": therapy.PEMBROLIZUMAB_IV,
+# IFN-γ-1b s.c. as used here: terminal t½ 5.9 h (Actimmune label, section 12.3); ka and V/F
+# fitted so that one 50 µg/m² dose (86.5 µg, 1.73 m²) gives Cmax 0.60 ng/mL at 7.2 h after the
+# nominal dose time and AUC(0-∞) 8.29 ng·h/mL (targets Cmax ≈ 0.6 ng/mL at ≈ 7 h, AUC ≈ 8.3
+# ng·h/mL). The label states its PK figures for a 100 µg/m² single dose in healthy men, so this
+# calibration is the upper end of the exposure at 50 µg/m² (linear PK would give half).
+IFNG_1B_SC = {"ke": math.log(2.0) / 5.9, "ka": 0.48, "V": 8.88e4, "F": 1.0}
+PK = {"ifng": IFNG_1B_SC, "pd1": therapy.PEMBROLIZUMAB_IV,
       "pdl1i": therapy.PDL1_BLOCKER_ORAL, "tgfbi": therapy.TGFB_BLOCKADE_IV}
 
 # Diffusivities (µm²/s) and linear decays (1/h). "est" = our estimate.
@@ -48,7 +54,8 @@ TRANSPORT = {
     "mdsc":   (0.3, 0.0),             # est
     "m1":     (0.05, 0.0),            # est (macrophages slow)
     "m2":     (0.05, 0.0),            # est
-    "ifng":   (100.0, 0.234),         # spQSP-IO: D 100 µm²/s, 6.5e-5 /s
+    "ifng":   (16.5, 0.234),          # D in tumor tissue: Popel-lab fit to Ramanujan 2002
+                                      # (12.6–16.5; free solution 100, spQSP-IO); 6.5e-5 /s
     "il2":    (100.0, 0.693),         # spQSP-IO D; t½ 1 h (range 0.1–7 h)
     "il12":   (50.0, 0.023),          # D est (70 kDa); decay QSPIO-TNBC 0.023 /h
     "tgfb":   (27.0, 0.596),          # Popel fit D; 14.3 /day QSPIO-TNBC
@@ -80,8 +87,10 @@ DEFAULTS = {
     "ec50_apoptosis": 20.0,        # ng/mL, est
     "hill_apoptosis": 2.0,
     # A2 MHC-I upregulation boosts CTL per-contact efficacy
-    "a2_mhc": 1.0,                 # -, max fold increase minus 1, est
-    "ec50_a2": 1.0,                # ng/mL, est
+    "a2_mhc": 3.0,                 # -, max fold increase minus 1 (MHC-I up to 4-fold), est
+    "ec50_a2": 0.3,                # ng/mL, est: MHC-I is, like PD-L1, an IRF1 target and
+                                   # responds at sub-ng/mL; pinned by the clinical scenario
+                                   # (IFN-γ-1b + anti-PD-1 beats anti-PD-1 alone)
     # CTL / NK / M1 killing
     "kill_cd8": 4.0 / 24,          # 1/h per CTL volume fraction; 2–16 kills/CTL/day
     "kill_nk": 2.0 / 24,           # 1/h, est
@@ -90,6 +99,7 @@ DEFAULTS = {
     "a3_cxcl": 20.0,               # ng/mL/h per cell volume fraction, est
     "cxcl_basal": 0.1,             # -, basal fraction of max secretion, est
     "ec50_a3": 0.5,                # ng/mL IFN-γ, est
+    "a3_endothelial": 2.0,         # ng/mL CXCL9/10 on IFN-γ-activated endothelium, est
     "uptake_cxcl": 5.0,            # 1/h per effector volume fraction, est
     "ec50_cxcl": 1.0,              # ng/mL CXCL9/10 for half-max recruitment, est
     "rec_cd8": 2e-3,               # volume fraction/h per unit vessel density, est
@@ -114,8 +124,13 @@ DEFAULTS = {
     "a6_ifng_to_il12": 2.0,        # -, est
     "ec50_a6": 1.0,                # ng/mL IFN-γ, est
     "uptake_il12": 1.0,            # 1/h per effector volume fraction, est
-    "uptake_ifng": 43.2,           # 1/h per cell volume fraction (1.2e-2 /s; spQSP tumor
-                                   # voxel 1e-3 /s; est chosen for dense reach ≈ 90 µm)
+    # IFN-γ consumption: receptor-mediated (IFNGR1 binding, internalisation), saturable,
+    # by every cell present: rate = uptake_ifng·φ·I/(1 + I/km_ifng) (ng/mL/h), φ = Σ cells.
+    "uptake_ifng": 45.0,           # 1/h per cell volume fraction at I << km_ifng (= Vmax/Km);
+                                   # pins the dense-tissue decay length √(D/k) = 36 µm
+                                   # (Centofanti 2023: 30–40 µm); spQSP-IO 3.6 /h per voxel
+    "km_ifng": 3.3,                # ng/mL: IFNGR1 Kd ≈ 0.1 nM (1e-10–1e-9 M; Bach 1997)
+                                   # × 33 kDa (IFN-γ-1b dimer, 2 × 16.5 kDa, Actimmune label)
     # A7 IL-2
     "secr_il2": 50.0,              # ng/mL/h per CD8 volume fraction (antigen-engaged), est
     "a7_prolif_cd8": 0.03,         # 1/h max, est (doubling ~1 day)
@@ -147,7 +162,7 @@ DEFAULTS = {
     "ec50_memory": 0.3,            # ng/mL, est (chronic signalling threshold)
     # P3 chronic IFN-γ recruits Tregs; IFN-γ lowers NSDHL -> tumor TGF-β1
     "rec_treg": 3e-4,              # volume fraction/h per vessel density, est
-    "p3_treg": 3.0,                # -, fold increase at full memory, est
+    "p3_treg": 6.0,                # -, fold increase at full memory, est (pinned by B2: Tregs ≥ 1.1x)
     "secr_tgfb": 1.0,              # ng/mL/h per tumor volume fraction, est
     "p3_tgfb": 3.0,                # -, fold increase by IFN-γ (NSDHL), est
     "ec50_p3": 0.5,                # ng/mL, est
@@ -166,6 +181,7 @@ DEFAULTS = {
     # P6 stemness (low dose, chronic) vs apoptosis (high dose: A1)
     "p6_stemness": 0.003,           # 1/h max conversion, est
     "stem_reversion": 0.005,       # 1/h, est
+    "ec50_stem": 1.0,              # ng/mL, lower edge of the stemness window, est
     # P7 TGF-β and IL-10 suppression
     "p7_tgfb_ctl": 2.0,            # -, est
     "ec50_tgfb": 3.5,              # ng/mL = 0.14 nM × 25 kDa (QSPIO-TNBC)
@@ -178,6 +194,15 @@ DEFAULTS = {
     "ec50_tgfbi": 1000.0,          # ng/mL trap for 50 % TGF-β neutralisation, est
     "it_volume_ml": 0.1,           # mL, tumor volume for well-mixed intratumoral dosing
 }
+
+
+# IFN-γ exchange through vessels (1/h per unit vessel density), est. Source and sink are one
+# term, perm·V·(partition·C_plasma − I): the local tissue : plasma ratio is
+# partition·perm·V/(perm·V + decay + uptake·φ), partition_ifng = 0.5 (interstitial : plasma
+# ratio of plasma proteins, Wiig & Swartz 2012): 0.5 in perfused stroma, ≈ 0.05 in a dense
+# tumor voxel at V = 0.15. The same exchange washes intratumoral doses out; at ≥ 100 /h it
+# does so within minutes and acute intratumoral courses lose their effect (B1, B6).
+PERM_IFNG = 20.0
 
 
 def hill(x, k, n=1.0):
@@ -229,8 +254,8 @@ def tme_model(grid=None, n_doses=4, boundaries=None, cd8_chi: float = 2.0, nk_ch
         if pk["ka"] is not None:
             params[f"pk_{agent}_ka"] = pk["ka"]
         # exchange through vessels (1/h per unit vessel density) and tissue:plasma ratio
-        params[f"perm_{agent}"] = {"ifng": 1.0, "pd1": 0.05, "pdl1i": 1.0, "tgfbi": 0.05}[agent]
-        params[f"partition_{agent}"] = {"ifng": 1.0, "pd1": 0.3, "pdl1i": 1.0, "tgfbi": 0.3}[agent]
+        params[f"perm_{agent}"] = {"ifng": PERM_IFNG, "pd1": 0.05, "pdl1i": 1.0, "tgfbi": 0.05}[agent]
+        params[f"partition_{agent}"] = {"ifng": 0.5, "pd1": 0.3, "pdl1i": 1.0, "tgfbi": 0.3}[agent]
     for agent in LOCAL:
         n = _n_slots(n_doses, agent, "it")
         params[f"it_{agent}_times"] = np.zeros(n)
@@ -298,8 +323,11 @@ def tme_model(grid=None, n_doses=4, boundaries=None, cd8_chi: float = 2.0, nk_ch
               / (1.0 + p["p7_tgfb_ctl"] * hill(B, p["ec50_tgfb"])))
         mac = p["kill_m1"] * M1                                                           # A4
         kill_per_tumor = (ctl + nk + mac) / (p["kill_sat"] + tum)
+        # P6 window: chronic exposure (memory Hm) converts only while the current level lies
+        # between ec50_stem (low-dose PI3K-Akt-Notch1 arm) and ec50_apoptosis (JAK/STAT arm)
         high_dose_off = 1.0 - hill(I, p["ec50_apoptosis"], p["hill_apoptosis"])
-        to_stem = p["p6_stemness"] * Hm * high_dose_off * T                               # P6
+        low_dose_on = hill(I, p["ec50_stem"], p["hill_apoptosis"])
+        to_stem = p["p6_stemness"] * Hm * low_dose_on * high_dose_off * T                 # P6
         from_stem = p["stem_reversion"] * S
         dT = (p["growth_tumor"] * supply * antiprolif * T * free
               - kill_per_tumor * T - apoptosis * T - to_stem + from_stem)
@@ -307,7 +335,12 @@ def tme_model(grid=None, n_doses=4, boundaries=None, cd8_chi: float = 2.0, nk_ch
               - p["stem_resistance"] * (kill_per_tumor + apoptosis) * S + to_stem - from_stem)
 
         # -- effector and regulatory cells ------------------------------------------
-        chemo = p["rec_basal"] + (1.0 - p["rec_basal"]) * hill(C, p["ec50_cxcl"])        # A3
+        # A3 at the vessel wall: endothelium sees local plus plasma-borne IFN-γ and displays
+        # CXCL9/10 that effectors need to extravasate (Mikucki 2015), so systemic IFN-γ
+        # recruits effectors even where tissue uptake keeps it from reaching tumor cells
+        i_wall = I + p["partition_ifng"] * plasma("ifng", t, p)
+        c_wall = C + p["a3_endothelial"] * hill(i_wall, p["ec50_a3"])
+        chemo = p["rec_basal"] + (1.0 - p["rec_basal"]) * hill(c_wall, p["ec50_cxcl"])   # A3
         secr_supp = 1.0 / (1.0 + p["p1_secretion_inhibition"] * pd)                       # P1
         exhaustion = p["p2_exhaustion"] * E * (pd * engaged + p["p2_chronic"] * Hm)       # P2
         dE = (p["rec_cd8"] * V * chemo * free
@@ -368,7 +401,8 @@ def tme_model(grid=None, n_doses=4, boundaries=None, cd8_chi: float = 2.0, nk_ch
         phi = sum(y[c] for c in CELLS)
         E, K, R, V = y["cd8"], y["nk"], y["treg"], y["vessel"]
         return {
-            "ifng": p["uptake_ifng"] * phi + p["perm_ifng"] * V,
+            # saturable receptor-mediated uptake: k(I)·I = uptake·φ·I/(1 + I/Km)
+            "ifng": p["uptake_ifng"] * phi / (1.0 + jnp.maximum(y["ifng"], 0.0) / p["km_ifng"]) + p["perm_ifng"] * V,
             "il2": p["uptake_il2"] * (E + K) + p["uptake_il2_treg"] * R,
             "il12": p["uptake_il12"] * (E + K),
             "cxcl": p["uptake_cxcl"] * (E + K),
