@@ -84,3 +84,29 @@ def test_resumed_run_equals_uninterrupted_bit_for_bit(tmp_path, monkeypatch, cap
     capsys.readouterr()
     assert main(["run", "--resume", str(cut), "--no-progress"]) == 2  # complete now
     assert "is complete; nothing to resume" in capsys.readouterr().err
+
+
+def test_branch_from_a_save_of_an_earlier_file(tmp_path, capsys):
+    """--branch FILE --at T: the new file starts with that save at t = T and continues as an
+    in-memory Simulator run from that state and time (bit for bit); the time axis is T..t_end."""
+    from tmepde.runner import build
+
+    cfg_path = tmp_path / "run.toml"
+    cfg_path.write_text(CONFIG.format(scheme="sbdf2"))
+    base = tmp_path / "base.h5"
+    assert main(["run", str(cfg_path), "-o", str(base), "--no-progress"]) == 0
+    branch = tmp_path / "branch.h5"
+    assert main(["run", str(cfg_path), "-o", str(branch), "--no-progress", "--branch", str(base),
+                 "--at", "3", "--set", "time.t_end=9.0"]) == 0
+    setup = build(loads_config(CONFIG.format(scheme="sbdf2"), ["time.t_end=9.0"]))
+    with open_result(base) as b, open_result(branch) as r:
+        np.testing.assert_array_equal(r.time, np.arange(3.0, 10.0))
+        y3 = np.stack([b.field(s, 3) for s in b.species])
+        ref = np.asarray(setup.simulator.run(setup.params, y3, 6, t0=3.0))
+        np.testing.assert_array_equal(np.stack([r.series(s) for s in r.species], axis=1), ref)
+        assert r.attrs["start_time_h"] == 3.0 and r.status == "complete"
+        assert str(r.attrs["branched_from"]).endswith("base.h5 @ 3 h")
+    capsys.readouterr()
+    assert main(["run", str(cfg_path), "-o", str(tmp_path / "x.h5"), "--no-progress",
+                 "--branch", str(base), "--at", "2.5"]) == 2
+    assert "no save at t = 2.5 h" in capsys.readouterr().err

@@ -53,6 +53,11 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", metavar="FILE",
                    help="finish an interrupted or failed result FILE in place, from its last save "
                         "(the run is the file's stored config; no CONFIG)")
+    p.add_argument("--branch", metavar="FILE",
+                   help="start from a save of an earlier result FILE (same grid and species) "
+                        "instead of [initial], and run on to time.t_end")
+    p.add_argument("--at", type=float, metavar="HOURS",
+                   help="with --branch: the save time to start from (default: its last save)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing result file (it stays intact until the new run stops)")
     add_overrides(p)
@@ -90,7 +95,17 @@ def _run(args: argparse.Namespace) -> int:
 
     out = args.output if args.output is not None else cfg.data["output"]["path"]
     check_output(out, overwrite=args.overwrite, protect=(args.config,))  # before compiling
-    out = run_config(cfg, out, progress=not args.no_progress, overwrite=args.overwrite)
+    from .io import ResultFileError
+
+    if args.at is not None and args.branch is None:
+        print("tmepde: --at needs --branch FILE", file=sys.stderr)
+        return 2
+    try:
+        out = run_config(cfg, out, progress=not args.no_progress, overwrite=args.overwrite,
+                         branch=args.branch, branch_time=args.at)
+    except ResultFileError as e:
+        print(f"tmepde: {e}", file=sys.stderr)
+        return 2
     print(f"wrote {out}")
     return 0
 

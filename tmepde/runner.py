@@ -17,7 +17,7 @@ import jax
 import numpy as np
 
 from .config import Config, load_config
-from .io import ResultFileError, ResultWriter, ResultWriteError, check_output
+from .io import ResultFileError, ResultWriter, open_result, ResultWriteError, check_output
 from .stepping import Simulator
 
 __all__ = ["NonFiniteError", "CollapseError", "Setup", "build", "run_config"]
@@ -124,6 +124,42 @@ def _salvage(writer: ResultWriter, in_flight, names) -> None:
             writer.set_restart(restart, writer.n - 1)
 
 
+def _branch_state(path, time_h, config: Config, dtype) -> tuple[np.ndarray, float]:
+    """(state (S, *grid), time in h) of the save at ``time_h`` (None: the last) of a result
+    file, checked against the config's grid and species."""
+    from .io import ResultFileError
+
+    with open_result(path) as r:
+        where = repr(str(path))
+        if r.grid.shape != config.grid.shape or not np.allclose(r.grid.spacing, config.grid.spacing):
+            raise ResultFileError(f"{where} has grid {r.grid.shape} × {r.grid.spacing} µm, the config "
+                                  f"{config.grid.shape} × {config.grid.spacing} µm; branch from a "
+                                  "result of the same grid")
+        missing = [s for s in config.model.names if s not in r.species]
+        if missing:
+            raise ResultFileError(f"{where} has no fields {missing} of the config's model "
+                                  f"(it has {r.species}); branch from a run of the same model")
+        if not len(r):
+            raise ResultFileError(f"{where} holds no saves to branch from")
+        try:
+            i = len(r) - 1 if time_h is None else r.time_index(time_h)
+        except KeyError as e:
+            raise ResultFileError(str(e).strip("'\"")) from None
+        y0 = np.stack([r.field(s, i) for s in config.model.names]).astype(dtype)
+        return y0, float(r.time[i])
+
+
+def _whole_saves(span: float, save_every: float, branch) -> int:
+    n = round(span / save_every)
+    if n < 1 or abs(n * save_every - span) > 1e-9 * max(1.0, abs(span)):
+        from .io import ResultFileError
+
+        raise ResultFileError(f"the branch point leaves {span:g} h to time.t_end, not a positive "
+                              f"multiple of time.save_every = {save_every:g} h; raise time.t_end "
+                              f"(branching from {str(branch)!r})")
+    return n
+
+
 class RunInterrupted(KeyboardInterrupt):
     """The run was stopped by SIGINT or SIGTERM after its last complete chunk; the file holds
     every save up to ``time`` (h) and ``status = "interrupted: <signal>"``. ``exit_status``
@@ -169,7 +205,8 @@ class StopOnSignals:
 
 def run_config(config: Config | str | Path, out_path: str | Path | None = None, *,
                progress: bool = True, overrides=(), overwrite: bool = False,
-               resume: str | Path | None = None) -> Path:
+               resume: str | Path | None = None, branch: str | Path | None = None,
+               branch_time: float | None = None) -> Path:
     """Run a config and write its result file; returns the file's path.
 
     resume: an interrupted or failed result file to finish in place instead (``config``,
@@ -177,6 +214,11 @@ def run_config(config: Config | str | Path, out_path: str | Path | None = None, 
     The file's ``/restart`` holds the stepper's carry (state and multistep history) at its
     last save, so the finished file equals an uninterrupted run bit for bit (same device
     and dtype).
+    branch, branch_time: start instead from the save at ``branch_time`` h (default: the last
+    save) of an earlier result file ``branch``, which must have the config's grid and
+    species; the run goes on to the config's ``time.t_end`` (absolute time, so dose
+    schedules keep their times) and its first save is that state. The multistep history
+    restarts there (as at t = 0).
 
     config: a :class:`Config` or a TOML file (``overrides`` are ``dotted.key=value``).
     out_path: the HDF5 file (default ``output.path`` of the config). An existing file is
@@ -209,13 +251,21 @@ def run_config(config: Config | str | Path, out_path: str | Path | None = None, 
         check_output(out_path, overwrite=overwrite, protect=(config_path,))
     setup = build(config)
     sim, names = setup.simulator, config.model.names
+    y0, t_start, branched = setup.y0, 0.0, None
+    if resume is not None:
+        with open_result(resume) as r:
+            t_start = float(r.attrs.get("start_time_h", 0.0))
+    elif branch is not None:
+        y0, t_start = _branch_state(branch, branch_time, config, y0.dtype)
+        branched = f"{Path(branch).resolve()} @ {t_start:g} h"
+    n_saves = _whole_saves(config.data["time"]["t_end"] - t_start, sim.save_every, branch)
     chunk = config.data["output"]["chunk"]
     save_every = sim.save_every
 
     from tqdm import tqdm
 
     with StopOnSignals() as stop:
-        bar = tqdm(total=setup.n_saves, unit="save", desc=f"tmepde {config.model.name}",
+        bar = tqdm(total=n_saves, unit="save", desc=f"tmepde {config.model.name}",
                    disable=not (progress and sys.stderr.isatty()), leave=True)
         if restart is None:
             writer = ResultWriter(out_path, config.grid, config.model, config_toml=config.to_toml(),
@@ -228,21 +278,23 @@ def run_config(config: Config | str | Path, out_path: str | Path | None = None, 
         try:
             from .therapy import dose_events
 
-            events = dose_events(setup.params, t_end=save_every * setup.n_saves)
+            events = dose_events(setup.params, t_end=t_start + save_every * n_saves)
             if events and restart is None:  # dose markers for plots: all times, and per schedule
                 writer.set_attrs({"dose_times_h": np.unique(np.concatenate(list(events.values()))),
                                   **{f"dose_times_h_{k}": v for k, v in events.items()}})
             nonnegative = [s.nonnegative for s in config.model.species]
             if restart is None:
-                bad = _first_nonfinite(setup.y0[None], names)
+                bad = _first_nonfinite(y0[None], names)
                 if bad is not None:
                     raise NonFiniteError(bad[1], 0.0, out_path)
-                carry = sim.init(setup.y0, setup.params)
+                carry = sim.init(y0, setup.params, t0=t_start)
                 y_last = np.asarray(carry["y"])  # last state written: the collapse check's reference
-                writer.append([0.0], y_last[None])
+                if branched:
+                    writer.set_attrs({"start_time_h": t_start, "branched_from": branched})
+                writer.append([t_start], y_last[None])
                 done = 0
             else:  # the carry at the last save, exactly as the interrupted run held it
-                template = sim.init(setup.y0, setup.params)  # its tree structure
+                template = sim.init(y0, setup.params, t0=t_start)  # its tree structure
                 leaves = jax.tree.leaves(template)
                 if len(leaves) != len(restart) or any(
                         np.shape(a) != np.shape(b) or np.asarray(a).dtype != b.dtype
@@ -260,15 +312,15 @@ def run_config(config: Config | str | Path, out_path: str | Path | None = None, 
             # shorter last chunk would compile the loop a second time, ~10-30 s for the TME
             # model): chunks are balanced and the last one computes past the end and is cut.
             # (A resumed run recomputes the same per_call, so its chunks are the original ones.)
-            per_call = -(-setup.n_saves // -(-setup.n_saves // chunk))
-            while (done < setup.n_saves or in_flight) and stop.signum is None:
-                if done < setup.n_saves:
-                    n = min(per_call, setup.n_saves - done)
+            per_call = -(-n_saves // -(-n_saves // chunk))
+            while (done < n_saves or in_flight) and stop.signum is None:
+                if done < n_saves:
+                    n = min(per_call, n_saves - done)
                     carry, ys = sim.advance(carry, setup.params, per_call)
-                    in_flight.append((save_every * np.arange(done + 1, done + n + 1), ys[:n],
+                    in_flight.append((t_start + save_every * np.arange(done + 1, done + n + 1), ys[:n],
                                       carry if n == per_call else None))
                     done += n
-                    if len(in_flight) < 2 and done < setup.n_saves:
+                    if len(in_flight) < 2 and done < n_saves:
                         continue
                 times, ys, chunk_carry = in_flight.pop(0)
                 ys = np.asarray(ys)
@@ -278,7 +330,7 @@ def run_config(config: Config | str | Path, out_path: str | Path | None = None, 
                     writer.append(times[:k], ys[:k])
                     raise error(species, float(times[k]), out_path)
                 writer.append(times, ys)
-                if chunk_carry is not None and writer.n - 1 < setup.n_saves:  # what --resume starts from
+                if chunk_carry is not None and writer.n - 1 < n_saves:  # what --resume starts from
                     writer.set_restart(chunk_carry, writer.n - 1)
                 y_last = ys[-1]
                 bar.update(len(times))
@@ -301,7 +353,7 @@ def run_config(config: Config | str | Path, out_path: str | Path | None = None, 
                     pass
                 signum = stop.signum or signal.SIGINT
                 writer.close(f"interrupted: {signal.Signals(signum).name}")
-                t_last = float(save_every * (writer.n - 1)) if writer.n else None
+                t_last = float(t_start + save_every * (writer.n - 1)) if writer.n else None
                 raise RunInterrupted(signum, out_path, writer.n, t_last) from None
             if not isinstance(e, (NonFiniteError, ResultWriteError)):
                 try:
