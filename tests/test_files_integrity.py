@@ -186,3 +186,74 @@ def test_signal_stops_cleanly_without_gap(tmp_path, sig, status):
         assert r.status == f"interrupted: {sig.name}"
         assert 4 <= len(r) < 8001
     _assert_saves_are_the_computed_ones(out, cfg)
+
+
+def test_overwrite_replaces_only_with_a_complete_run(tmp_path, monkeypatch, capsys):
+    """--overwrite: a new run that fails (full disk) or is interrupted leaves the old file
+    byte for byte and its own output in <stem>.partial.h5; resuming that finishes it and only
+    then replaces the old file."""
+    from tmepde import Simulator
+    from tmepde.io import partial_path
+
+    cfg = _config(tmp_path, t_end=1.0)
+    out = tmp_path / "a.h5"
+    assert main(["run", str(cfg), "-o", str(out), "--no-progress"]) == 0
+    before = out.read_bytes()
+    partial = partial_path(out)
+    assert partial.name == "a.partial.h5"
+    longer = ["run", str(cfg), "-o", str(out), "--no-progress", "--overwrite", "--set", "time.t_end=3.0"]
+
+    real = h5py.Dataset.__setitem__
+    calls = {"n": 0}
+
+    def filling(self, key, value):  # ENOSPC from the 5th field write on (save 0 + one chunk fit)
+        if self.name.startswith("/fields/"):
+            calls["n"] += 1
+            if calls["n"] > 4:
+                raise OSError(28, "No space left on device")
+        return real(self, key, value)
+
+    with monkeypatch.context() as m:
+        m.setattr(h5py.Dataset, "__setitem__", filling)
+        assert main(longer) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "No space left on device" in err[0], err
+    assert f"{str(out)!r} is unchanged, this run's output is {str(partial)!r}" in err[0]
+    assert out.read_bytes() == before
+    with open_result(partial) as r:
+        assert r.status.startswith("failed: ResultWriteError") and len(r) == 3
+
+    # Interrupted at the 2nd chunk dispatch: the old file stays, the partial one is replaced.
+    original, dispatched = Simulator.advance, []
+
+    def interrupted(self, carry, params, n):
+        dispatched.append(n)
+        if len(dispatched) == 2:
+            import jax
+
+            jax.block_until_ready(carry)
+            raise KeyboardInterrupt
+        return original(self, carry, params, n)
+
+    with monkeypatch.context() as m:
+        m.setattr(Simulator, "advance", interrupted)
+        assert main(longer) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].endswith(f"this run's output is {str(partial)!r}"), err
+    assert out.read_bytes() == before
+    with open_result(partial) as r:
+        assert r.status == "interrupted: SIGINT" and len(r) == 3  # save 0 + one chunk of 2
+    with open_result(out) as r:
+        assert r.status == "complete" and len(r) == 3  # the old t_end = 1 h run
+        old = np.stack([r.series(s) for s in r.species], axis=1)
+
+    # Resuming the partial file completes it, and then it replaces the old one.
+    assert main(["run", "--resume", str(partial), "--no-progress"]) == 0
+    assert capsys.readouterr().out.strip() == f"wrote {out}"
+    assert not partial.exists()
+    with open_result(out) as r:
+        assert r.status == "complete" and len(r) == 7 and "replaces" not in r.attrs
+        np.testing.assert_allclose(r.time, 0.5 * np.arange(7), rtol=0, atol=1e-12)
+        new = np.stack([r.series(s) for s in r.species], axis=1)
+    np.testing.assert_array_equal(new[:3], old)  # the same run up to 1 h
+    assert np.abs(new[6] - new[2]).max() > 1e-6  # and it went on

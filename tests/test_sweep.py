@@ -300,3 +300,41 @@ def test_info_summarises_a_sweep_file(swept, capsys):
     assert f"members:  {n} in {len(arms)} arm(s): {', '.join(arms)}" in out
     line = next(l for l in out.splitlines() if l.strip().startswith("burden "))
     assert float(line.split()[1]) == pytest.approx(float(np.median(last)), rel=1e-5)
+
+
+def test_resumed_sweep_equals_uninterrupted_and_reruns_only_unfinished(swept, cfg_path, tmp_path,
+                                                                       monkeypatch, capsys):
+    real = batch.iter_batch
+    ran = []  # member count of every chunk computed
+
+    def counting(*args, stop_at=None, **kwargs):
+        for k, (members, out) in enumerate(real(*args, **kwargs)):
+            if k == stop_at:
+                raise KeyboardInterrupt
+            ran.append(members.stop - members.start)
+            yield members, out
+
+    out = tmp_path / "cut.h5"
+    monkeypatch.setattr(batch, "iter_batch", lambda *a, **k: counting(*a, stop_at=2, **k))
+    with pytest.raises(KeyboardInterrupt, match="10 of 16 members are finished"):
+        sweep.run_sweep(cfg_path, out, n=2, seed=5, progress=False)
+    with open_result(out) as cut:
+        kept = {k: cut.observable(k)[:10].copy() for k in cut.observables}
+        assert cut.members["done"].tolist() == [True] * 10 + [False] * 6
+    ran.clear()
+    monkeypatch.setattr(batch, "iter_batch", counting)
+    assert main(["sweep", "--resume", str(out), "--no-progress"]) == 0
+    assert ran == [5, 1]  # members 10..14 and 15: the finished chunks were not run again
+    assert "| treated | 8 |" in capsys.readouterr().out
+    with open_result(out) as a, open_result(swept) as b:
+        assert a.status == "complete" and a.members["done"].all()
+        assert set(a.observables) == set(b.observables)
+        for k, v in b.observables.items():
+            np.testing.assert_array_equal(a.observable(k), v)  # bit for bit
+            np.testing.assert_array_equal(a.observable(k)[:10], kept[k])
+        for m in (0, 9, 10, 15):
+            for s in b.species:
+                np.testing.assert_array_equal(a.series(s, m), b.series(s, m))
+        assert a.summary["best"].tolist() == b.summary["best"].tolist()
+    assert main(["sweep", "--resume", str(out), "--no-progress"]) == 2  # complete now
+    assert "is complete; nothing to resume" in capsys.readouterr().err

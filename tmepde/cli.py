@@ -59,7 +59,8 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--at", type=float, metavar="HOURS",
                    help="with --branch: the save time to start from (default: its last save)")
     p.add_argument("--overwrite", action="store_true",
-                   help="replace an existing result file (it stays intact until the new run stops)")
+                   help="replace an existing result file, only once the new run is complete (until "
+                        "then, and after a failure or interrupt, it is <stem>.partial.h5 beside it)")
     add_overrides(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--print-config", action="store_true",

@@ -97,6 +97,13 @@ def check_output(path: str | Path, *, overwrite: bool = False, protect=()) -> Pa
     return path
 
 
+def partial_path(path: str | Path) -> Path:
+    """Where a run replacing ``path`` writes until it completes: ``<stem>.partial<suffix>``
+    next to it (``cohort.h5`` -> ``cohort.partial.h5``)."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.partial{path.suffix}")
+
+
 def _text(v) -> str:
     return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
 
@@ -137,15 +144,44 @@ class _Transactional:
 
     def _open(self, path, overwrite: bool, protect) -> h5py.File:
         self.path = check_output(path, overwrite=overwrite, protect=protect)
-        # An existing result is replaced only when this one is finished (or stopped): until
-        # then the new file has a temporary name next to it and the old one stays intact.
-        self._tmp = (self.path.with_name(f".{self.path.name}.{os.getpid()}.part")
-                     if self.path.exists() else None)
+        # An existing result is replaced only by a new one that ends complete: until then the
+        # new file is written as <stem>.partial<suffix> next to it (attribute ``replaces``) and
+        # the old one stays intact; a new run that fails or is interrupted stays there.
+        self._tmp = partial_path(self.path) if self.path.exists() else None
+        if self._tmp is not None:
+            check_output(self._tmp, overwrite=True, protect=protect)  # only a tmepde file
         self._error = None  # first write error; no further writes after it
         # No raw-data chunk cache: each save is compressed and written by the call that
         # writes it, so a full disk raises there (with a cache, the chunk was written when
         # h5py freed the dataset handle and the error was only printed, not raised).
-        return h5py.File(self._tmp or self.path, "w", rdcc_nbytes=0)
+        f = h5py.File(self._tmp or self.path, "w", rdcc_nbytes=0)
+        if self._tmp is not None:
+            f.attrs["replaces"] = self.path.name
+        return f
+
+    def _reopen(self, path) -> h5py.File:
+        """Open an unfinished file in place to continue it (``--resume``); a ``.partial``
+        file that was to replace another one still replaces it once complete."""
+        path = Path(path)
+        self._error = None
+        self._file = f = h5py.File(path, "r+", rdcc_nbytes=0)
+        replaces = _text(f.attrs.get("replaces", ""))
+        self.path, self._tmp = (path.with_name(replaces), path) if replaces else (path, None)
+        return f
+
+    @property
+    def kept_beside(self) -> Path | None:
+        """The ``.partial`` file of a new run that did not replace the old file (else None)."""
+        return self._tmp if self._tmp is not None and self._tmp.exists() else None
+
+    def note_kept(self, e: BaseException) -> BaseException:
+        """Add to ``e``'s one-line message that the old file is unchanged and where this
+        run's own output is (when an ``--overwrite`` run did not complete)."""
+        kept = self.kept_beside
+        if kept is not None and e.args and isinstance(e.args[0], str):
+            e.args = (f"{e.args[0]}; {str(self.path)!r} is unchanged, this run's output is "
+                      f"{str(kept)!r}", *e.args[1:])
+        return e
 
     @property
     def file_path(self) -> Path:
@@ -166,7 +202,7 @@ class _Transactional:
     def close(self, status: str | None = None) -> bool:
         """Close the file, first setting ``status`` (e.g. ``"failed: ..."``,
         ``"interrupted: SIGINT"``); best effort after a write error. Returns whether the
-        status reached the file. Moves a temporary file into place."""
+        status reached the file. A ``.partial`` file replacing an old one stays beside it."""
         ok = True
         if self._file.id.valid:
             try:
@@ -183,11 +219,15 @@ class _Transactional:
                 _fsync(self.file_path)
             except OSError:
                 ok = False
-        self._move_into_place()
-        return ok
+        return ok  # a temporary (.partial) file stays: only finish() replaces the old file
 
     def _move_into_place(self) -> None:
+        """A complete ``.partial`` file replaces the old one (an atomic rename)."""
         if self._tmp is not None and self._tmp.exists():
+            with h5py.File(self._tmp, "r+") as f:
+                if "replaces" in f.attrs:
+                    del f.attrs["replaces"]
+            _fsync(self._tmp)
             os.replace(self._tmp, self.path)
             self._tmp = None
 
@@ -216,7 +256,7 @@ class _Transactional:
             cause = " ".join(str(e).split()) or type(e).__name__
             if len(cause) > 200:
                 cause = cause[:200] + "..."
-        self._error = ResultWriteError(f"writing {str(self.path)!r} failed ({what}): {cause}")
+        self._error = ResultWriteError(f"writing {str(self.file_path)!r} failed ({what}): {cause}")
         return self._error
 
     def __enter__(self):
@@ -239,8 +279,9 @@ class ResultWriter(_Transactional):
     before it, so the file never holds a save that was not written in full.
 
     path: file to create. An existing file is refused (:class:`OutputExistsError`) unless
-    ``overwrite``; then the new file is written under a temporary name and moves into place
-    when closed, so the old one stays intact until then. ``protect``: paths never to write
+    ``overwrite``; then the new file is written as ``<stem>.partial<suffix>`` and replaces the
+    old one only when :meth:`finish` verified it complete (a failed or interrupted run stays
+    there and the old file intact; see :attr:`kept_beside`). ``protect``: paths never to write
     (the config file). config_toml: resolved config text, stored verbatim. dtype: dtype of
     the field datasets. compression: gzip level 0-9 (0 = none). params: the run's
     parameters; with them the model's own :class:`~tmepde.model.Observable` summaries are
@@ -364,9 +405,8 @@ class ResultWriter(_Transactional):
         --resume``): its saves so far are re-read once (for the final verification) and
         ``status`` is ``running`` again."""
         self = cls.__new__(cls)
-        self.path, self._tmp, self._error = Path(path), None, None
         self.grid, self.names = grid, tuple(model.names)
-        self._file = f = h5py.File(self.path, "r+", rdcc_nbytes=0)
+        f = self._reopen(path)
         try:
             self._fields = {name: f["fields"][name] for name in self.names}
             self._disk_shape = tuple(reversed(grid.shape))
@@ -470,7 +510,6 @@ class ResultWriter(_Transactional):
                     f.attrs.modify("status", _status_value(f"failed: {err}"))
             except Exception:
                 pass
-            self._move_into_place()
             raise err
         self._move_into_place()
         return self.path

@@ -223,7 +223,10 @@ def run_config(config: Config | str | Path, out_path: str | Path | None = None, 
     config: a :class:`Config` or a TOML file (``overrides`` are ``dotted.key=value``).
     out_path: the HDF5 file (default ``output.path`` of the config). An existing file is
     refused (:class:`~tmepde.io.OutputExistsError`) unless ``overwrite``, and the config
-    file itself always.
+    file itself always. With ``overwrite`` the run writes ``<stem>.partial<suffix>``, which
+    replaces the old file only once complete; a run that fails or is interrupted leaves the
+    old file untouched and its own output in the ``.partial`` file (named in the error;
+    ``resume`` it to finish, and it then replaces the old file).
     progress: show a tqdm bar with ETA (only when stderr is a terminal).
 
     Raises :class:`NonFiniteError` if a field stops being finite: the file then holds every
@@ -286,7 +289,7 @@ def run_config(config: Config | str | Path, out_path: str | Path | None = None, 
             if restart is None:
                 bad = _first_nonfinite(y0[None], names)
                 if bad is not None:
-                    raise NonFiniteError(bad[1], 0.0, out_path)
+                    raise NonFiniteError(bad[1], 0.0, writer.file_path)
                 carry = sim.init(y0, setup.params, t0=t_start)
                 y_last = np.asarray(carry["y"])  # last state written: the collapse check's reference
                 if branched:
@@ -328,7 +331,7 @@ def run_config(config: Config | str | Path, out_path: str | Path | None = None, 
                 if bad is not None:
                     k, species, error = bad
                     writer.append(times[:k], ys[:k])
-                    raise error(species, float(times[k]), out_path)
+                    raise error(species, float(times[k]), writer.file_path)
                 writer.append(times, ys)
                 if chunk_carry is not None and writer.n - 1 < n_saves:  # what --resume starts from
                     writer.set_restart(chunk_carry, writer.n - 1)
@@ -354,16 +357,20 @@ def run_config(config: Config | str | Path, out_path: str | Path | None = None, 
                 signum = stop.signum or signal.SIGINT
                 writer.close(f"interrupted: {signal.Signals(signum).name}")
                 t_last = float(t_start + save_every * (writer.n - 1)) if writer.n else None
-                raise RunInterrupted(signum, out_path, writer.n, t_last) from None
+                raise writer.note_kept(RunInterrupted(signum, writer.file_path, writer.n, t_last)) from None
             if not isinstance(e, (NonFiniteError, ResultWriteError)):
                 try:
                     _salvage(writer, in_flight, names)  # chunks computed before the failure
                 except Exception:
                     pass
             writer.close(f"failed: {type(e).__name__}: {e}")
+            writer.note_kept(e)
             raise
         bar.close()
-        writer.finish()  # re-reads every save before "complete"; ResultWriteError if not
+        try:
+            out_path = writer.finish()  # re-reads every save before "complete"; ResultWriteError if not
+        except ResultWriteError as e:
+            raise writer.note_kept(e) from None
     # A sidecar ParaView opens directly.
     from .xdmf import write_xdmf
 

@@ -261,13 +261,14 @@ class SweepWriter(_Transactional):
     flushes, so an interrupted sweep keeps every finished chunk (``members/done``).
 
     Like :class:`~tmepde.io.ResultWriter`: an existing file is refused unless ``overwrite``
-    (then replaced only when this one closes), a failed write raises
+    (then replaced only when this one is complete; until then and after a failure it is
+    ``<stem>.partial.h5``), a failed write raises
     :class:`~tmepde.io.ResultWriteError` and leaves the chunk's members ``done = False`` with
     NaN observables, and :meth:`finish` re-reads everything written before ``complete``."""
 
     def __init__(self, path, config: Config, plan: Plan, times, *, dtype, save_fields: bool,
                  field_stride: int, burden_species: Sequence[str], model_observables=(),
-                 overwrite: bool = False, protect=()):
+                 overwrite: bool = False, protect=(), chunk: int | None = None):
         from .io import FORMAT_VERSION, _version
 
         grid, model, n, T = config.grid, config.model, plan.n, len(times)
@@ -290,6 +291,8 @@ class SweepWriter(_Transactional):
             "arms": np.array(plan.arm_names, dtype=string),
             "burden_species": np.array(self.burden_species, dtype=string),
         })
+        if chunk:  # members per compiled call: --resume runs the same chunks
+            f.attrs["chunk"] = np.int64(chunk)
         self._write_status("running")
         f.create_dataset("time", data=np.asarray(times, np.float64)).attrs["units"] = "h"
         scales = coordinate_scales(f, grid)
@@ -346,6 +349,29 @@ class SweepWriter(_Transactional):
             f.flush()
         except Exception as e:
             raise self._fail("creating the file", e) from e
+
+    @classmethod
+    def reopen(cls, path, names: Sequence[str], *, save_fields: bool, field_stride: int,
+               burden_species: Sequence[str]) -> "SweepWriter":
+        """Continue an interrupted or failed sweep file in place (``tmepde sweep --resume``):
+        the finished members' data are re-read once (CRC-32, for :meth:`finish`) and
+        ``status`` is ``running`` again."""
+        self = cls.__new__(cls)
+        self.names, self.stride, self.save_fields = tuple(names), field_stride, save_fields
+        self.burden_species = list(burden_species)
+        f = self._reopen(path)
+        try:
+            self._written = []
+            keys = [f"observables/{k}" for k in f["observables"]]
+            keys += [f"fields/{k}" for k in f["fields"]] if "fields" in f else []
+            for a, b in _runs(f["members/done"][:]):
+                sl = slice(a, b)
+                self._written += [(k, sl, _crc(f[k][sl])) for k in keys + ["members/done"]]
+            self.set_status("running")
+        except Exception:
+            f.close()
+            raise
+        return self
 
     def write(self, members: slice, totals, mins, maxs, finite, fields=None, model_obs=None) -> None:
         """Chunk of members: observables ``(b, T, S)``, finite ``(b, T, S)`` bools,
@@ -434,7 +460,6 @@ class SweepWriter(_Transactional):
                     f.attrs.modify("status", _status_value(f"failed: {err}"))
             except Exception:
                 pass
-            self._move_into_place()
             raise err
         self._move_into_place()
         return self.path
@@ -551,24 +576,68 @@ def _text_list(values) -> list[str]:
     return [_text(v) for v in np.atleast_1d(values)]
 
 
+def _runs(mask) -> list[tuple[int, int]]:
+    """``[start, stop)`` of every run of consecutive True entries of a 1-D bool mask."""
+    m = np.concatenate([[False], np.asarray(mask, bool), [False]])
+    edges = np.flatnonzero(np.diff(m.astype(np.int8)))
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2])]
+
+
+def _read_unfinished(path) -> tuple[str, np.ndarray, list, dict, int | None]:
+    """(config_toml, done (B,), member statuses, stored varied values, chunk) of a sweep file
+    to resume; a :class:`~tmepde.io.ResultFileError` for anything else."""
+    from .io import ResultFileError, _open_h5
+
+    with _open_h5(Path(path)) as f:
+        where = repr(str(path))
+        if _text(f.attrs.get("format", "")) != SWEEP_FORMAT:
+            raise ResultFileError(f"{where} is not a tmepde sweep file; resume a run with "
+                                  "tmepde run --resume")
+        if _text(f.attrs.get("status", "?")).startswith("complete"):
+            raise ResultFileError(f"{where} is complete; nothing to resume")
+        try:
+            done = f["members/done"][:].astype(bool)
+            status = [_text(v) for v in f["members/status"][:]]
+            values = {k: d[:] for k, d in f["members/params"].items() if not d.is_scale}
+            chunk = int(f.attrs["chunk"]) if "chunk" in f.attrs else None
+            return _text(f.attrs["config_toml"]), done, status, values, chunk
+        except KeyError as e:
+            raise ResultFileError(f"{where} lacks {e}; it is damaged or was written by an older "
+                                  "tmepde: run the sweep again") from None
+
+
 # -- running ----------------------------------------------------------------------------
 def run_sweep(config: Config | str | Path, out_path: str | Path | None = None, *,
               progress: bool = True, overrides: Sequence[str] = (), n: int | None = None,
               seed: int | None = None, chunk: int | None = None, devices=None,
-              overwrite: bool = False) -> Path:
+              overwrite: bool = False, resume: str | Path | None = None) -> Path:
     """Run every member of a config's ``[sweep]`` and write the sweep file; returns its path.
 
     config: a :class:`Config` or TOML file (``overrides`` are ``dotted.key=value``).
     n, seed: override ``sweep.cohort.n`` / ``sweep.cohort.seed``. chunk: members per compiled
     call (default ``sweep.chunk``, else automatic). devices: JAX devices to shard over
     (default all). Also writes ``<stem>_summary.{csv,md}`` when the sweep has a burden.
-    overwrite: replace an existing sweep file (else :class:`~tmepde.io.OutputExistsError`).
+    overwrite: replace an existing sweep file (else :class:`~tmepde.io.OutputExistsError`);
+    the new sweep is written as ``<stem>.partial.h5`` and replaces the old file only once
+    complete (an interrupted or failed one stays there, the old file untouched).
+    resume: an interrupted or failed sweep file to finish in place instead (``config``,
+    ``out_path``, ``overrides``, ``n``, ``seed`` and ``chunk`` are then ignored: the sweep is
+    the file's stored config, in the file's chunks). Finished members (``members/done``)
+    are kept as they are; only the others run, so the finished file equals an uninterrupted
+    sweep (same device and dtype).
 
     SIGINT/SIGTERM stop after the chunk being written (:class:`~tmepde.runner.RunInterrupted`,
     ``status = "interrupted: SIGINT"``); a failed write raises
     :class:`~tmepde.io.ResultWriteError`; ``complete`` only after every chunk was re-read.
     """
     overrides = list(overrides)
+    done = stored_status = None
+    if resume is not None:
+        from .config import loads_config
+
+        text, done, stored_status, stored_values, chunk = _read_unfinished(resume)
+        config, overrides, n, seed = loads_config(text, source=str(resume)), [], None, None
+        out_path = Path(resume)
     if n is not None:
         overrides.append(f"sweep.cohort.n={int(n)}")
     if seed is not None:
@@ -581,7 +650,8 @@ def run_sweep(config: Config | str | Path, out_path: str | Path | None = None, *
         config = config.replace(*overrides)
     sw = _sweep_table(config)
     out_path = Path(out_path if out_path is not None else sw["path"])
-    check_output(out_path, overwrite=overwrite, protect=(config_path,))
+    if resume is None:
+        check_output(out_path, overwrite=overwrite, protect=(config_path,))
 
     import jax
     import jax.numpy as jnp
@@ -592,6 +662,15 @@ def run_sweep(config: Config | str | Path, out_path: str | Path | None = None, *
     setup = build(config)
     sim = setup.simulator
     plan = plan_sweep(config)
+    if resume is not None:
+        from .io import ResultFileError
+
+        if len(done) != plan.n or set(stored_values) != set(plan.values) or not all(
+                np.array_equal(stored_values[k], v) for k, v in plan.values.items()):
+            raise ResultFileError(f"{str(out_path)!r}: its members differ from its stored config's "
+                                  "[sweep] (another tmepde version?); run the sweep again")
+    else:
+        done = np.zeros(plan.n, bool)
     params = dict(setup.params)
     for k in plan.param_keys:
         params[k] = jnp.asarray(plan.values[k], sim.dtype)
@@ -633,17 +712,31 @@ def run_sweep(config: Config | str | Path, out_path: str | Path | None = None, *
     else:
         host = np.asarray
     lead = jax.process_index() == 0
+    def unfinished():  # (member slice, states) of every member not done, in the original chunks
+        for a, b in _runs(~done):
+            sub = {k: (v[a:b] if k in plan.param_keys else v) for k, v in params.items()}
+            y_sub = (lambda idx, a=a: y0(np.asarray(idx) + a)) if callable(y0) else y0
+            for members, out in batch.iter_batch(sim, sub, plan.param_keys, y_sub, setup.n_saves,
+                                                 chunk=chunk, devices=devices, n=b - a):
+                yield slice(a + members.start, a + members.stop), out
+
     with StopOnSignals() as stop:
-        writer = SweepWriter(out_path, config, plan, times, dtype=sim.dtype,
-                             save_fields=sw["save_fields"], field_stride=stride,
-                             burden_species=_burden_species(config), model_observables=model_obs,
-                             overwrite=overwrite, protect=(config_path,)) if lead else None
-        bar = tqdm(total=plan.n, unit="member", desc=f"tmepde sweep {config.model.name}",
+        if not lead:
+            writer = None
+        elif resume is None:
+            writer = SweepWriter(out_path, config, plan, times, dtype=sim.dtype,
+                                 save_fields=sw["save_fields"], field_stride=stride,
+                                 burden_species=_burden_species(config), model_observables=model_obs,
+                                 overwrite=overwrite, protect=(config_path,), chunk=chunk)
+        else:
+            writer = SweepWriter.reopen(out_path, config.model.names, save_fields=sw["save_fields"],
+                                        field_stride=stride, burden_species=_burden_species(config))
+        n_done = int(done.sum())
+        n_failed = sum(st.startswith("failed") for st in stored_status or ())
+        bar = tqdm(total=plan.n, initial=n_done, unit="member", desc=f"tmepde sweep {config.model.name}",
                    disable=not (progress and sys.stderr.isatty()))
-        n_failed = n_done = 0
         try:
-            for members, out in batch.iter_batch(sim, params, plan.param_keys, y0, setup.n_saves,
-                                                 chunk=chunk, devices=devices, n=plan.n):
+            for members, out in unfinished():
                 tot, lo, hi, fin = (host(x) for x in reduce(out))
                 fields = host(out[:, ::stride]) if sw["save_fields"] else None
                 extra = None
@@ -654,7 +747,7 @@ def run_sweep(config: Config | str | Path, out_path: str | Path | None = None, *
                     writer.write(members, tot.astype(np.float64), lo.astype(np.float64),
                                  hi.astype(np.float64), fin, fields, extra)
                 n_failed += int((~fin.all(axis=(1, 2))).sum())
-                n_done = members.stop
+                n_done += members.stop - members.start
                 bar.update(members.stop - members.start)
                 if stop.signum is not None:
                     break
@@ -664,22 +757,28 @@ def run_sweep(config: Config | str | Path, out_path: str | Path | None = None, *
             bar.close()
             if isinstance(e, KeyboardInterrupt):
                 signum = stop.signum or signal.SIGINT
+                where = writer.file_path if lead else out_path
                 if lead:
                     writer.close(f"interrupted: {signal.Signals(signum).name}")
-                err = RunInterrupted(signum, out_path)
-                err.args = (f"interrupted by {signal.Signals(signum).name}; members 0..{n_done - 1} "
-                            f"of {plan.n} are in {str(out_path)!r} (members/done; status "
-                            "'interrupted')" if n_done else
+                err = RunInterrupted(signum, where)
+                err.args = (f"interrupted by {signal.Signals(signum).name}; {n_done} of {plan.n} "
+                            f"members are finished in {str(where)!r} (members/done; status "
+                            f"'interrupted'; tmepde sweep --resume {where} runs the rest)" if n_done else
                             f"interrupted by {signal.Signals(signum).name}; no member finished",)
-                raise err from None
+                raise (writer.note_kept(err) if lead else err) from None
             if lead:
                 writer.close(f"failed: {type(e).__name__}: {e}")
+                writer.note_kept(e)
             raise
         bar.close()
         if not lead:
             return out_path
-        writer.finish("complete" if not n_failed else
-                      f"complete: {n_failed} of {plan.n} members became non-finite (members/status)")
+        try:
+            out_path = writer.finish("complete" if not n_failed else
+                                     f"complete: {n_failed} of {plan.n} members became non-finite "
+                                     "(members/status)")
+        except Exception as e:
+            raise writer.note_kept(e) from None
     if n_failed:
         import warnings
 
