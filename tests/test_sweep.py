@@ -338,3 +338,5 @@ def test_resumed_sweep_equals_uninterrupted_and_reruns_only_unfinished(swept, cf
         assert a.summary["best"].tolist() == b.summary["best"].tolist()
     assert main(["sweep", "--resume", str(out), "--no-progress"]) == 2  # complete now
     assert "is complete; nothing to resume" in capsys.readouterr().err
+    assert main(["sweep", "--resume", str(out), "-n", "3"]) == 2  # the file's own sweep only
+    assert "give no CONFIG, -o, --set, -n" in capsys.readouterr().err

@@ -166,7 +166,10 @@ class _Transactional:
         self._error = None
         self._file = f = h5py.File(path, "r+", rdcc_nbytes=0)
         replaces = _text(f.attrs.get("replaces", ""))
-        self.path, self._tmp = (path.with_name(replaces), path) if replaces else (path, None)
+        if replaces and partial_path(path.with_name(replaces)).name == path.name:
+            self.path, self._tmp = path.with_name(replaces), path
+        else:  # not a .partial file (or renamed since): it completes where it is
+            self.path, self._tmp = path, None
         return f
 
     @property
