@@ -47,7 +47,7 @@ FULL = dict(default_sets=[], default_label="256² × 20 µm, 30 days",
 # keep every initial cluster on the grid), half a day of simulated time.
 DRY = dict(default_sets=["grid.shape=[128,128]", "grid.spacing=40.0", "time.t_end=12.0"],
            default_label="dry run: 128² × 40 µm, 12 h",
-           d3_sets=["time.t_end=12.0"], d3_label="dry run: 48³ × 50 µm, 12 h",
+           d3_sets=["time.t_end=12.0", "time.save_every=6.0"], d3_label="dry run: 48³ × 50 µm, 12 h",
            cohort_args=["-n", "2", "--shape", "128", "--t-end", "12"],
            cohort_label="dry run: 2 patients, 128², 12 h",
            stencil_shape=(2, 64, 64), agree_shape=(32, 32), agree_days=0.5)
