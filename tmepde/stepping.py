@@ -331,9 +331,11 @@ class Simulator:
             n_now = disc.nonstiff(t_now, hist_y[0], params, h_lim if self.chemotaxis_limiter else None)
             rates = (n_now,) + hist_n
             rhs = sum(a_r[i] * hist_y[i] for i in range(H)) + g * sum(b_r[i] * rates[i] for i in range(H))
-            y_star = disc.positive_part(sum(b_r[i] * hist_y[i] for i in range(H)))
-            k_loc = disc.local_decay(t_new, y_star, params)
-            y_new = disc.clip(disc.flush(disc.implicit_solve(rhs, g, params, k_loc, guess=y_star)))
+            y_ext = sum(b_r[i] * hist_y[i] for i in range(H))
+            k_loc = disc.local_decay(t_new, disc.positive_part(y_ext), params)
+            # γ = 0 rows: the rhs is the answer; as first iterate it stops CG at once.
+            guess = jnp.where(g == 0, rhs, y_ext)
+            y_new = disc.clip(disc.flush(disc.implicit_solve(rhs, g, params, k_loc, guess=guess)))
             new = ((y_new,) + hist_y[:-1], rates[:-1])
             return jax.tree_util.tree_map(lambda u, v: jnp.where(ok, u, v), new, c), None
 
@@ -367,12 +369,15 @@ class Simulator:
         # The same extrapolation as for N gives yⁿ⁺¹ to O(dtᵏ): local decay rates taken there
         # keep the implicit coefficient's error O(dtᵏ), and it is the first guess of the
         # conjugate-gradient groups.
-        # Only rates and a first guess come from it: the positive part will do (no mass to keep).
-        y_star = disc.positive_part(sum(b_j * y_j for b_j, y_j in zip(b, hist_y)))
+        # Local decay rates at its positive part; the CG's first iterate is the extrapolation
+        # itself: it has the right total, so the CG residual sums to 0 on zero-flux groups
+        # and the solve keeps mass whatever its tolerance (the positive part would not).
+        y_ext = sum(b_j * y_j for b_j, y_j in zip(b, hist_y))
+        y_star = disc.positive_part(y_ext)
         k_loc = disc.local_decay(t_new, y_star, params)
         # flush: the solve's round-off in cells nothing has reached becomes exactly 0
         # (growth terms would amplify it; Discretization.flush).
-        return disc.clip(disc.flush(disc.implicit_solve(rhs, gamma, params, k_loc, guess=y_star))), n_now
+        return disc.clip(disc.flush(disc.implicit_solve(rhs, gamma, params, k_loc, guess=y_ext))), n_now
 
     # -- loops ---------------------------------------------------------------------
     def _advance_impl(self, carry, params, n_saves: int):
