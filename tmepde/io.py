@@ -139,6 +139,31 @@ class _Transactional:
     """Shared by the result and sweep writers: the temporary-name/move-into-place logic,
     the status attribute and the failure/interrupt paths."""
 
+    def _seal(self, target: Path, status: str, problem: str | None = None) -> Path:
+        """Last step of ``finish`` once the data were re-read (``problem``: what differed, or
+        None): write ``status``, fsync, read it back, move the file into place. On any problem
+        the status becomes ``failed: ...`` where it can still be set, and the error is raised."""
+        if problem is None:
+            try:
+                with h5py.File(target, "r+") as f:
+                    f.attrs.modify("status", _status_value(status))
+                _fsync(target)
+                with h5py.File(target, "r") as f:
+                    if _text(f.attrs["status"]) != status:
+                        problem = "the status attribute did not read back"
+            except Exception as e:
+                problem = f"{type(e).__name__}: {' '.join(str(e).split())}"
+        if problem is not None:
+            err = self._fail("verifying the finished file", RuntimeError(problem))
+            try:
+                with h5py.File(target, "r+") as f:
+                    f.attrs.modify("status", _status_value(f"failed: {err}"))
+            except Exception:
+                pass
+            raise err
+        self._move_into_place()
+        return self.path
+
     path: Path
     _file: h5py.File
 
@@ -496,26 +521,7 @@ class ResultWriter(_Transactional):
             problem = verify_saves(target, self.names, self._crcs)
         except Exception as e:
             problem = f"{type(e).__name__}: {' '.join(str(e).split())}"
-        if problem is None:
-            try:
-                with h5py.File(target, "r+") as f:
-                    f.attrs.modify("status", _status_value("complete"))
-                _fsync(target)
-                with h5py.File(target, "r") as f:
-                    if _text(f.attrs["status"]) != "complete":
-                        problem = "the status attribute did not read back"
-            except Exception as e:
-                problem = f"{type(e).__name__}: {' '.join(str(e).split())}"
-        if problem is not None:
-            err = self._fail("verifying the finished file", RuntimeError(problem))
-            try:
-                with h5py.File(target, "r+") as f:
-                    f.attrs.modify("status", _status_value(f"failed: {err}"))
-            except Exception:
-                pass
-            raise err
-        self._move_into_place()
-        return self.path
+        return self._seal(target, "complete", problem)
 
 
 def coordinate_scales(f: h5py.File, grid: Grid, time_name: str = "time") -> list:

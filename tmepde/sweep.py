@@ -31,7 +31,7 @@ import h5py
 import numpy as np
 
 from .config import Config, ConfigError, load_config
-from .io import (_attach, _crc, _fsync, _status_value, _text, _Transactional, check_output,
+from .io import (_attach, _crc, _fsync, _text, _Transactional, check_output,
                  coordinate_scales, to_disk)
 
 __all__ = ["SWEEP_FORMAT", "Plan", "plan_sweep", "run_sweep", "classify", "wilson",
@@ -445,24 +445,9 @@ class SweepWriter(_Transactional):
                         break
             if problem is None:
                 summarize(target, tables=self.path)
-                with h5py.File(target, "r+") as f:
-                    f.attrs.modify("status", _status_value(status))
-                _fsync(target)
-                with h5py.File(target, "r") as f:
-                    if _text(f.attrs["status"]) != status:
-                        problem = "the status attribute did not read back"
         except Exception as e:
             problem = f"{type(e).__name__}: {' '.join(str(e).split())}"
-        if problem is not None:
-            err = self._fail("verifying the finished file", RuntimeError(problem))
-            try:
-                with h5py.File(target, "r+") as f:
-                    f.attrs.modify("status", _status_value(f"failed: {err}"))
-            except Exception:
-                pass
-            raise err
-        self._move_into_place()
-        return self.path
+        return self._seal(target, status, problem)
 
 
 
