@@ -377,6 +377,23 @@ def test_collapse_check_ignores_decay_below_the_underflow_scale():
     assert _first_collapse(prev, ys, names, [False, True]) is None  # a signed field may cross 0
 
 
+def test_sweep_member_that_collapses_is_failed_not_complete(tmp_path):
+    from tmepde.io import open_result
+    from tmepde.sweep import run_sweep
+
+    sweep = '\n[sweep]\n[[sweep.arms]]\nname = "ok"\nset = { growth = 0.02 }\n' \
+            '[[sweep.arms]]\nname = "unstable"\nset = { growth = 1e6 }\n'
+    with pytest.warns(UserWarning, match="1 of 2 sweep members became non-finite .* or collapsed"):
+        out = run_sweep(loads_config(FISHER + sweep), tmp_path / "s.h5", progress=False)
+    with open_result(out) as r:
+        status = list(r.members["status"])
+        arms = list(r.members["arm"])
+        assert r.status.startswith("complete: 1 of 2 members")
+    assert status[arms.index("ok")] == "complete"  # ablation: the intended growth rate passes
+    assert status[arms.index("unstable")].startswith("failed: field 'tumor' collapsed to exactly 0")
+    assert "t = 1 h" in status[arms.index("unstable")]
+
+
 def test_cli_collapse_exits_nonzero_with_one_line(tmp_path, capsys):
     (tmp_path / "f.toml").write_text(FISHER)
     status, err = _cli(["run", str(tmp_path / "f.toml"), "-o", str(tmp_path / "o.h5"), "--no-progress",

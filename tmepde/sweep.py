@@ -373,9 +373,12 @@ class SweepWriter(_Transactional):
             raise
         return self
 
-    def write(self, members: slice, totals, mins, maxs, finite, fields=None, model_obs=None) -> None:
+    def write(self, members: slice, totals, mins, maxs, finite, fields=None, model_obs=None,
+              collapsed=None) -> None:
         """Chunk of members: observables ``(b, T, S)``, finite ``(b, T, S)`` bools,
-        fields ``(b, T_f, S, *shape)`` or None, the model's observables ``{name: (b, T)}``.
+        fields ``(b, T_f, S, *shape)`` or None, the model's observables ``{name: (b, T)}``,
+        ``collapsed``: (b,) messages of members whose field collapsed (see
+        :func:`collapse_messages`; empty string: none) or None.
         The members' ``done`` flags are set only after their data reached the file."""
         if self._error is not None:
             raise self._error
@@ -411,8 +414,10 @@ class SweepWriter(_Transactional):
             raise err from e
         self._written += [(k, members, _crc(v)) for k, v in data.items()]
         status = []
-        for ok in finite:
-            if ok.all():
+        for j, ok in enumerate(finite):
+            if ok.all() and collapsed is not None and collapsed[j]:
+                status.append(f"failed: {collapsed[j]}")
+            elif ok.all():
                 status.append("complete")
             else:
                 t_bad = int(np.argmin(ok.all(axis=1)))
@@ -449,6 +454,23 @@ class SweepWriter(_Transactional):
             problem = f"{type(e).__name__}: {' '.join(str(e).split())}"
         return self._seal(target, status, problem)
 
+
+
+def collapse_messages(maxs, names, nonnegative, times) -> np.ndarray:
+    """Per member, how a non-negative field collapsed: exactly 0 everywhere at a save while
+    its largest value one save earlier exceeded √tiny (the rule of a single run, see
+    :func:`tmepde.runner._first_collapse`): the clipping of negatives hid an unstable step.
+    maxs: (b, T, S) per-save maxima; returns (b,) messages ('' where none)."""
+    maxs = np.asarray(maxs)
+    tiny = np.sqrt(np.finfo(maxs.dtype).tiny) if np.issubdtype(maxs.dtype, np.floating) else 0.0
+    bad = (maxs[:, 1:] == 0) & (np.abs(maxs[:, :-1]) > tiny) & np.asarray(nonnegative)[None, None]
+    out = np.full(maxs.shape[0], "", dtype=object)
+    for j in np.flatnonzero(bad.any(axis=(1, 2))):
+        k = int(np.argmax(bad[j].any(axis=1)))
+        species = names[int(np.argmax(bad[j, k]))]
+        out[j] = (f"field {species!r} collapsed to exactly 0 everywhere by t = {float(times[k + 1]):g} h "
+                  "(the clipping of negatives hid an unstable step; try a smaller time.dt)")
+    return out
 
 
 def _attach_sweep_dims(f: h5py.File, member, scales) -> None:
@@ -728,10 +750,12 @@ def run_sweep(config: Config | str | Path, out_path: str | Path | None = None, *
                 if observe is not None:
                     p_chunk = {k: (v[members] if k in plan.param_keys else v) for k, v in params.items()}
                     extra = {k: host(v).astype(np.float64) for k, v in observe(p_chunk, out).items()}
+                collapsed = collapse_messages(hi, config.model.names,
+                                              [s.nonnegative for s in config.model.species], times)
                 if lead:
                     writer.write(members, tot.astype(np.float64), lo.astype(np.float64),
-                                 hi.astype(np.float64), fin, fields, extra)
-                n_failed += int((~fin.all(axis=(1, 2))).sum())
+                                 hi.astype(np.float64), fin, fields, extra, collapsed)
+                n_failed += int((~fin.all(axis=(1, 2)) | (collapsed != "")).sum())
                 n_done += members.stop - members.start
                 bar.update(members.stop - members.start)
                 if stop.signum is not None:
@@ -761,12 +785,12 @@ def run_sweep(config: Config | str | Path, out_path: str | Path | None = None, *
         try:
             out_path = writer.finish("complete" if not n_failed else
                                      f"complete: {n_failed} of {plan.n} members became non-finite "
-                                     "(members/status)")
+                                     "or collapsed (members/status)")
         except Exception as e:
             raise writer.note_kept(e) from None
     if n_failed:
         import warnings
 
-        warnings.warn(f"{n_failed} of {plan.n} sweep members became non-finite (NaN or inf); "
+        warnings.warn(f"{n_failed} of {plan.n} sweep members became non-finite (NaN or inf) or collapsed; "
                       f"see members/status in {str(out_path)!r}. Try a smaller time.dt", stacklevel=2)
     return out_path
