@@ -1,4 +1,4 @@
-"""Behaviours B1–B8 of shared/MODEL.md, each with a stated numeric criterion.
+"""Behaviours B1–B8 of the model (docs/model.md), each with a stated numeric criterion.
 
 One default parameter set (``tmepde.models.tme.DEFAULTS``) for every behaviour; tests only
 choose treatments (doses, schedules) and, for B8, switch a mechanism on/off.

@@ -1,6 +1,6 @@
 """The IFN-γ tumor-microenvironment model (built only on the public model API).
 
-Mechanisms A1–A8 (anti-tumor) and P1–P7 (pro-tumor) of ``shared/MODEL.md`` are separate,
+Mechanisms A1–A8 (anti-tumor) and P1–P7 (pro-tumor) of the model brief (docs/model.md) are separate,
 switchable terms: each has its own strength parameter (0 switches it off). All switches are
 smooth (Hill functions, no branches), so every output is differentiable in every parameter,
 including dose times. Equations, units and sources: ``docs/model.md``.
@@ -460,7 +460,7 @@ def infiltration_depth(effectors, tumor, grid):
 
 
 def tme_observables(plasma) -> tuple[Observable, ...]:
-    """The per-save summaries of issue 3 (units: cell volumes in µm^ndim, µm³ on shells)."""
+    """The per-save summaries (units: cell volumes in µm^ndim, µm³ on shells)."""
 
     def tum(y):
         return y["tumor"] + y["stem"]

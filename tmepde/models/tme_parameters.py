@@ -5,7 +5,7 @@
 ``docs/model.md`` is generated from both by ``python -m tmepde.models.tme_parameters`` and a
 test checks that it has not drifted, that every parameter has an entry and that every
 default lies in its range. "est" = our estimate: where no measurement anchors a value we give
-a range of about ×/÷ 3-10 around it and say so; fits (issue 4) should treat those as the
+a range of about ×/÷ 3-10 around it and say so; fits should treat those as the
 weakly identified ones.
 """
 
