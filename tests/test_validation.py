@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 import tmepde as tp
-from tmepde import cli, config as cfgmod, initial
+from tmepde import cli, initial
+from tmepde.config import run as cfgmod  # where the run sections (and the memory check) live
 from tmepde.config import ConfigError, ConfigWarning, load_config, loads_config, memory_estimate
 from tmepde.grid import Boundary, Grid
 from tmepde.model import Model, ParameterError, Species

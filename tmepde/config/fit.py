@@ -1,0 +1,68 @@
+"""``[fit]``: fitting a model to measured tumor volumes with ``tmepde fit`` (docs/fitting.md)."""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+from .schema import (NUMBER, INTEGER, OPTIONAL, STRING, STRING_LIST, ConfigError, Key, did_you_mean,
+                     key_table, positive, resolve_keys)
+
+__all__ = ["FIT", "FIT_PSEUDO", "check_param_names", "resolve_fit", "reference"]
+
+# Fit-only pseudo-parameters, not model parameters: their meaning (initial tumor-cell volume in
+# mm³, effective IL-12 per intratumoral injection in ng) is defined by the CT26 fitting code
+# that consumes them, which owns any change to this list.
+FIT_PSEUDO = ("v0_mm3", "il12_dose_ng")
+FIT = {
+    "data": Key(STRING, OPTIONAL, "csv of measured volumes (columns arm, mouse, day, volume_mm3); "
+                "absent = the packaged CT26 data set; relative to the config file", 'data = "volumes.csv"'),
+    "growth_params": Key(STRING_LIST, ["growth_tumor", "D_tumor", "v0_mm3"],
+                         "stage 1, fitted on the PBS arm (pooled): model parameters or v0_mm3 (initial "
+                         "tumor-cell volume, mm³)", 'growth_params = ["growth_tumor", "D_tumor", "v0_mm3"]'),
+    "immune_params": Key(STRING_LIST, ["il12_dose_ng", "a6_il12_to_ifng", "kill_cd8"],
+                         "stage 2, fitted on PBS + rVSV-mIL12-mGMCSF arms jointly: model parameters or "
+                         "il12_dose_ng (effective IL-12 per injection, ng)",
+                         'immune_params = ["il12_dose_ng", "kill_cd8"]'),
+    "cohort_params": Key(STRING_LIST, ["v0_mm3", "il12_dose_ng", "kill_cd8"],
+                         "per-animal fits of the IL-12 arm (virtual cohort), with priors at the stage 2 "
+                         "values", 'cohort_params = ["v0_mm3", "kill_cd8"]'),
+    "prior_sd": Key(NUMBER, 1.0, "s.d. of the Gaussian priors in log-parameter space (1 = a factor e)",
+                    "prior_sd = 1.0", positive("")),
+    "sigma": Key(NUMBER, 0.3, "nominal s.d. of log-volume residuals (the covariance is rescaled by "
+                 "the residual variance)", "sigma = 0.3", positive("")),
+    "max_steps": Key(INTEGER, 40, "Levenberg–Marquardt steps per fit", "max_steps = 40", positive("")),
+    "output": Key(STRING, "results/ct26", "prefix of the outputs: <output>_fit.png, <output>_fit.md, "
+                  "<output>_fitted.toml (relative to the working directory)", 'output = "results/ct26"'),
+}
+
+
+def check_param_names(names, path, defaults, extra=()):
+    for i, n in enumerate(names):
+        if n not in defaults and n not in extra:
+            hint = did_you_mean(n, list(defaults) + list(extra))
+            raise ConfigError(f"{path}[{i}]", f"{path}[{i}]: unknown parameter '{n}'; {hint}"
+                              f"use a model parameter{' or one of ' + ', '.join(extra) if extra else ''}")
+        if names.count(n) > 1:
+            raise ConfigError(path, f"{path} lists '{n}' twice")
+
+
+def resolve_fit(raw: Mapping, defaults: Mapping) -> dict:
+    out = resolve_keys(raw, FIT, "fit")
+    for k in ("growth_params", "immune_params", "cohort_params"):
+        check_param_names(out[k], f"fit.{k}", defaults, FIT_PSEUDO)
+    return out
+
+
+def reference() -> list[str]:
+    """The ``[fit]`` part of docs/config.md, markdown lines."""
+    return [
+        "## `[fit]`",
+        "",
+        "Optional: fitting to measured tumor volumes with `tmepde fit CONFIG` (ignored by",
+        "`tmepde run`); the worked example is configs/fit/ct26.toml (docs/fitting.md). Fitted",
+        "names are model parameters or the fit-only `v0_mm3` (initial tumor-cell volume, mm³)",
+        "and `il12_dose_ng` (effective IL-12 per intratumoral injection, ng).",
+        "",
+        *key_table(FIT),
+        "",
+    ]

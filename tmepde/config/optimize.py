@@ -1,0 +1,87 @@
+"""``[optimize]``: dose-schedule optimisation with ``tmepde optimize`` (docs/optimization.md)."""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+from .schema import (BOOLEAN, INTEGER, NUMBER, OPTIONAL, REQUIRED, STRING, ConfigError, Key,
+                     key_table, nonnegative, one_of, positive, resolve_keys)
+
+__all__ = ["OPTIMIZE", "OPTIMIZE_AGENT", "resolve_optimize", "reference"]
+
+
+OPTIMIZE = {
+    "objective": Key(STRING, "final", "'final' (tumor burden at the horizon), 'mean' (its time average) "
+                     "or 'both' (their sum), each relative to the untreated value", 'objective = "mean"',
+                     one_of(("final", "mean", "both"))),
+    "toxicity_agent": Key(STRING, "ifng", "systemic agent whose peak plasma level is the toxicity "
+                          "(parameter sys_<agent>_times must exist)", 'toxicity_agent = "ifng"'),
+    "toxicity_limit": Key(NUMBER, OPTIONAL, "peak plasma level allowed (ng/mL); absent = no limit",
+                          "toxicity_limit = 1.0", positive(" ng/mL")),
+    "steps": Key(INTEGER, 30, "projected-Adam steps", "steps = 30", positive("")),
+    "learning_rate": Key(NUMBER, 0.05, "Adam learning rate on scaled variables", "learning_rate = 0.05",
+                         positive("")),
+    "cma_simulations": Key(INTEGER, 200, "simulation budget of the CMA-ES baseline (0 = skip)",
+                           "cma_simulations = 200", nonnegative("")),
+    "output": Key(STRING, "results/optimize", "prefix of the outputs: <output>.png, <output>.md, "
+                  "<output>_schedule.toml", 'output = "results/optimize_ifng"'),
+}
+OPTIMIZE_AGENT = {
+    "prefix": Key(STRING, REQUIRED, "dose parameters <prefix>_times (h) and <prefix>_amounts",
+                  'prefix = "sys_ifng"'),
+    "max_amount": Key(NUMBER, REQUIRED, "cap per dose (amount units of the agent, ng)", "max_amount = 1.73e5",
+                      positive("")),
+    "budget": Key(NUMBER, REQUIRED, "cap on the total amount", "budget = 1.04e6", positive("")),
+    "t_min": Key(NUMBER, 0.0, "earliest dose time (h)", "t_min = 0.0", nonnegative(" h")),
+    "t_max": Key(NUMBER, OPTIONAL, "latest dose time (h); absent = time.t_end", "t_max = 600.0",
+                 nonnegative(" h")),
+    "min_interval": Key(NUMBER, 0.0, "minimum spacing between doses (h)", "min_interval = 24.0",
+                        nonnegative(" h")),
+    "optimize_times": Key(BOOLEAN, True, "also move the dose times (else amounts only)",
+                          "optimize_times = true"),
+}
+
+
+def resolve_optimize(raw: Mapping, defaults: Mapping) -> dict:
+    out = resolve_keys(raw, OPTIMIZE, "optimize", skip=("agents",))
+    agents = raw.get("agents")
+    if not isinstance(agents, list) or not agents or not all(isinstance(a, dict) for a in agents):
+        raise ConfigError("optimize.agents", "optimize.agents must be an array of tables: "
+                          '[[optimize.agents]] prefix = "sys_ifng" max_amount = 1.73e5 budget = 1.04e6')
+    resolved = []
+    for i, a in enumerate(agents):
+        path = f"optimize.agents[{i}]"
+        ag = resolve_keys(a, OPTIMIZE_AGENT, path)
+        for suffix in ("_times", "_amounts"):
+            if ag["prefix"] + suffix not in defaults:
+                raise ConfigError(f"{path}.prefix", f"{path}.prefix '{ag['prefix']}': the model has no "
+                                  f"parameter '{ag['prefix']}{suffix}'; dose prefixes look like 'sys_ifng', "
+                                  "'it_il12'")
+        if ag.get("t_max") is not None and ag["t_max"] <= ag["t_min"]:
+            raise ConfigError(f"{path}.t_max", f"{path}.t_max ({ag['t_max']}) must be > t_min ({ag['t_min']})")
+        resolved.append(ag)
+    out["agents"] = resolved
+    if f"sys_{out['toxicity_agent']}_times" not in defaults:
+        raise ConfigError("optimize.toxicity_agent", f"optimize.toxicity_agent '{out['toxicity_agent']}' "
+                          "has no systemic schedule (sys_<agent>_times); e.g. toxicity_agent = \"ifng\"")
+    return out
+
+
+def reference() -> list[str]:
+    """The ``[optimize]`` part of docs/config.md, markdown lines."""
+    return [
+        "## `[optimize]`",
+        "",
+        "Optional: dose-schedule optimisation with `tmepde optimize CONFIG` (ignored by",
+        "`tmepde run`); see docs/optimization.md. The config's own schedule is the starting",
+        "point and the reference (e.g. the clinical standard).",
+        "",
+        *key_table(OPTIMIZE),
+        "",
+        "### `[[optimize.agents]]`",
+        "",
+        "Decision variables: the dose times and amounts of one agent per table.",
+        "",
+        *key_table(OPTIMIZE_AGENT),
+        "",
+    ]
