@@ -1,4 +1,4 @@
-"""Subcommands beyond run/info/plot/animate.
+"""The subcommands of ``tmepde``, one module per verb.
 
 Every module in this package is imported by :func:`tmepde.cli.build_parser` and registers its
 command(s) with :func:`tmepde.cli.register` at import time, so adding a command is adding a file
