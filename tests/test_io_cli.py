@@ -292,3 +292,43 @@ def test_solver_scheme_and_start_window_reach_the_simulator(config_file):
 
     np.testing.assert_allclose(ys, by_hand(0.75), rtol=1e-12, atol=1e-14)
     assert np.abs(ys - by_hand(0.25)).max() > 1e-9
+
+
+X64_CONFIG = """
+[grid]
+shape = [4, 4]
+
+[time]
+t_end = 4.0
+dt = 0.5
+save_every = 2.0
+
+[model]
+path = "tmepde.models.examples:gray_scott"
+
+[initial.u]
+type = "uniform"
+value = 1.000000001
+
+[solver]
+dtype = "float64"
+"""
+
+
+def test_float64_run_is_scoped_and_refused_without_x64(tmp_path):
+    # u = 1 + ε, v = 0 uniform: v stays 0 and u - 1 = ε exp(-feed t) (Gray–Scott, feed = 0.037 /h).
+    # ε = 1e-9 is below float32's resolution at 1, so a run silently in float32 would store u = 1.
+    from tmepde.config import ConfigError, loads_config
+    from tmepde.runner import build
+
+    cfg = loads_config(X64_CONFIG)
+    with jax.enable_x64(False):
+        with pytest.raises(ConfigError, match=r"solver.dtype = 'float64' needs JAX's 64-bit mode"):
+            build(cfg)
+        out = run_config(cfg, tmp_path / "x64.h5", progress=False)
+        assert not jax.config.jax_enable_x64  # the run left the setting as it found it
+    with open_result(out) as r:
+        u = r.series("u")
+        assert u.dtype == np.float64
+        np.testing.assert_allclose(u[:, 0, 0] - 1.0, 1e-9 * np.exp(-0.037 * r.time), rtol=1e-3)
+        assert np.all(r.series("v") == 0.0)

@@ -7,6 +7,7 @@ appends it to the result file and moves the progress bar.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import signal
 import sys
@@ -16,11 +17,12 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from .config import Config, load_config
+from .config import Config, ConfigError, load_config
 from .io import ResultFileError, ResultWriter, open_result, ResultWriteError, check_output
 from .stepping import Simulator
 
-__all__ = ["NonFiniteError", "CollapseError", "Setup", "build", "run_config"]
+__all__ = ["NonFiniteError", "CollapseError", "RunInterrupted", "StopOnSignals", "Setup", "build",
+           "run_config", "precision", "require_x64"]
 
 
 class NonFiniteError(FloatingPointError):
@@ -63,10 +65,28 @@ class Setup:
     n_saves: int
 
 
-def build(config: Config) -> Setup:
-    """Simulator, parameters and initial state of a config (enables x64 for float64)."""
+def precision(dtype):
+    """Context manager for the work of a run in ``dtype``: JAX's 64-bit mode for float64,
+    switched on for this block (and thread) only, so a library call leaves the process's JAX
+    settings as it found them; nothing for float32."""
+    if np.dtype(dtype) == np.float64:
+        return jax.enable_x64(True)
+    return contextlib.nullcontext()
+
+
+def require_x64(config: Config) -> None:
+    """Refuse a float64 config while JAX's 64-bit mode is off: JAX would silently compute in
+    float32."""
     if config.dtype == np.float64 and not jax.config.jax_enable_x64:
-        jax.config.update("jax_enable_x64", True)
+        raise ConfigError("solver.dtype", "solver.dtype = 'float64' needs JAX's 64-bit mode, which is "
+                          "off: run inside `with tmepde.runner.precision(config.dtype):` (run_config, "
+                          "run_sweep and the tmepde command do), or set JAX_ENABLE_X64=1")
+
+
+def build(config: Config) -> Setup:
+    """Simulator, parameters and initial state of a config. A float64 config needs JAX's
+    64-bit mode on (:func:`precision`); else :class:`ConfigError` (:func:`require_x64`)."""
+    require_x64(config)
     d, s = config.data["time"], config.data["solver"]
     sim = Simulator(config.model, config.grid, dt=d["dt"], save_every=d["save_every"],
                     scheme=s["scheme"], dtype=config.dtype, cg_tol=s.get("cg_tol"),
@@ -252,127 +272,128 @@ def run_config(config: Config | str | Path, out_path: str | Path | None = None, 
     if resume is None:
         out_path = Path(out_path if out_path is not None else config.data["output"]["path"])
         check_output(out_path, overwrite=overwrite, protect=(config_path,))
-    setup = build(config)
-    sim, names = setup.simulator, config.model.names
-    y0, t_start, branched = setup.y0, 0.0, None
-    if resume is not None:
-        with open_result(resume) as r:
-            t_start = float(r.attrs.get("start_time_h", 0.0))
-    elif branch is not None:
-        y0, t_start = _branch_state(branch, branch_time, config, y0.dtype)
-        branched = f"{Path(branch).resolve()} @ {t_start:g} h"
-    n_saves = _whole_saves(config.data["time"]["t_end"] - t_start, sim.save_every, branch)
-    chunk = config.data["output"]["chunk"]
-    save_every = sim.save_every
+    with precision(config.dtype):  # 64-bit JAX for a float64 run, for this run only
+        setup = build(config)
+        sim, names = setup.simulator, config.model.names
+        y0, t_start, branched = setup.y0, 0.0, None
+        if resume is not None:
+            with open_result(resume) as r:
+                t_start = float(r.attrs.get("start_time_h", 0.0))
+        elif branch is not None:
+            y0, t_start = _branch_state(branch, branch_time, config, y0.dtype)
+            branched = f"{Path(branch).resolve()} @ {t_start:g} h"
+        n_saves = _whole_saves(config.data["time"]["t_end"] - t_start, sim.save_every, branch)
+        chunk = config.data["output"]["chunk"]
+        save_every = sim.save_every
 
-    from tqdm import tqdm
+        from tqdm import tqdm
 
-    with StopOnSignals() as stop:
-        bar = tqdm(total=n_saves, unit="save", desc=f"tmepde {config.model.name}",
-                   disable=not (progress and sys.stderr.isatty()), leave=True)
-        if restart is None:
-            writer = ResultWriter(out_path, config.grid, config.model, config_toml=config.to_toml(),
-                                  dtype=sim.dtype, compression=config.data["output"]["compression"],
-                                  params=setup.params, overwrite=overwrite, protect=(config_path,))
-        else:
-            writer = ResultWriter.reopen(out_path, config.grid, config.model, params=setup.params)
-            bar.update(n_written - 1)
-        in_flight = []  # (save times, device states, carry after them) dispatched, not written
-        try:
-            from .therapy import dose_events
-
-            events = dose_events(setup.params, t_end=t_start + save_every * n_saves)
-            if events and restart is None:  # dose markers for plots: all times, and per schedule
-                writer.set_attrs({"dose_times_h": np.unique(np.concatenate(list(events.values()))),
-                                  **{f"dose_times_h_{k}": v for k, v in events.items()}})
-            nonnegative = [s.nonnegative for s in config.model.species]
+        with StopOnSignals() as stop:
+            bar = tqdm(total=n_saves, unit="save", desc=f"tmepde {config.model.name}",
+                       disable=not (progress and sys.stderr.isatty()), leave=True)
             if restart is None:
-                bad = _first_nonfinite(y0[None], names)
-                if bad is not None:
-                    raise NonFiniteError(bad[1], 0.0, writer.file_path)
-                carry = sim.init(y0, setup.params, t0=t_start)
-                y_last = np.asarray(carry["y"])  # last state written: the collapse check's reference
-                if branched:
-                    writer.set_attrs({"start_time_h": t_start, "branched_from": branched})
-                writer.append([t_start], y_last[None])
-                done = 0
-            else:  # the carry at the last save, exactly as the interrupted run held it
-                template = sim.init(y0, setup.params, t0=t_start)  # its tree structure
-                leaves = jax.tree.leaves(template)
-                if len(leaves) != len(restart) or any(
-                        np.shape(a) != np.shape(b) or np.asarray(a).dtype != b.dtype
-                        for a, b in zip(leaves, restart)):
-                    raise ResultFileError(f"{str(out_path)!r}: its restart state does not fit the "
-                                          "stored config's stepper (another tmepde version?); "
-                                          "run the config again")
-                carry = jax.tree.unflatten(jax.tree.structure(template),
-                                           [jax.numpy.asarray(a) for a in restart])
-                y_last = np.asarray(carry["y"])
-                done = n_written - 1
-            # JAX dispatch is asynchronous: chunk k+1 is already computing while chunk k is
-            # copied, checked and compressed into the file (the write overlaps the compute).
-            # Every chunk has the same length (the number of saves per call is static, so a
-            # shorter last chunk would compile the loop a second time, ~10-30 s for the TME
-            # model): chunks are balanced and the last one computes past the end and is cut.
-            # (A resumed run recomputes the same per_call, so its chunks are the original ones.)
-            per_call = -(-n_saves // -(-n_saves // chunk))
-            while (done < n_saves or in_flight) and stop.signum is None:
-                if done < n_saves:
-                    n = min(per_call, n_saves - done)
-                    carry, ys = sim.advance(carry, setup.params, per_call)
-                    in_flight.append((t_start + save_every * np.arange(done + 1, done + n + 1), ys[:n],
-                                      carry if n == per_call else None))
-                    done += n
-                    if len(in_flight) < 2 and done < n_saves:
-                        continue
-                times, ys, chunk_carry = in_flight.pop(0)
-                ys = np.asarray(ys)
-                bad = _first_failure(y_last, ys, names, nonnegative)
-                if bad is not None:
-                    k, species, error = bad
-                    writer.append(times[:k], ys[:k])
-                    raise error(species, float(times[k]), writer.file_path)
-                writer.append(times, ys)
-                if chunk_carry is not None and writer.n - 1 < n_saves:  # what --resume starts from
-                    writer.set_restart(chunk_carry, writer.n - 1)
-                y_last = ys[-1]
-                bar.update(len(times))
-            if stop.signum is not None:
-                raise KeyboardInterrupt
-        except BaseException as e:
-            bar.close()
-            if isinstance(e, KeyboardInterrupt):
-                # Chunks already computed are kept; the first one still computing and all
-                # after it are dropped: the file ends at a complete chunk, with no gap, and
-                # the stop does not wait for more compute.
-                ready = []
-                for item in in_flight:
-                    if not all(getattr(a, "is_ready", lambda: True)() for a in jax.tree.leaves(item[1])):
-                        break
-                    ready.append(item)
-                try:
-                    _salvage(writer, ready, names)
-                except Exception:
-                    pass
-                signum = stop.signum or signal.SIGINT
-                writer.close(f"interrupted: {signal.Signals(signum).name}")
-                t_last = float(t_start + save_every * (writer.n - 1)) if writer.n else None
-                raise writer.note_kept(RunInterrupted(signum, writer.file_path, writer.n, t_last)) from None
-            if not isinstance(e, (NonFiniteError, ResultWriteError)):
-                try:
-                    _salvage(writer, in_flight, names)  # chunks computed before the failure
-                except Exception:
-                    pass
-            writer.close(f"failed: {type(e).__name__}: {e}")
-            writer.note_kept(e)
-            raise
-        bar.close()
-        try:
-            out_path = writer.finish()  # re-reads every save before "complete"; ResultWriteError if not
-        except ResultWriteError as e:
-            raise writer.note_kept(e) from None
-    # A sidecar ParaView opens directly.
-    from .xdmf import write_xdmf
+                writer = ResultWriter(out_path, config.grid, config.model, config_toml=config.to_toml(),
+                                      dtype=sim.dtype, compression=config.data["output"]["compression"],
+                                      params=setup.params, overwrite=overwrite, protect=(config_path,))
+            else:
+                writer = ResultWriter.reopen(out_path, config.grid, config.model, params=setup.params)
+                bar.update(n_written - 1)
+            in_flight = []  # (save times, device states, carry after them) dispatched, not written
+            try:
+                from .therapy import dose_events
 
-    write_xdmf(out_path)
-    return out_path
+                events = dose_events(setup.params, t_end=t_start + save_every * n_saves)
+                if events and restart is None:  # dose markers for plots: all times, and per schedule
+                    writer.set_attrs({"dose_times_h": np.unique(np.concatenate(list(events.values()))),
+                                      **{f"dose_times_h_{k}": v for k, v in events.items()}})
+                nonnegative = [s.nonnegative for s in config.model.species]
+                if restart is None:
+                    bad = _first_nonfinite(y0[None], names)
+                    if bad is not None:
+                        raise NonFiniteError(bad[1], 0.0, writer.file_path)
+                    carry = sim.init(y0, setup.params, t0=t_start)
+                    y_last = np.asarray(carry["y"])  # last state written: the collapse check's reference
+                    if branched:
+                        writer.set_attrs({"start_time_h": t_start, "branched_from": branched})
+                    writer.append([t_start], y_last[None])
+                    done = 0
+                else:  # the carry at the last save, exactly as the interrupted run held it
+                    template = sim.init(y0, setup.params, t0=t_start)  # its tree structure
+                    leaves = jax.tree.leaves(template)
+                    if len(leaves) != len(restart) or any(
+                            np.shape(a) != np.shape(b) or np.asarray(a).dtype != b.dtype
+                            for a, b in zip(leaves, restart)):
+                        raise ResultFileError(f"{str(out_path)!r}: its restart state does not fit the "
+                                              "stored config's stepper (another tmepde version?); "
+                                              "run the config again")
+                    carry = jax.tree.unflatten(jax.tree.structure(template),
+                                               [jax.numpy.asarray(a) for a in restart])
+                    y_last = np.asarray(carry["y"])
+                    done = n_written - 1
+                # JAX dispatch is asynchronous: chunk k+1 is already computing while chunk k is
+                # copied, checked and compressed into the file (the write overlaps the compute).
+                # Every chunk has the same length (the number of saves per call is static, so a
+                # shorter last chunk would compile the loop a second time, ~10-30 s for the TME
+                # model): chunks are balanced and the last one computes past the end and is cut.
+                # (A resumed run recomputes the same per_call, so its chunks are the original ones.)
+                per_call = -(-n_saves // -(-n_saves // chunk))
+                while (done < n_saves or in_flight) and stop.signum is None:
+                    if done < n_saves:
+                        n = min(per_call, n_saves - done)
+                        carry, ys = sim.advance(carry, setup.params, per_call)
+                        in_flight.append((t_start + save_every * np.arange(done + 1, done + n + 1), ys[:n],
+                                          carry if n == per_call else None))
+                        done += n
+                        if len(in_flight) < 2 and done < n_saves:
+                            continue
+                    times, ys, chunk_carry = in_flight.pop(0)
+                    ys = np.asarray(ys)
+                    bad = _first_failure(y_last, ys, names, nonnegative)
+                    if bad is not None:
+                        k, species, error = bad
+                        writer.append(times[:k], ys[:k])
+                        raise error(species, float(times[k]), writer.file_path)
+                    writer.append(times, ys)
+                    if chunk_carry is not None and writer.n - 1 < n_saves:  # what --resume starts from
+                        writer.set_restart(chunk_carry, writer.n - 1)
+                    y_last = ys[-1]
+                    bar.update(len(times))
+                if stop.signum is not None:
+                    raise KeyboardInterrupt
+            except BaseException as e:
+                bar.close()
+                if isinstance(e, KeyboardInterrupt):
+                    # Chunks already computed are kept; the first one still computing and all
+                    # after it are dropped: the file ends at a complete chunk, with no gap, and
+                    # the stop does not wait for more compute.
+                    ready = []
+                    for item in in_flight:
+                        if not all(getattr(a, "is_ready", lambda: True)() for a in jax.tree.leaves(item[1])):
+                            break
+                        ready.append(item)
+                    try:
+                        _salvage(writer, ready, names)
+                    except Exception:
+                        pass
+                    signum = stop.signum or signal.SIGINT
+                    writer.close(f"interrupted: {signal.Signals(signum).name}")
+                    t_last = float(t_start + save_every * (writer.n - 1)) if writer.n else None
+                    raise writer.note_kept(RunInterrupted(signum, writer.file_path, writer.n, t_last)) from None
+                if not isinstance(e, (NonFiniteError, ResultWriteError)):
+                    try:
+                        _salvage(writer, in_flight, names)  # chunks computed before the failure
+                    except Exception:
+                        pass
+                writer.close(f"failed: {type(e).__name__}: {e}")
+                writer.note_kept(e)
+                raise
+            bar.close()
+            try:
+                out_path = writer.finish()  # re-reads every save before "complete"; ResultWriteError if not
+            except ResultWriteError as e:
+                raise writer.note_kept(e) from None
+        # A sidecar ParaView opens directly.
+        from .xdmf import write_xdmf
+
+        write_xdmf(out_path)
+        return out_path

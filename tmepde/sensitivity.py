@@ -270,12 +270,19 @@ def outcomes(sim, params: Mapping, names: Sequence[str], values: np.ndarray, y0,
 def run_sensitivity(config, out_path: str | Path | None = None, *, progress: bool = True,
                     overwrite: bool = False) -> Path:
     """Run a config's ``[sensitivity]`` analysis and write its HDF5 file; returns the path."""
-    from .runner import build
+    from .runner import precision
 
     table = config.data["sensitivity"]
     out_path = Path(out_path if out_path is not None else table["path"])
     if out_path.exists() and not overwrite:
         raise FileExistsError(f"{out_path} exists; choose another -o or pass --overwrite")
+    with precision(config.dtype):  # 64-bit JAX for a float64 config, for this analysis only
+        return _run_sensitivity(config, table, out_path, progress)
+
+
+def _run_sensitivity(config, table, out_path: Path, progress: bool) -> Path:
+    from .runner import build
+
     setup = build(config)
     sim = setup.simulator
     unit, values = sample(table)

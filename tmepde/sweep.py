@@ -79,11 +79,10 @@ def _initial_value(config: Config, key: str):
 def plan_sweep(config: Config) -> Plan:
     """Members of ``config``'s ``[sweep]`` table (validated already by the config schema)."""
     sw = _sweep_table(config)
-    import jax
+    from .runner import precision
 
-    if config.dtype == np.float64 and not jax.config.jax_enable_x64:  # as runner.build does
-        jax.config.update("jax_enable_x64", True)
-    base = {k: np.asarray(v, np.float64) for k, v in config.params(config.dtype).items()}
+    with precision(config.dtype):
+        base = {k: np.asarray(v, np.float64) for k, v in config.params(config.dtype).items()}
     arms = sw.get("arms") or [{"name": "base", "set": {}}]
     grid = sw.get("grid", {})
     cohort = sw.get("cohort", {"n": 1, "seed": 0, "cv": {}})
@@ -660,6 +659,17 @@ def run_sweep(config: Config | str | Path, out_path: str | Path | None = None, *
     if resume is None:
         check_output(out_path, overwrite=overwrite, protect=(config_path,))
 
+    from .runner import precision
+
+    with precision(config.dtype):  # 64-bit JAX for a float64 sweep, for this sweep only
+        return _run_members(config, out_path, config_path, sw, progress=progress, chunk=chunk,
+                            devices=devices, overwrite=overwrite, resume=resume, done=done,
+                            stored_status=stored_status, stored_values=stored_values if resume is not None else None)
+
+
+def _run_members(config: Config, out_path: Path, config_path, sw: Mapping, *, progress, chunk, devices,
+                 overwrite, resume, done, stored_status, stored_values) -> Path:
+    """The body of :func:`run_sweep` once its config is resolved: plan, compute, write."""
     import jax
     import jax.numpy as jnp
 
