@@ -1,65 +1,181 @@
-"""Dose optimisation improves its starting schedule and respects every constraint."""
+"""Dose optimisation of a run (tmepde.optimize, ``tmepde optimize``): the gradient of the
+augmented Lagrangian against finite differences, constraints holding at the end (checked
+with closed-form PK outside the library), and the command writing where -o says."""
 
+import textwrap
+
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import tmepde as tp
 from tmepde import therapy
-from tmepde.optimize import DoseAgent, optimize_cma, optimize_schedule, project_amounts, project_times
+from tmepde.cli import main
+from tmepde.config import ConfigError, loads_config
 
-KE = np.log(2) / 6.0  # 1/h, drug half-life 6 h
-V = 1.0
+MODEL = '''
+import numpy as np
+import jax.numpy as jnp
+import tmepde as tp
+from tmepde import therapy
 
 
-def _toy():
-    """Logistic tumor killed by a drug with one-compartment PK (dose times/amounts are params)."""
+def plasma(t, p):
+    return therapy.pk_concentration(t, p["sys_ifng_times"], p["sys_ifng_amounts"], ke=p["pk_ifng_ke"],
+                                    volume_ml=p["pk_ifng_V"], bioavailability=p["pk_ifng_F"],
+                                    width=p["dose_width_h"])
+
+
+def model():
     def reactions(t, y, p):
-        drug = therapy.pk_concentration(t, p["drug_times"], p["drug_amounts"], ke=KE, volume_ml=V)
-        u = y["tumor"]
-        return {"tumor": p["growth"] * u * (1 - u) - p["kill"] * drug / (drug + 1.0) * u}
-
-    model = tp.Model([tp.Species("tumor", diffusivity=0.0)], reactions,
-                     {"growth": 0.03, "kill": 0.08, "drug_times": np.array([0.0, 10.0, 20.0]),
-                      "drug_amounts": np.array([1.0, 1.0, 1.0])})
-    grid = tp.Grid((2,), 10.0)
-    sim = tp.Simulator(model, grid, dt=1.0, save_every=12.0)
-    y0 = model.stack({"tumor": 0.4}, grid)
-
-    def objective(p):
-        ys = sim.run(p, y0, 8)  # 96 h
-        return jnp.mean(ys[:, 0])  # time-averaged burden
-
-    t_check = jnp.linspace(0.0, 96.0, 385)
-
-    def peak_drug(p):
-        return jnp.max(therapy.pk_concentration(t_check, p["drug_times"], p["drug_amounts"], ke=KE, volume_ml=V))
-
-    return model, objective, peak_drug
+        c = plasma(t, p)
+        T = y["tumor"]
+        return {"tumor": p["growth"] * T * (1 - T) - p["kill"] * c / (c + p["ec50"]) * T}
+    params = {"growth": 0.03, "kill": 0.1, "ec50": 0.5, "pk_ifng_ke": 0.1, "pk_ifng_V": 1.0,
+              "pk_ifng_F": 1.0, "dose_width_h": 1.0,
+              "sys_ifng_times": np.array([0.0, 6.0, 12.0]), "sys_ifng_amounts": np.array([1.0, 1.0, 1.0])}
+    obs = [tp.Observable("tumor_burden", lambda t, y, p, g: jnp.sum(y["tumor"] * g.cell_volumes()), "µm"),
+           tp.Observable("plasma_ifng", lambda t, y, p, g: plasma(t, p), "ng/mL")]
+    return tp.Model([tp.Species("tumor")], reactions, params, name="toy_pk", observables=obs)
+'''
+CAP, BUDGET, GAP, LIMIT, T_MAX = 1.5, 3.0, 12.0, 1.2, 60.0
+KE = 0.1
 
 
-def test_projections():
-    a = project_amounts(np.array([5.0, 1.0, -1.0]), cap=3.0, budget=3.5)
-    assert a.sum() == pytest.approx(3.5) and a.max() <= 3.0 and a.min() >= 0
-    t = project_times(np.array([30.0, 5.0, 6.0]), 0.0, 40.0, 10.0)
-    assert np.all(np.diff(t) >= 10.0 - 1e-12) and t.min() >= 0 and t.max() <= 40
+def _config(tmp_path, extra=""):
+    (tmp_path / "toy_pk_model.py").write_text(MODEL)
+    text = textwrap.dedent(f"""
+        [grid]
+        shape = [2]
+        spacing = 10.0
+        [time]
+        t_end = 96.0
+        dt = 1.0
+        save_every = 12.0
+        [model]
+        path = "toy_pk_model:model"
+        [initial]
+        tumor = {{ type = "uniform", value = 0.5 }}
+        [solver]
+        scheme = "sbdf1"
+        dtype = "float64"
+        [optimize]
+        objective = "both"
+        exposure = 0.02
+        toxicity_limit = {LIMIT}
+        steps = 15
+        rounds = 6
+        cma_factor = 0.5
+        [[optimize.agents]]
+        prefix = "sys_ifng"
+        max_amount = {CAP}
+        budget = {BUDGET}
+        t_max = {T_MAX}
+        min_interval = {GAP}
+        """) + extra
+    cfg = tmp_path / "opt.toml"
+    cfg.write_text(text)
+    return cfg
 
 
-def test_gradient_optimizer_improves_and_respects_constraints():
-    model, objective, peak = _toy()
-    agent = DoseAgent("drug", max_amount=3.0, budget=4.5, t_min=0.0, t_max=72.0, min_interval=12.0)
-    params = model.default_params()
-    limit = 2.0
-    res = optimize_schedule(objective, params, [agent], steps=25, learning_rate=0.1,
-                            toxicity=peak, toxicity_limit=limit)
-    assert res.objective < res.initial_objective - 0.01, (res.objective, res.initial_objective)
-    a = np.asarray(res.params["drug_amounts"])
-    t = np.sort(np.asarray(res.params["drug_times"]))
-    assert a.min() >= 0 and a.max() <= 3.0 + 1e-9 and a.sum() <= 4.5 + 1e-9
-    assert t.min() >= 0 and t.max() <= 72 and np.all(np.diff(t) >= 12 - 1e-9)
-    assert res.toxicity <= limit + 1e-9
-    # The baseline gets the same number of simulations; report both (not a timed test).
-    cma_res = optimize_cma(objective, params, [agent], max_simulations=res.n_simulations,
-                           toxicity=peak, toxicity_limit=limit)
-    assert cma_res.n_simulations <= res.n_simulations
-    assert cma_res.toxicity <= limit + 1e-9
+@pytest.fixture
+def toy(tmp_path, monkeypatch):
+    jax.config.update("jax_enable_x64", True)
+    cfg_path = _config(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    return cfg_path
+
+
+def _problem(cfg_path):
+    from tmepde.optimize import schedule_problem
+    from tmepde.runner import build
+
+    from tmepde.config import load_config
+
+    cfg = load_config(cfg_path)
+    s = build(cfg)
+    return cfg, schedule_problem(cfg.model, s.simulator, cfg.grid, s.params, s.y0, s.n_saves,
+                                 cfg.data["optimize"], cfg.data["time"]["t_end"])
+
+
+def test_lagrangian_gradient_matches_central_differences(toy):
+    """d/dz of L(z, λ, μ) (objective through the whole run + plasma AUC + budget and peak
+    constraints, both active) by reverse mode equals central differences."""
+    _, prob = _problem(toy)
+    space = prob.space
+    L = space.lagrangian(prob.f, prob.extra)
+    vg = jax.jit(jax.value_and_grad(lambda z: L(z, jnp.array([0.3, 0.2]), 10.0)[0]))  # one compile
+    z = jnp.asarray(space.encode({"sys_ifng": [1.4, 1.3, 1.2]})) + jnp.array([0.0, 0.1, -0.2, 0.3, -0.1, 0.2])
+    g = np.asarray(space.constraints(z, prob.extra))
+    assert g[0] > 0 and g[1] > 0  # both constraints active: their terms are in the gradient
+    grad = np.asarray(vg(z)[1])
+    h = 1e-5
+    for i in range(space.size):
+        e = jnp.zeros(space.size).at[i].set(h)
+        fd = (float(vg(z + e)[0]) - float(vg(z - e)[0])) / (2 * h)
+        assert grad[i] == pytest.approx(fd, rel=2e-5, abs=1e-8), (i, grad[i], fd)
+
+
+def test_cli_writes_to_o_and_the_result_keeps_every_constraint(toy, tmp_path, capsys):
+    out = tmp_path / "sub" / "run.h5"
+    assert main(["optimize", str(toy), "-o", str(out)]) == 0
+    log = capsys.readouterr().out
+    assert "AL round 1 (mu 10) iteration   1: J" in log and "CMA-ES seed 0 generation   1" in log
+    for p in (out, tmp_path / "sub" / "run.md", tmp_path / "sub" / "run_schedule.toml", tmp_path / "sub" / "run.png"):
+        assert p.stat().st_size > 200, p
+    assert not (tmp_path / "results").exists()
+    import tomllib
+
+    sched = tomllib.loads((tmp_path / "sub" / "run_schedule.toml").read_text())["model"]["params"]
+    t, a = np.asarray(sched["sys_ifng_times"]), np.asarray(sched["sys_ifng_amounts"])
+    tol = 1e-3  # optimize.tolerance, relative
+    assert np.all(a > 0) and np.all(a <= CAP), a
+    assert a.sum() <= BUDGET * (1 + tol), a
+    assert np.all(np.diff(t) >= GAP - 1e-9) and t.min() >= 0 and t.max() <= T_MAX, t
+    tt = np.arange(0, 96.01, 0.01)  # a finer grid than the library's 0.25 h
+    peak = float(np.max(therapy.pk_concentration(tt, t, a, ke=KE, volume_ml=1.0, width=1.0)))
+    assert peak <= LIMIT * (1 + tol), peak
+    assert peak >= LIMIT * (1 - 0.05) or a.sum() >= BUDGET * (1 - 0.05)  # a constraint is active
+    # independent simulation: the written schedule beats the start (the config's own schedule)
+    model = tp.load_model("toy_pk_model:model")
+
+    def burden(times, amounts):
+        p = dict(model.default_params(jnp.float64), sys_ifng_times=jnp.asarray(times, float),
+                 sys_ifng_amounts=jnp.asarray(amounts, float))
+        _, f = tp.simulate(model, tp.Grid((2,), 10.0), {"tumor": 0.5}, t_end=96.0, dt=1.0, save_every=12.0,
+                           params=p, dtype=jnp.float64, scheme="sbdf1")
+        return np.asarray(f["tumor"][:, 0])
+
+    none, start, best = burden([0, 6, 12], [0, 0, 0]), burden([0, 6, 12], [1, 1, 1]), burden(t, a)
+
+    def auc(times, amounts):
+        return np.trapezoid(therapy.pk_concentration(tt, times, amounts, ke=KE, volume_ml=1.0, width=1.0), tt)
+
+    def obj(b, times, amounts):
+        return b[-1] / none[-1] + b.mean() / none.mean() + 0.02 * auc(times, amounts) / auc([0, 6, 12], [1, 1, 1])
+
+    assert obj(best, t, a) < obj(start, [0, 6, 12], [1, 1, 1]) - 0.02, (obj(best, t, a), obj(start, [0, 6, 12], [1] * 3))
+    report = (tmp_path / "sub" / "run.md").read_text()
+    assert "all hold" in report and "CMA-ES" in report
+    import h5py
+
+    with h5py.File(out, "r") as f:
+        np.testing.assert_array_equal(f["schedules/gradient/sys_ifng_amounts"][:], a)
+        assert f.attrs["objective_name"] == "both"
+        assert f["burden/gradient"].attrs["objective"] == pytest.approx(obj(best, t, a), rel=1e-3)
+    assert main(["info", str(out)]) == 0
+    assert "tmepde-optimize" in capsys.readouterr().out
+    assert main(["plot", str(out), "-o", str(tmp_path / "figs")]) == 0
+    assert (tmp_path / "figs" / "run.png").stat().st_size > 1000
+
+
+def test_bad_optimize_values_are_named(tmp_path, monkeypatch):
+    (tmp_path / "toy_pk_model.py").write_text(MODEL)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    text = _config(tmp_path).read_text()
+    with pytest.raises(ConfigError, match=r"optimize.agents\[0\].min_interval.*cannot be 50 h apart"):
+        loads_config(text.replace(f"min_interval = {GAP}", "min_interval = 50.0"), base_dir=tmp_path)
+    with pytest.raises(ConfigError, match="optimize.tolerance"):
+        loads_config(text.replace("rounds = 6", "rounds = 6\ntolerance = -1"), base_dir=tmp_path)

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from tmepde.schedules import ScheduleSpace, SlotAgent, minimize_cma, minimize_lbfgs
+from tmepde.schedules import ScheduleSpace, SlotAgent, minimize_auglag, minimize_cma, minimize_lbfgs
 
 NOMINAL = tuple(24.0 * np.arange(5))
 
@@ -83,3 +83,37 @@ def test_bad_agents_are_named():
         SlotAgent("a", NOMINAL, cap=0.0)
     with pytest.raises(ValueError, match="window must be >= 0"):
         SlotAgent("a", NOMINAL, cap=1.0, window=-1.0)
+
+
+def test_span_times_keep_order_interval_and_span_for_any_vector():
+    ag = SlotAgent("a", (10.0, 35.0, 60.0, 90.0), cap=1.0, span=(5.0, 100.0), min_interval=20.0)
+    space = ScheduleSpace((ag,))
+    z = jnp.asarray(np.random.default_rng(1).normal(scale=20.0, size=(300, space.size)))
+    t = np.asarray(jax.vmap(space.decode)(z)["a_times"])
+    assert t.min() >= 5.0 - 1e-9 and t.max() <= 100.0 + 1e-9
+    assert np.diff(t, axis=1).min() >= 20.0 - 1e-9
+    z0 = space.encode({"a": [0.5] * 4})  # round trip of the nominal times
+    np.testing.assert_allclose(space.decode(jnp.asarray(z0))["a_times"], ag.nominal, rtol=1e-10)
+    with pytest.raises(ValueError, match="cannot be 40 h apart"):
+        SlotAgent("a", (0.0, 1.0, 2.0), cap=1.0, span=(0.0, 50.0), min_interval=40.0)
+
+
+def test_augmented_lagrangian_reaches_the_exact_constrained_optimum():
+    """Same toy: Σa ≤ 12 active, exact constrained optimum a = target − 0.6. The quadratic
+    penalty at the largest μ the augmented Lagrangian uses stops short of it (a = target − c,
+    c = 3μ/(288 + 5μ)); the multiplier update removes that bias."""
+    space = ScheduleSpace((SlotAgent("a", NOMINAL, cap=10.0, window=6.0, budget=12.0),))
+    target = jnp.array([1.0, 2.0, 3.0, 4.0, 5.0])
+
+    def objective(d):
+        return jnp.sum((d["a_amounts"] - target) ** 2) + jnp.sum((d["a_times"] - jnp.asarray(NOMINAL) - 2) ** 2) / 100
+
+    z0 = jnp.asarray(space.encode({"a": [5.0] * 5}))
+    tr = minimize_auglag(space.lagrangian(objective), z0, 1, mu=10.0, outer=10, max_steps=200, tol=1e-6,
+                         ftol=1e-15)
+    a = np.asarray(space.decode(jnp.asarray(tr.z))["a_amounts"])
+    np.testing.assert_allclose(a, np.asarray(target) - 0.6, atol=2e-4)
+    assert tr.info["lam"][0] == pytest.approx(2 * 0.6 * 12, rel=1e-3)  # KKT: 2(a - target) + λ/12 = 0
+    mu = tr.info["mu"]
+    c_penalty = 3 * mu / (288 + 5 * mu)  # penalty-only result at that μ: off by > 100× the tolerance
+    assert 0.6 - c_penalty > 100 * 2e-4, (mu, c_penalty)

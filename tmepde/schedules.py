@@ -34,7 +34,7 @@ import numpy as np
 import jax
 import jax.numpy as jnp
 
-__all__ = ["SlotAgent", "ScheduleSpace", "Trace", "minimize_lbfgs", "minimize_cma"]
+__all__ = ["SlotAgent", "ScheduleSpace", "Trace", "cma_popsize", "minimize_lbfgs", "minimize_auglag", "minimize_cma"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,9 +42,16 @@ class SlotAgent:
     """Dose slots of one agent.
 
     prefix: the model's schedule parameters ``<prefix>_times`` (h) and ``<prefix>_amounts``
-    (ng), arrays with one entry per slot. nominal: (n,) slot times (h). cap: largest amount
-    per dose (ng). window: how far a dose may move from its nominal time (h, ≥ 0; 0 fixes
-    the times). budget: largest total amount (ng; inf: none).
+    (ng), arrays with one entry per slot. nominal: (n,) slot times (h), the start. cap:
+    largest amount per dose (ng). budget: largest total amount (ng; inf: none).
+
+    Times, one of two ways (both keep their bounds for any decision vector):
+
+    * window: how far a dose may move from its nominal time (h, ≥ 0; 0 fixes the times);
+    * span ``(t_min, t_max)`` (h) with ``min_interval`` (h): the doses move anywhere in the
+      span, in order and at least ``min_interval`` apart. The n + 1 gaps beyond the minimum
+      (before the first dose, between doses, after the last) are a softmax of n free logits
+      and a fixed 0, times the slack ``t_max - t_min - (n - 1)·min_interval``.
     """
 
     prefix: str
@@ -52,18 +59,59 @@ class SlotAgent:
     cap: float
     window: float = 0.0
     budget: float = float("inf")
+    span: tuple | None = None
+    min_interval: float = 0.0
 
     def __post_init__(self):
+        name = f"SlotAgent {self.prefix!r}"
         if not self.cap > 0:
-            raise ValueError(f"SlotAgent {self.prefix!r}: cap must be > 0 ng, got {self.cap!r}")
+            raise ValueError(f"{name}: cap must be > 0 ng, got {self.cap!r}")
         if not self.window >= 0:
-            raise ValueError(f"SlotAgent {self.prefix!r}: window must be >= 0 h, got {self.window!r}")
+            raise ValueError(f"{name}: window must be >= 0 h, got {self.window!r}")
         if not self.budget > 0:
-            raise ValueError(f"SlotAgent {self.prefix!r}: budget must be > 0 ng, got {self.budget!r}")
+            raise ValueError(f"{name}: budget must be > 0 ng, got {self.budget!r}")
+        if not self.min_interval >= 0:
+            raise ValueError(f"{name}: min_interval must be >= 0 h, got {self.min_interval!r}")
+        if self.span is not None:
+            t_min, t_max = self.span
+            if not t_max > t_min:
+                raise ValueError(f"{name}: span ({t_min}, {t_max}) h needs t_max > t_min")
+            if self.slack < 0:
+                raise ValueError(f"{name}: {self.n} doses cannot be {self.min_interval:g} h apart in "
+                                 f"[{t_min:g}, {t_max:g}] h; widen the span or lower min_interval")
 
     @property
     def n(self) -> int:
         return len(self.nominal)
+
+    @property
+    def times_key(self) -> str:
+        return f"{self.prefix}_times"
+
+    @property
+    def amounts_key(self) -> str:
+        return f"{self.prefix}_amounts"
+
+    @property
+    def free_times(self) -> bool:
+        return self.span is not None or self.window > 0
+
+    @property
+    def slack(self) -> float:
+        """Span left after the minimum intervals (h)."""
+        return self.span[1] - self.span[0] - (self.n - 1) * self.min_interval
+
+    def _times(self, u):
+        """(n,) logits -> (n,) ordered times in the span."""
+        s = jax.nn.softmax(jnp.concatenate([u, jnp.zeros((1,), u.dtype)]))
+        return self.span[0] + self.slack * jnp.cumsum(s)[:-1] + self.min_interval * jnp.arange(self.n, dtype=u.dtype)
+
+    def _logits(self, times) -> np.ndarray:
+        """Inverse of :meth:`_times` (times clipped into the span, gaps at least 1e-6 of the slack)."""
+        t = np.sort(np.asarray(times, float))
+        gaps = np.diff(np.concatenate([[self.span[0] - self.min_interval], t, [self.span[1] + self.min_interval]])) - self.min_interval
+        gaps = np.maximum(gaps, 1e-6 * max(self.slack, 1e-12))
+        return np.log(gaps[:-1]) - np.log(gaps[-1])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,7 +122,7 @@ class ScheduleSpace:
 
     @property
     def size(self) -> int:
-        return sum(ag.n * (2 if ag.window > 0 else 1) for ag in self.agents)
+        return sum(ag.n * (2 if ag.free_times else 1) for ag in self.agents)
 
     def decode(self, z) -> dict:
         """``z`` (size,) -> ``{<prefix>_amounts: (n,), <prefix>_times: (n,)}``."""
@@ -84,7 +132,10 @@ class ScheduleSpace:
             i += ag.n
             out[f"{ag.prefix}_amounts"] = ag.cap * jax.nn.sigmoid(v)
             nominal = jnp.asarray(ag.nominal, z.dtype)
-            if ag.window > 0:
+            if ag.span is not None:
+                out[f"{ag.prefix}_times"] = ag._times(z[i:i + ag.n])
+                i += ag.n
+            elif ag.window > 0:
                 out[f"{ag.prefix}_times"] = nominal + ag.window * jnp.tanh(z[i:i + ag.n])
                 i += ag.n
             else:
@@ -92,12 +143,15 @@ class ScheduleSpace:
         return out
 
     def encode(self, amounts: Mapping[str, Sequence[float]], dtype=np.float64) -> np.ndarray:
-        """A starting ``z`` from amounts per prefix (times at their nominal values)."""
+        """A starting ``z`` from amounts per prefix (clipped into ``(0, cap)``), times at
+        their nominal values (into the span, ordered, when a span is set)."""
         parts = []
         for ag in self.agents:
             a = np.clip(np.asarray(amounts[ag.prefix], float) / ag.cap, 1e-6, 1 - 1e-6)
             parts.append(np.log(a / (1 - a)))
-            if ag.window > 0:
+            if ag.span is not None:
+                parts.append(ag._logits(ag.nominal))
+            elif ag.window > 0:
                 parts.append(np.zeros(ag.n))
         return np.concatenate(parts).astype(dtype)
 
@@ -108,14 +162,37 @@ class ScheduleSpace:
                           if np.isfinite(ag.budget) else jnp.asarray(-1.0, z.dtype)
                           for ag in self.agents])
 
-    def penalized(self, objective: Callable, mu: float = 100.0) -> Callable:
-        """``J(z) = objective(decoded doses) + μ/2 Σ max(0, g)²`` (pure, jittable)."""
+    def constraints(self, z, extra: Callable | None = None):
+        """(m,) all constraint values ``g(z) ≤ 0``: the budgets, then ``extra(doses)`` (e.g.
+        a peak plasma level over its limit, relative)."""
+        g = self.violation(z)
+        if extra is None:
+            return g
+        return jnp.concatenate([g, jnp.atleast_1d(jnp.asarray(extra(self.decode(z)), g.dtype))])
+
+    def penalized(self, objective: Callable, mu: float = 100.0, constraints: Callable | None = None) -> Callable:
+        """``J(z) = objective(decoded doses) + μ/2 Σ max(0, g)²`` (pure, jittable);
+        ``constraints``: extra ``g(doses)`` as in :meth:`constraints`."""
 
         def J(z):
-            g = self.violation(z)
+            g = self.constraints(z, constraints)
             return objective(self.decode(z)) + 0.5 * mu * jnp.sum(jnp.maximum(g, 0.0) ** 2)
 
         return J
+
+    def lagrangian(self, objective: Callable, constraints: Callable | None = None) -> Callable:
+        """Augmented Lagrangian of the inequality-constrained problem (Powell-Hestenes-
+        Rockafellar; Nocedal & Wright 2006, §17.4):
+        ``L(z, λ, μ) = f + 1/(2μ) Σ (max(0, λ + μ g)² − λ²)``, returned as
+        ``(L, (f, g))``. At λ = 0 it is :meth:`penalized`; with the multipliers updated
+        (:func:`minimize_auglag`) the constraints hold at the end without μ → ∞."""
+
+        def L(z, lam, mu):
+            g = self.constraints(z, constraints)
+            f = objective(self.decode(z))
+            return f + jnp.sum(jnp.maximum(lam + mu * g, 0.0) ** 2 - lam ** 2) / (2 * mu), (f, g)
+
+        return L
 
 
 @dataclasses.dataclass
@@ -130,6 +207,7 @@ class Trace:
     wall_s: float
     evaluations: int
     compile_s: float = 0.0
+    info: dict = dataclasses.field(default_factory=dict)
 
     def best_at(self, seconds: float) -> float:
         """Best J reached within ``seconds`` of wall time (inf if none yet)."""
@@ -144,14 +222,29 @@ class Trace:
         return float("inf")
 
 
+def _lbfgs(fun, x0, max_steps, tol, log, label, t0, counter):
+    """SciPy L-BFGS-B on ``fun(x) -> (value, grad)``; one ``log`` line per iteration."""
+    from scipy.optimize import minimize
+
+    it = {"n": 0}
+
+    def callback(intermediate_result):
+        it["n"] += 1
+        if log is not None:
+            log(f"{label} iteration {it['n']:3d}: J {float(intermediate_result.fun):.6g}, "
+                f"{counter()} evaluations, {time.perf_counter() - t0:.1f} s")
+
+    return minimize(fun, np.asarray(x0, np.float64), jac=True, method="L-BFGS-B", callback=callback,
+                    options={"maxiter": max_steps, "ftol": tol, "gtol": 1e-8})
+
+
 def minimize_lbfgs(J: Callable, z0, *, max_steps: int = 100, tol: float = 1e-9,
-                   value_and_grad: Callable | None = None) -> Trace:
+                   value_and_grad: Callable | None = None, log: Callable | None = None) -> Trace:
     """L-BFGS (SciPy's L-BFGS-B, no bounds needed: ``z`` is unconstrained) on ``J`` from
     ``z0``, with the value and gradient from one compiled reverse-mode pass per evaluation
     (``value_and_grad``: pass one already compiled to share it). Compilation is done and
-    timed before the search clock starts; every evaluation is in the history."""
-    from scipy.optimize import minimize
-
+    timed before the search clock starts; every evaluation is in the history. ``log``:
+    called with one line per iteration (J, evaluations, elapsed seconds)."""
     z0 = jnp.asarray(z0)
     tc = time.perf_counter()
     vg = value_and_grad or jax.jit(jax.value_and_grad(J)).lower(z0).compile()
@@ -168,16 +261,86 @@ def minimize_lbfgs(J: Callable, z0, *, max_steps: int = 100, tol: float = 1e-9,
         history.append((time.perf_counter() - t0, len(history) + 1, best["value"]))
         return value, np.asarray(grad, np.float64)
 
-    minimize(fun, np.asarray(z0, np.float64), jac=True, method="L-BFGS-B",
-             options={"maxiter": max_steps, "ftol": tol, "gtol": 1e-8})
+    _lbfgs(fun, z0, max_steps, tol, log, "L-BFGS", t0, lambda: len(history))
     return Trace(best["z"], best["value"], history, time.perf_counter() - t0, len(history), compile_s)
 
 
+def minimize_auglag(L: Callable, z0, n_constraints: int, *, mu: float = 10.0, mu_max: float = 1e6,
+                    outer: int = 8, max_steps: int = 50, tol: float = 1e-3, ftol: float = 1e-10,
+                    reference_mu: float | None = None, log: Callable | None = None) -> Trace:
+    """Augmented-Lagrangian method: L-BFGS on ``z ↦ L(z, λ, μ)`` (from
+    :meth:`ScheduleSpace.lagrangian`), then ``λ ← max(0, λ + μ g)``, and ``μ ← 10 μ`` when
+    the largest violation did not fall below a quarter of the previous one (Nocedal & Wright
+    2006, Alg. 17.4). Stops when ``max g ≤ tol`` and the multipliers settle, or after
+    ``outer`` rounds of at most ``max_steps`` L-BFGS iterations.
+
+    ``L(z, λ, μ) -> (value, (f, g))`` is compiled once with λ (m,) and μ as arguments, so
+    updating them costs nothing. The history holds, per evaluation, the best penalised value
+    ``f + μ_ref/2 Σ max(0, g)²`` (``reference_mu``, default ``mu_max``) among evaluations
+    with ``max g ≤ tol`` (inf until the first such): the quantity a penalty-method baseline
+    reports, so the two compare. The returned ``z`` is the last round's iterate (its ``f``,
+    ``g``, λ and μ in ``info``)."""
+    z0 = jnp.asarray(z0)
+    dtype = z0.dtype
+    lam = jnp.zeros((n_constraints,), dtype)
+    mu_ref = mu_max if reference_mu is None else reference_mu
+    tc = time.perf_counter()
+    vg = jax.jit(jax.value_and_grad(L, has_aux=True)).lower(z0, lam, jnp.asarray(mu, dtype)).compile()
+    compile_s = time.perf_counter() - tc
+    history: list = []
+    best = {"value": np.inf, "z": np.asarray(z0)}
+    t0 = time.perf_counter()
+    state = {"lam": lam, "mu": jnp.asarray(mu, dtype)}
+
+    def fun(x):
+        (value, (f, g)), grad = vg(jnp.asarray(x, dtype), state["lam"], state["mu"])
+        g = np.asarray(g, float)
+        if g.max(initial=-np.inf) <= tol:
+            pen = float(f) + 0.5 * mu_ref * float(np.sum(np.maximum(g, 0.0) ** 2))
+            if pen < best["value"]:
+                best.update(value=pen, z=np.array(x))
+        history.append((time.perf_counter() - t0, len(history) + 1, best["value"]))
+        return float(value), np.asarray(grad, np.float64)
+
+    z, worst = np.asarray(z0, np.float64), np.inf
+    for k in range(outer):
+        res = _lbfgs(fun, z, max_steps, ftol, log, f"AL round {k + 1} (mu {float(state['mu']):.3g})",
+                     t0, lambda: len(history))
+        z = res.x
+        (_, (f, g)), _ = vg(jnp.asarray(z, dtype), state["lam"], state["mu"])
+        g_max = float(jnp.max(g, initial=-jnp.inf))
+        new_lam = jnp.maximum(state["lam"] + state["mu"] * g, 0.0)
+        settled = float(jnp.max(jnp.abs(new_lam - state["lam"]), initial=0.0)) <= tol * (1 + float(jnp.max(new_lam, initial=0.0)))
+        if log is not None:
+            log(f"AL round {k + 1}: f {float(f):.6g}, max constraint {g_max:.3g}, multipliers "
+                f"{np.array2string(np.asarray(new_lam), precision=3)}, {time.perf_counter() - t0:.1f} s")
+        state["lam"] = new_lam
+        if g_max <= tol and settled:
+            break
+        if g_max > 0.25 * worst and float(state["mu"]) < mu_max:
+            state["mu"] = jnp.minimum(10 * state["mu"], mu_max)
+        worst = min(worst, max(g_max, 0.0))
+    (_, (f, g)), _ = vg(jnp.asarray(z, dtype), state["lam"], state["mu"])
+    history.append((time.perf_counter() - t0, len(history) + 1, best["value"]))
+    info = {"f": float(f), "g": np.asarray(g).tolist(), "lam": np.asarray(state["lam"]).tolist(),
+            "mu": float(state["mu"]), "rounds": k + 1}
+    value = float(f) + 0.5 * mu_ref * float(np.sum(np.maximum(np.asarray(g), 0.0) ** 2))
+    return Trace(np.asarray(z), value, history, time.perf_counter() - t0, len(history) - 1, compile_s, info)
+
+
+def cma_popsize(size: int) -> int:
+    """CMA-ES's default population for ``size`` variables, ``4 + ⌊3 ln n⌋`` (Hansen 2016):
+    the batch that a shared ``batched_J`` must be compiled for."""
+    return 4 + int(3 * np.log(size))
+
+
 def minimize_cma(J: Callable, z0, *, sigma0: float = 1.0, seed: int = 0, max_seconds: float = 60.0,
-                 max_evaluations: int = 10**6, batched_J: Callable | None = None) -> Trace:
+                 max_evaluations: int = 10**6, batched_J: Callable | None = None,
+                 log: Callable | None = None) -> Trace:
     """CMA-ES on ``J`` until ``max_seconds`` of wall time or ``max_evaluations``; each
     generation is one call of ``batched_J`` ((popsize, size) -> (popsize,), default
-    ``jit(vmap(J))``)."""
+    ``jit(vmap(J))``; pass one compiled for :func:`cma_popsize` to share it across seeds).
+    ``log``: called with one line per generation (best J, evaluations, elapsed seconds)."""
     import cma
 
     es = cma.CMAEvolutionStrategy(np.asarray(z0, float), sigma0,
@@ -201,4 +364,7 @@ def minimize_cma(J: Callable, z0, *, sigma0: float = 1.0, seed: int = 0, max_sec
         if vals[i] < best:
             best, best_z = float(vals[i]), cands[i]
         history.append((time.perf_counter() - t0, evaluations, best))
+        if log is not None:
+            log(f"CMA-ES seed {seed} generation {len(history) - 1:3d}: best J {best:.6g}, "
+                f"{evaluations} evaluations, {history[-1][0]:.1f} s")
     return Trace(best_z, best, history, time.perf_counter() - t0, evaluations, compile_s)

@@ -15,7 +15,7 @@ redraws the figure and users can read the numbers without re-running the fit:
 
     /time (T,) h; /burden/<schedule> (T,) tumor burden, attr objective
     /schedules/<schedule>/<prefix>_times, <prefix>_amounts (h, ng); attrs objective, toxicity
-    /history/<optimizer> (n, 2): simulations used, best objective so far
+    /history/<optimizer> (n, 2): forward-run equivalents used, best objective so far
     root attrs: format, config_toml, agents, caps (per agent, ng), objective_name
 """
 
@@ -123,12 +123,13 @@ def fit_figure(path: str | Path):
 def write_optimize(path: str | Path, *, times, burden: Mapping, objective: Mapping, toxicity: Mapping,
                    schedules: Mapping, agents, histories: Mapping, config_toml: str,
                    objective_name: str) -> Path:
-    """schedules: {name: params dict}; agents: DoseAgent list; histories: {optimizer: [(sims, best)]}."""
+    """schedules: {name: params dict}; agents: :class:`tmepde.schedules.SlotAgent` s;
+    histories: {optimizer: [(forward-run equivalents, best objective)]}."""
     path = Path(path)
     with h5py.File(path, "w") as f:
         f.attrs.update({"format": OPTIMIZE_FORMAT, "config_toml": config_toml,
                         "agents": _strings(a.prefix for a in agents),
-                        "caps": np.array([a.max_amount for a in agents], float),
+                        "caps": np.array([a.cap for a in agents], float),
                         "objective_name": objective_name})
         f["time"] = np.asarray(times, float)
         for name, b in burden.items():

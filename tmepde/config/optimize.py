@@ -14,17 +14,23 @@ OPTIMIZE = {
     "objective": Key(STRING, "final", "'final' (tumor burden at the horizon), 'mean' (its time average) "
                      "or 'both' (their sum), each relative to the untreated value", 'objective = "mean"',
                      one_of(("final", "mean", "both"))),
+    "exposure": Key(NUMBER, 0.0, "weight of the exposure term added to the objective: Σ over systemic "
+                    "agents of plasma AUC / the starting schedule's AUC (the model's PK)", "exposure = 0.05",
+                    nonnegative("")),
     "toxicity_agent": Key(STRING, "ifng", "systemic agent whose peak plasma level is the toxicity "
-                          "(parameter sys_<agent>_times must exist)", 'toxicity_agent = "ifng"'),
+                          "(the model's observable plasma_<agent>)", 'toxicity_agent = "ifng"'),
     "toxicity_limit": Key(NUMBER, OPTIONAL, "peak plasma level allowed (ng/mL); absent = no limit",
                           "toxicity_limit = 1.0", positive(" ng/mL")),
-    "steps": Key(INTEGER, 30, "projected-Adam steps", "steps = 30", positive("")),
-    "learning_rate": Key(NUMBER, 0.05, "Adam learning rate on scaled variables", "learning_rate = 0.05",
-                         positive("")),
-    "cma_simulations": Key(INTEGER, 200, "simulation budget of the CMA-ES baseline (0 = skip)",
-                           "cma_simulations = 200", nonnegative("")),
-    "output": Key(STRING, "results/optimize", "prefix of the outputs: <output>.png, <output>.md, "
-                  "<output>_schedule.toml", 'output = "results/optimize_ifng"'),
+    "steps": Key(INTEGER, 30, "L-BFGS iterations per augmented-Lagrangian round", "steps = 30", positive("")),
+    "rounds": Key(INTEGER, 6, "augmented-Lagrangian rounds (multiplier updates) at most", "rounds = 6",
+                  positive("")),
+    "tolerance": Key(NUMBER, 1e-3, "constraint tolerance, relative (total/budget - 1, peak/limit - 1)",
+                     "tolerance = 1e-3", positive("")),
+    "cma_factor": Key(NUMBER, 1.0, "wall time of the CMA-ES baseline, in multiples of the gradient run's "
+                      "(0 = skip)", "cma_factor = 1.0", nonnegative("")),
+    "penalty": Key(NUMBER, 1e4, "μ of the quadratic penalty the CMA-ES baseline minimises (and of the "
+                   "penalised value both optimisers report)", "penalty = 1e4", positive("")),
+    "seed": Key(INTEGER, 0, "CMA-ES random seed", "seed = 0", nonnegative("")),
 }
 OPTIMIZE_AGENT = {
     "prefix": Key(STRING, REQUIRED, "dose parameters <prefix>_times (h) and <prefix>_amounts",
@@ -64,6 +70,12 @@ def resolve_optimize(raw: Mapping, defaults: Mapping) -> dict:
     if f"sys_{out['toxicity_agent']}_times" not in defaults:
         raise ConfigError("optimize.toxicity_agent", f"optimize.toxicity_agent '{out['toxicity_agent']}' "
                           "has no systemic schedule (sys_<agent>_times); e.g. toxicity_agent = \"ifng\"")
+    from ..optimize import OptimizeError, check_table
+
+    try:  # slot counts and spans against the model (time.t_end is checked again at the run)
+        check_table(out, defaults, float("inf"))
+    except OptimizeError as e:
+        raise ConfigError(e.key, str(e)) from None
     return out
 
 
