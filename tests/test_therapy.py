@@ -107,8 +107,14 @@ def test_grad_wrt_dose_time_matches_finite_difference_pk():
     assert g == pytest.approx(fd, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_grad_through_simulation_wrt_intratumoral_dose_time():
-    """d(tumor burden at 24 h)/d(injection time) through the full TME simulation vs central FD."""
+    """d(tumor burden at 24 h)/d(injection time) through the full TME simulation vs central FD.
+
+    Under sbdf2 this compiles the reverse pass of the whole model (~100 CPU-s), hence slow;
+    the default suite checks every dose time's gradient of the same model under IMEX Euler
+    (tests/test_gradients_tme.py) and sbdf2's reverse mode on a small model
+    (tests/test_gradients.py)."""
     grid = tp.Grid((2,), 20.0)
     model = tme.tme_model(n_doses=1)
     sim = tp.Simulator(model, grid, dt=0.5, save_every=24.0)
