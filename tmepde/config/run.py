@@ -33,6 +33,7 @@ from .. import initial as _initial
 from ..grid import AXIS_NAMES, Boundary, Grid, parse_boundary, resolve_boundaries
 from ..model import Model, ModelLoadError, ParameterError, did_you_mean, load_model
 from ..stepping import BDF_ORDERS, SCHEMES
+from .doses import PATIENT, PATIENT_DOC, dose_amounts_ng, is_dose_key
 from .schema import (BOOLEAN, BOUNDARY, DOMAIN_CENTER, FROM_MODEL, INT_LIST, INTEGER, NUMBER,
                      NUMBER_LIST, NUMBER_OR_LIST, OPTIONAL, REQUIRED, STRING, ConfigError,
                      ConfigWarning, Key, as_table, finite, fmt, nonnegative, one_of, positive,
@@ -187,9 +188,10 @@ SECTIONS = {
               "`chi_<species>`); names are checked against `Model.default_params()`."),
     "solver": (SOLVER, "Numerical options."),
     "output": (OUTPUT, "The HDF5 result file (layout: docs/hdf5.md)."),
+    "patient": (PATIENT, PATIENT_DOC),
 }
 SCHEMA = {**{k: v[0] for k, v in SECTIONS.items()}, "species": SPECIES, "initial": INITIAL}
-TOP_LEVEL = ("grid", "time", "model", "solver", "output", "species", "initial", "sweep",
+TOP_LEVEL = ("grid", "time", "model", "solver", "output", "patient", "species", "initial", "sweep",
              "fit", "optimize", "sensitivity")
 
 
@@ -371,7 +373,7 @@ def resolve(raw: Mapping, base_dir: str | Path = ".") -> Config:
         if k not in TOP_LEVEL:
             raise unknown_key("", k, list(TOP_LEVEL), "section")
     data = {}
-    for sec in ("grid", "time", "model", "solver", "output"):
+    for sec in ("grid", "time", "model", "solver", "output", "patient"):
         data[sec] = resolve_keys(as_table(raw.get(sec, {}), sec), SCHEMA[sec], sec,
                                   skip=("params", "options") if sec == "model" else ())
 
@@ -474,6 +476,8 @@ def resolve(raw: Mapping, base_dir: str | Path = ".") -> Config:
             hint = did_you_mean(k, defaults)
             raise ConfigError(full, f"unknown parameter '{full}' for model '{model.name}'; {hint}"
                               f"known parameters: {', '.join(sorted(defaults))}")
+        if is_dose_key(k):  # "50 ug/m2", "200 mg", ... -> ng for this patient
+            v = dose_amounts_ng(v, full, data["patient"])
         if not PARAM_TYPE.test(v):
             raise ConfigError(full, f"{full} must be a number or list of numbers, got {short(v)} ({type_name(v)})")
         if not finite(v):
