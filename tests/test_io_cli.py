@@ -332,3 +332,23 @@ def test_float64_run_is_scoped_and_refused_without_x64(tmp_path):
         assert u.dtype == np.float64
         np.testing.assert_allclose(u[:, 0, 0] - 1.0, 1e-9 * np.exp(-0.037 * r.time), rtol=1e-3)
         assert np.all(r.series("v") == 0.0)
+
+
+def test_writer_stores_given_observables_and_refuses_missing_ones(tmp_path):
+    # The writer evaluates no model: the values of the model's observables come with append.
+    from tmepde.grid import Grid
+    from tmepde.model import Model, Observable, Species
+
+    obs = Observable("peak", lambda t, y, p, grid: y["u"].max(), units="1", description="peak of u")
+    model = Model([Species("u", diffusivity=1.0)], lambda t, y, p: {"u": 0 * y["u"]}, {}, observables=[obs])
+    ys = np.arange(2 * 3 * 4, dtype=float).reshape(2, 1, 3, 4)
+    with ResultWriter(tmp_path / "o.h5", Grid((3, 4), 2.0), model) as w:
+        assert w.observables == ()  # not asked to store any
+    with ResultWriter(tmp_path / "p.h5", Grid((3, 4), 2.0), model, observables=model.observables) as w:
+        with pytest.raises(ValueError, match=r"no values for the model observables \['peak'\]"):
+            w.append([0.0, 1.0], ys)
+        w.append([0.0, 1.0], ys, {"peak": [11.0, 23.0]})
+        w.finish()
+    with open_result(tmp_path / "p.h5") as r:
+        np.testing.assert_array_equal(r.observable("peak"), [11.0, 23.0])
+        np.testing.assert_array_equal(r.observable("total_u"), [4.0 * 66.0, 4.0 * 210.0])

@@ -79,8 +79,11 @@ def test_writer_stores_observables_of_the_stored_fields(tmp_path):
     p = model.params(jnp.float64, sys_pd1_amounts=[2e8, 0.0])
     ys = np.random.default_rng(2).uniform(0.0, 0.5, (3, len(model.names), *grid.shape))
     path = tmp_path / "obs.h5"
-    with ResultWriter(path, grid, model, params=p) as w:
-        w.append([0.0, 4.0, 8.0], ys)
+    from tmepde.runner import model_observer
+
+    times = np.array([0.0, 4.0, 8.0])
+    with ResultWriter(path, grid, model, observables=model.observables) as w:
+        w.append(times, ys, model_observer(model, p, grid)(times, ys))
     with open_result(path) as res:
         obs = res.observables
     vol = 400.0

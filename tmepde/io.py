@@ -19,38 +19,52 @@ import resource
 import tomllib
 import zlib
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import h5py
 import numpy as np
 
 from .grid import AXIS_NAMES, Grid, resolve_boundaries
-from .model import Model
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "ResultWriter", "Result", "SweepResult", "open_result",
-           "OutputExistsError", "ResultFileError", "ResultWriteError", "check_output"]
+if TYPE_CHECKING:  # annotations only: reading and writing files needs no JAX
+    from .model import Model
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "SWEEP_FORMAT", "SWEEP_FORMAT_VERSION", "ResultWriter", "Result",
+           "SweepResult", "open_result", "OutputExistsError", "ResultFileError", "ResultWriteError",
+           "check_output", "partial_path", "read_restart", "verify_saves", "species_stats", "to_disk",
+           "coordinate_scales", "attach_scales", "TransactionalFile", "tmepde_version", "decode_text",
+           "decode_strings", "open_h5", "crc32", "fsync", "resolve_bcs"]
 
 FORMAT = "tmepde-result"
 FORMAT_VERSION = 2  # 2: grid axes stored (z, y, x); root coordinates and variables (netCDF-4); fixed-size status
 
 
-def _version() -> str:
+def tmepde_version() -> str:
     from . import __version__
 
     return __version__
 
 
+def species_stats(ys, cell_volumes):
+    """The per-save scalars every result and sweep file stores for each species: totals
+    (Σ field × cell volume, µm^ndim × field units), minima and maxima over the grid.
+
+    ys: (..., S, *grid_shape); cell_volumes: (*grid_shape,) (:meth:`Grid.cell_volumes`).
+    Returns (total, min, max), each (..., S). Array methods only, so the sweep evaluates this
+    same definition on device (JAX arrays, inside its jitted reduction) as the writer does on
+    the host (NumPy)."""
+    axes = tuple(range(ys.ndim - np.ndim(cell_volumes), ys.ndim))
+    return (ys * cell_volumes).sum(axis=axes), ys.min(axis=axes), ys.max(axis=axes)
+
+
 def _observables(grid: Grid, names: Sequence[str], ys: np.ndarray) -> dict:
-    """Per-save scalars of ``ys`` (T, S, *shape): totals (sum × cell volume), min, max."""
-    axes = tuple(range(2, ys.ndim))
-    volumes = grid.cell_volumes()
-    total = (ys.astype(np.float64) * volumes).sum(axis=axes)
-    lo, hi = ys.min(axis=axes), ys.max(axis=axes)
+    """``{total_<s>, min_<s>, max_<s>: (T,) float64}`` of ``ys`` (T, S, *shape), summed in float64."""
+    total, lo, hi = species_stats(ys.astype(np.float64), grid.cell_volumes())
     out = {}
     for i, n in enumerate(names):
         out[f"total_{n}"] = total[:, i]
-        out[f"min_{n}"] = lo[:, i].astype(np.float64)
-        out[f"max_{n}"] = hi[:, i].astype(np.float64)
+        out[f"min_{n}"] = lo[:, i]
+        out[f"max_{n}"] = hi[:, i]
     return out
 
 
@@ -85,7 +99,7 @@ def check_output(path: str | Path, *, overwrite: bool = False, protect=()) -> Pa
         return path
     try:
         with h5py.File(path, "r") as f:
-            fmt, status = f.attrs.get("format"), _text(f.attrs.get("status", "?"))
+            fmt, status = f.attrs.get("format"), decode_text(f.attrs.get("status", "?"))
     except OSError:
         fmt, status = None, None
     if fmt not in (FORMAT, SWEEP_FORMAT):
@@ -104,7 +118,7 @@ def partial_path(path: str | Path) -> Path:
     return path.with_name(f"{path.stem}.partial{path.suffix}")
 
 
-def _text(v) -> str:
+def decode_text(v) -> str:
     return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
 
 
@@ -113,7 +127,7 @@ def _status_value(status: str) -> np.bytes_:
     return np.array(b, dtype=f"S{STATUS_SIZE}")
 
 
-def _fsync(path: Path) -> None:
+def fsync(path: Path) -> None:
     """Force the file's pages to the device, so a full disk with delayed allocation reports
     now (EDQUOT/ENOSPC), not after the run said it finished."""
     fd = os.open(path, os.O_RDONLY)
@@ -131,11 +145,11 @@ def to_disk(a, lead: int):
     return a.transpose(*range(lead), *range(a.ndim - 1, lead - 1, -1))
 
 
-def _crc(a: np.ndarray) -> int:
+def crc32(a: np.ndarray) -> int:
     return zlib.crc32(np.ascontiguousarray(a).tobytes())
 
 
-class _Transactional:
+class TransactionalFile:
     """Shared by the result and sweep writers: the temporary-name/move-into-place logic,
     the status attribute and the failure/interrupt paths."""
 
@@ -147,9 +161,9 @@ class _Transactional:
             try:
                 with h5py.File(target, "r+") as f:
                     f.attrs.modify("status", _status_value(status))
-                _fsync(target)
+                fsync(target)
                 with h5py.File(target, "r") as f:
-                    if _text(f.attrs["status"]) != status:
+                    if decode_text(f.attrs["status"]) != status:
                         problem = "the status attribute did not read back"
             except Exception as e:
                 problem = f"{type(e).__name__}: {' '.join(str(e).split())}"
@@ -190,7 +204,7 @@ class _Transactional:
         path = Path(path)
         self._error = None
         self._file = f = h5py.File(path, "r+", rdcc_nbytes=0)
-        replaces = _text(f.attrs.get("replaces", ""))
+        replaces = decode_text(f.attrs.get("replaces", ""))
         if replaces and partial_path(path.with_name(replaces)).name == path.name:
             self.path, self._tmp = path.with_name(replaces), path
         else:  # not a .partial file (or renamed since): it completes where it is
@@ -244,7 +258,7 @@ class _Transactional:
                 ok = False
         if status is not None and ok:
             try:
-                _fsync(self.file_path)
+                fsync(self.file_path)
             except OSError:
                 ok = False
         return ok  # a temporary (.partial) file stays: only finish() replaces the old file
@@ -255,7 +269,7 @@ class _Transactional:
             with h5py.File(self._tmp, "r+") as f:
                 if "replaces" in f.attrs:
                     del f.attrs["replaces"]
-            _fsync(self._tmp)
+            fsync(self._tmp)
             os.replace(self._tmp, self.path)
             self._tmp = None
 
@@ -296,7 +310,7 @@ class _Transactional:
         self.close()
 
 
-class ResultWriter(_Transactional):
+class ResultWriter(TransactionalFile):
     """Append saves to a new result file, chunk by chunk.
 
     Every :meth:`append` extends all datasets and flushes, so a run killed later leaves a
@@ -311,13 +325,14 @@ class ResultWriter(_Transactional):
     old one only when :meth:`finish` verified it complete (a failed or interrupted run stays
     there and the old file intact; see :attr:`kept_beside`). ``protect``: paths never to write
     (the config file). config_toml: resolved config text, stored verbatim. dtype: dtype of
-    the field datasets. compression: gzip level 0-9 (0 = none). params: the run's
-    parameters; with them the model's own :class:`~tmepde.model.Observable` summaries are
-    computed (jitted, vmapped over saves) and saved too.
+    the field datasets. compression: gzip level 0-9 (0 = none). observables: the model's
+    own :class:`~tmepde.model.Observable` summaries to store (their datasets are created here;
+    their values, computed by the caller, come with every :meth:`append`). Nothing here
+    evaluates a model: the writer only stores arrays.
     """
 
     def __init__(self, path: str | Path, grid: Grid, model: Model, *, config_toml: str = "",
-                 dtype=np.float64, compression: int = 4, params=None, overwrite: bool = False,
+                 dtype=np.float64, compression: int = 4, observables: Sequence = (), overwrite: bool = False,
                  protect=()):
         self.grid = grid
         self.names = tuple(model.names)
@@ -327,7 +342,7 @@ class ResultWriter(_Transactional):
         f.attrs.update({
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
-            "tmepde_version": _version(),
+            "tmepde_version": tmepde_version(),
             "model": model.name,
             "species": np.array(self.names, dtype=h5py.string_dtype()),
             "grid_shape": np.asarray(grid.shape, dtype=np.int64),
@@ -368,14 +383,12 @@ class ResultWriter(_Transactional):
                     "total": f"sum of {s.name} over the grid × cell volume",
                     "min": f"minimum of {s.name} over the grid", "max": f"maximum of {s.name} over the grid",
                 }[kind]
-        self._observe = None
-        if params is not None and model.observables:
-            for o in model.observables:
-                d = obs.create_dataset(o.name, shape=(0,), maxshape=(None,), dtype=np.float64,
-                                       chunks=(1024,))
-                d.attrs["units"] = o.units
-                d.attrs["description"] = o.description
-            self._observe = _observer(model, params, grid)
+        for o in observables:
+            d = obs.create_dataset(o.name, shape=(0,), maxshape=(None,), dtype=np.float64,
+                                   chunks=(1024,))
+            d.attrs["units"] = o.units
+            d.attrs["description"] = o.description
+        self.observables = tuple(o.name for o in observables)
         self._series = [t, *obs.values()]  # every (n_saves,) dataset
         scales = coordinate_scales(f, grid)
         _netcdf_variables(f, t, scales, self._fields, obs)
@@ -384,8 +397,9 @@ class ResultWriter(_Transactional):
         except Exception as e:
             raise self._fail("creating the file", e) from e
 
-    def append(self, times, ys) -> None:
-        """Append saves: ``times`` (T,) in h, ``ys`` (T, S, *grid_shape). Flushes the file.
+    def append(self, times, ys, observed: Mapping | None = None) -> None:
+        """Append saves: ``times`` (T,) in h, ``ys`` (T, S, *grid_shape), and ``observed``:
+        ``{name: (T,)}`` values of every model observable of :attr:`observables`. Flushes.
 
         All or nothing: if a write fails the datasets are shrunk back to the saves before
         this call and :class:`ResultWriteError` is raised (no later append is accepted)."""
@@ -399,9 +413,12 @@ class ResultWriter(_Transactional):
         if not len(times):
             return
         # Everything that can fail for reasons other than the file is computed first.
+        given = dict(observed or {})
+        missing = [k for k in self.observables if k not in given]
+        if missing:
+            raise ValueError(f"append: no values for the model observables {missing}")
         observed = _observables(self.grid, self.names, ys)
-        if self._observe is not None:
-            observed.update({k: np.asarray(v, np.float64) for k, v in self._observe(times.astype(ys.dtype), ys).items()})
+        observed.update({k: np.asarray(given[k], np.float64).reshape(len(times)) for k in self.observables})
         cast = {name: np.ascontiguousarray(to_disk(ys[:, i], 1), dtype=self._fields[name].dtype)
                 for i, name in enumerate(self.names)}
         f, n0, n1 = self._file, self.n, self.n + len(times)
@@ -423,15 +440,16 @@ class ResultWriter(_Transactional):
             err = self._fail(where, e)
             self._shrink(n0)
             raise err from e
-        self._crcs += [(_crc(times[k:k + 1]), *(_crc(cast[name][k]) for name in self.names))
+        self._crcs += [(crc32(times[k:k + 1]), *(crc32(cast[name][k]) for name in self.names))
                        for k in range(len(times))]
         self.n = n1
 
     @classmethod
-    def reopen(cls, path: str | Path, grid: Grid, model: Model, *, params=None) -> "ResultWriter":
+    def reopen(cls, path: str | Path, grid: Grid, model: Model) -> "ResultWriter":
         """Continue writing an interrupted or failed result file in place (``tmepde run
         --resume``): its saves so far are re-read once (for the final verification) and
-        ``status`` is ``running`` again."""
+        ``status`` is ``running`` again. :attr:`observables` are the model observables the
+        file stores (each :meth:`append` then needs their values)."""
         self = cls.__new__(cls)
         self.grid, self.names = grid, tuple(model.names)
         f = self._reopen(path)
@@ -440,11 +458,9 @@ class ResultWriter(_Transactional):
             self._disk_shape = tuple(reversed(grid.shape))
             self.n = f["time"].shape[0]
             self._series = [f["time"], *f["observables"].values()]
-            self._observe = (_observer(model, params, grid)
-                             if params is not None and model.observables
-                             and all(o.name in f["observables"] for o in model.observables) else None)
+            self.observables = tuple(o.name for o in model.observables if o.name in f["observables"])
             times = f["time"][:]
-            self._crcs = [(_crc(times[k:k + 1]), *(_crc(d[k:k + 1]) for d in self._fields.values()))
+            self._crcs = [(crc32(times[k:k + 1]), *(crc32(d[k:k + 1]) for d in self._fields.values()))
                           for k in range(self.n)]
             self.set_status("running")
         except Exception:
@@ -452,16 +468,15 @@ class ResultWriter(_Transactional):
             raise
         return self
 
-    def set_restart(self, carry: Mapping, save_index: int) -> None:
+    def set_restart(self, leaves: Sequence, save_index: int) -> None:
         """Store the time stepper's carry (state plus multistep history, see
         :meth:`tmepde.stepping.Simulator.init`) at save ``save_index`` in ``/restart``, so
-        ``tmepde run --resume`` continues exactly. Rewritten in place after every chunk."""
+        ``tmepde run --resume`` continues exactly. ``leaves``: the carry's arrays in its
+        pytree order (``jax.tree.leaves(carry)``; --resume rebuilds the tree from a fresh
+        init). Rewritten in place after every chunk."""
         if self._error is not None:
             raise self._error
-        import jax
-
-        # Leaves in the carry's pytree order; --resume rebuilds the tree from a fresh init.
-        arrays = {f"{i:02d}": np.asarray(v) for i, v in enumerate(jax.tree.leaves(carry))}
+        arrays = {f"{i:02d}": np.asarray(v) for i, v in enumerate(leaves)}
         f = self._file
         where = f"restart state at save {save_index}"
         new = "restart" not in f
@@ -517,7 +532,7 @@ class ResultWriter(_Transactional):
         try:
             self._file.flush()
             self._file.close()
-            _fsync(target)
+            fsync(target)
             problem = verify_saves(target, self.names, self._crcs)
         except Exception as e:
             problem = f"{type(e).__name__}: {' '.join(str(e).split())}"
@@ -546,7 +561,7 @@ def coordinate_scales(f: h5py.File, grid: Grid, time_name: str = "time") -> list
     return out
 
 
-def _attach(d, scales, first: int = 0) -> None:
+def attach_scales(d, scales, first: int = 0) -> None:
     """Attach ``scales`` to the axes of ``d`` from axis ``first`` on, labelled by name."""
     for j, sc in enumerate(scales):
         d.dims[first + j].attach_scale(sc)
@@ -560,10 +575,10 @@ def _netcdf_variables(f: h5py.File, time, scales, fields: Mapping, observables) 
     ``/observables/<name>`` remain the same datasets)."""
     reserved = {"time", "x", "y", "z", "fields", "observables"}
     for name, d in fields.items():
-        _attach(d, [time, *reversed(scales)])
+        attach_scales(d, [time, *reversed(scales)])
         d.attrs["long_name"] = name
     for name, d in observables.items():
-        _attach(d, [time])
+        attach_scales(d, [time])
         d.attrs["long_name"] = str(d.attrs.get("description", name))
     for name, d in (*fields.items(), *observables.items()):
         if name in reserved or name in f:
@@ -572,22 +587,15 @@ def _netcdf_variables(f: h5py.File, time, scales, fields: Mapping, observables) 
         f[name] = d
 
 
-def _observer(model: Model, params, grid: Grid):
-    """The model's observables of a batch of saves, jitted and vmapped over saves."""
-    import jax
-
-    return jax.jit(jax.vmap(lambda t, y: model.observe(t, y, params, grid)))
-
-
 def read_restart(path: str | Path) -> tuple[list, int, str, str]:
     """(carry leaves in pytree order, number of saves, status, config_toml) of a result file
     to resume; a
     :class:`ResultFileError` when it has no restart state for its last save."""
-    with _open_h5(Path(path)) as f:
-        if _text(f.attrs.get("format", "")) != FORMAT:
+    with open_h5(Path(path)) as f:
+        if decode_text(f.attrs.get("format", "")) != FORMAT:
             raise ResultFileError(f"{str(path)!r} is not a tmepde result file; only runs resume")
         n = f["time"].shape[0] if "time" in f else 0
-        status = _text(f.attrs.get("status", "?"))
+        status = decode_text(f.attrs.get("status", "?"))
         if status == "complete":
             raise ResultFileError(f"{str(path)!r} is complete; nothing to resume")
         g = f.get("restart")
@@ -597,7 +605,7 @@ def read_restart(path: str | Path) -> tuple[list, int, str, str]:
                                   f"{n - 1}); it was written by an older tmepde, ended before its "
                                   "first chunk, or is damaged: run the config again")
         carry = [d[()] for k, d in sorted(g.items()) if k.startswith("carry_") and not d.is_scale]
-        return carry, n, status, _text(f.attrs["config_toml"])
+        return carry, n, status, decode_text(f.attrs["config_toml"])
 
 
 def verify_saves(path, names, crcs) -> str | None:
@@ -609,10 +617,10 @@ def verify_saves(path, names, crcs) -> str | None:
             return f"{t.shape[0]} saves on disk, {len(crcs)} written"
         times = t[:]
         for k, ref in enumerate(crcs):
-            if _crc(times[k:k + 1]) != ref[0]:
+            if crc32(times[k:k + 1]) != ref[0]:
                 return f"time of save {k} differs on disk"
             for name, c in zip(names, ref[1:]):
-                if _crc(f["fields"][name][k:k + 1]) != c:
+                if crc32(f["fields"][name][k:k + 1]) != c:
                     return f"field {name!r} of save {k} (t = {times[k]:g} h) differs on disk"
     return None
 
@@ -629,8 +637,8 @@ class Result:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self._file = _open_h5(self.path)
-        fmt = _text(self._file.attrs.get("format", ""))
+        self._file = open_h5(self.path)
+        fmt = decode_text(self._file.attrs.get("format", ""))
         if fmt != FORMAT:
             self._file.close()
             raise ResultFileError(f"{str(self.path)!r} is not a tmepde result file (format attribute "
@@ -657,7 +665,7 @@ class Result:
                     or f["time"].dtype.kind not in "fiu":
                 raise ResultFileError(f"{where} has no numeric 1D dataset /time")
             n = f["time"].shape[0]
-            species = [_text(v) for v in np.atleast_1d(f.attrs["species"])]
+            species = [decode_text(v) for v in np.atleast_1d(f.attrs["species"])]
             grid = tuple(int(k) for k in shape)
             disk = tuple(reversed(grid)) if self.format_version >= 2 else grid
             fields = f.get("fields")
@@ -707,7 +715,7 @@ class Result:
     @property
     def status(self) -> str:
         """``running``, ``complete``, ``failed: <why>`` or ``interrupted: <signal>``."""
-        return _text(self._file.attrs["status"])
+        return decode_text(self._file.attrs["status"])
 
     @property
     def species(self) -> list[str]:
@@ -787,7 +795,7 @@ class Result:
 
     @property
     def config_toml(self) -> str:
-        return _text(self._file.attrs["config_toml"])
+        return decode_text(self._file.attrs["config_toml"])
 
     def to_xarray(self):
         """An ``xarray.Dataset``: every field on (time, [z,] y, x) (CF axis order, as
@@ -809,7 +817,7 @@ def _xr_attrs(attrs) -> dict:
     for k, v in attrs.items():
         if k in ("DIMENSION_LIST", "REFERENCE_LIST", "CLASS", "NAME", "_Netcdf4Dimid"):
             continue
-        out[k] = _text(v) if isinstance(v, (bytes, np.bytes_)) else v
+        out[k] = decode_text(v) if isinstance(v, (bytes, np.bytes_)) else v
     return out
 
 
@@ -849,7 +857,7 @@ def _to_xarray(r: "Result", lead=()):
     return xr.Dataset(data, coords=coords, attrs=_xr_attrs(f.attrs))
 
 
-def _open_h5(path: Path) -> h5py.File:
+def open_h5(path: Path) -> h5py.File:
     """h5py.File(path, "r") with one-line errors: FileNotFoundError, or ResultFileError for a
     file that is not HDF5."""
     if not path.exists():
@@ -871,8 +879,8 @@ def open_result(path: str | Path) -> "Result | SweepResult":
     """Open a result file for reading: a :class:`Result`, or a :class:`SweepResult` for a
     sweep file written by ``tmepde sweep``. A file that is missing raises
     FileNotFoundError; one that is not a readable result :class:`ResultFileError`."""
-    with _open_h5(Path(path)) as f:
-        fmt = _text(f.attrs.get("format", ""))
+    with open_h5(Path(path)) as f:
+        fmt = decode_text(f.attrs.get("format", ""))
     if fmt == SWEEP_FORMAT:
         return SweepResult(path)
     return Result(path)
@@ -883,7 +891,7 @@ SWEEP_FORMAT = "tmepde-sweep"
 SWEEP_FORMAT_VERSION = 2  # 2: root coordinates and member/time dimensions (netCDF-4)
 
 
-def _strings(values) -> list[str]:
+def decode_strings(values) -> list[str]:
     return [v.decode() if isinstance(v, bytes) else str(v) for v in values]
 
 
@@ -898,8 +906,8 @@ class SweepResult(Result):
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self._file = _open_h5(self.path)
-        fmt = _text(self._file.attrs.get("format", ""))
+        self._file = open_h5(self.path)
+        fmt = decode_text(self._file.attrs.get("format", ""))
         if fmt != SWEEP_FORMAT:
             self._file.close()
             raise ResultFileError(f"{str(self.path)!r} is not a tmepde sweep file (format attribute {fmt!r})")
@@ -928,14 +936,14 @@ class SweepResult(Result):
 
     @property
     def arm_names(self) -> list[str]:
-        return _strings(self._file.attrs["arms"])
+        return decode_strings(self._file.attrs["arms"])
 
     @property
     def members(self) -> dict:
         m = self._file["members"]
         out = {k: m[k][:] for k in ("index", "arm_index", "grid_index", "patient", "done")}
-        out["arm"] = np.asarray(_strings(m["arm"][:]))
-        out["status"] = np.asarray(_strings(m["status"][:]))
+        out["arm"] = np.asarray(decode_strings(m["arm"][:]))
+        out["status"] = np.asarray(decode_strings(m["status"][:]))
         return out
 
     @property
@@ -1014,8 +1022,8 @@ class SweepResult(Result):
             return {}
         g = self._file["summary"]
         out = {k: g[k][:] for k in ("best_change", "horizon_change")}
-        out.update({k: np.asarray(_strings(g[k][:])) for k in ("best", "horizon")})
-        out["arms"] = {k: (np.asarray(_strings(v[:])) if k == "arm" else v[:]) for k, v in g["arms"].items()}
+        out.update({k: np.asarray(decode_strings(g[k][:])) for k in ("best", "horizon")})
+        out["arms"] = {k: (np.asarray(decode_strings(v[:])) if k == "arm" else v[:]) for k, v in g["arms"].items()}
         for k, v in g.attrs.items():
             out[k] = v
         return out

@@ -22,7 +22,7 @@ from .io import ResultFileError, ResultWriter, open_result, ResultWriteError, ch
 from .stepping import Simulator
 
 __all__ = ["NonFiniteError", "CollapseError", "RunInterrupted", "StopOnSignals", "Setup", "build",
-           "run_config", "precision", "require_x64"]
+           "run_config", "precision", "require_x64", "model_observer"]
 
 
 class NonFiniteError(FloatingPointError):
@@ -127,7 +127,28 @@ def _first_failure(y_prev, ys, names, nonnegative):
     return min(found, key=lambda f: f[0]) if found else None
 
 
-def _salvage(writer: ResultWriter, in_flight, names) -> None:
+def model_observer(model, params, grid):
+    """``observe(times (T,) h, ys (T, S, *grid)) -> {name: (T,) float64}``: the model's own
+    :class:`~tmepde.model.Observable` summaries of saves, jitted and vmapped over saves, or
+    None when the model has none. Evaluated here, so result files only store arrays."""
+    if not model.observables:
+        return None
+    f = jax.jit(jax.vmap(lambda t, y: model.observe(t, y, params, grid)))
+
+    def observe(times, ys) -> dict:
+        ys = np.asarray(ys)
+        return {k: np.asarray(v, np.float64) for k, v in f(np.asarray(times).astype(ys.dtype), ys).items()}
+
+    return observe
+
+
+def _append(writer: ResultWriter, observe, times, ys) -> None:
+    """Append saves with the model observables the file stores."""
+    wanted = observe is not None and writer.observables and len(times)
+    writer.append(times, ys, observe(times, ys) if wanted else None)
+
+
+def _salvage(writer: ResultWriter, in_flight, names, observe=None) -> None:
     """Write the finite leading saves of chunks still in flight (best effort), with the
     restart state of each chunk written in full."""
     for times, ys, restart in in_flight:
@@ -137,11 +158,11 @@ def _salvage(writer: ResultWriter, in_flight, names) -> None:
             return
         bad = _first_nonfinite(ys, names)
         k = len(times) if bad is None else bad[0]
-        writer.append(times[:k], ys[:k])
+        _append(writer, observe, times[:k], ys[:k])
         if bad is not None:
             return
         if restart is not None:
-            writer.set_restart(restart, writer.n - 1)
+            writer.set_restart(jax.tree.leaves(restart), writer.n - 1)
 
 
 def _branch_state(path, time_h, config: Config, dtype) -> tuple[np.ndarray, float]:
@@ -288,15 +309,17 @@ def run_config(config: Config | str | Path, out_path: str | Path | None = None, 
 
         from tqdm import tqdm
 
+        observe = model_observer(config.model, setup.params, config.grid)  # None: none to store
         with StopOnSignals() as stop:
             bar = tqdm(total=n_saves, unit="save", desc=f"tmepde {config.model.name}",
                        disable=not (progress and sys.stderr.isatty()), leave=True)
             if restart is None:
                 writer = ResultWriter(out_path, config.grid, config.model, config_toml=config.to_toml(),
                                       dtype=sim.dtype, compression=config.data["output"]["compression"],
-                                      params=setup.params, overwrite=overwrite, protect=(config_path,))
+                                      observables=config.model.observables, overwrite=overwrite,
+                                      protect=(config_path,))
             else:
-                writer = ResultWriter.reopen(out_path, config.grid, config.model, params=setup.params)
+                writer = ResultWriter.reopen(out_path, config.grid, config.model)
                 bar.update(n_written - 1)
             in_flight = []  # (save times, device states, carry after them) dispatched, not written
             try:
@@ -315,7 +338,7 @@ def run_config(config: Config | str | Path, out_path: str | Path | None = None, 
                     y_last = np.asarray(carry["y"])  # last state written: the collapse check's reference
                     if branched:
                         writer.set_attrs({"start_time_h": t_start, "branched_from": branched})
-                    writer.append([t_start], y_last[None])
+                    _append(writer, observe, np.array([t_start]), y_last[None])
                     done = 0
                 else:  # the carry at the last save, exactly as the interrupted run held it
                     template = sim.init(y0, setup.params, t0=t_start)  # its tree structure
@@ -351,11 +374,11 @@ def run_config(config: Config | str | Path, out_path: str | Path | None = None, 
                     bad = _first_failure(y_last, ys, names, nonnegative)
                     if bad is not None:
                         k, species, error = bad
-                        writer.append(times[:k], ys[:k])
+                        _append(writer, observe, times[:k], ys[:k])
                         raise error(species, float(times[k]), writer.file_path)
-                    writer.append(times, ys)
+                    _append(writer, observe, times, ys)
                     if chunk_carry is not None and writer.n - 1 < n_saves:  # what --resume starts from
-                        writer.set_restart(chunk_carry, writer.n - 1)
+                        writer.set_restart(jax.tree.leaves(chunk_carry), writer.n - 1)
                     y_last = ys[-1]
                     bar.update(len(times))
                 if stop.signum is not None:
@@ -372,7 +395,7 @@ def run_config(config: Config | str | Path, out_path: str | Path | None = None, 
                             break
                         ready.append(item)
                     try:
-                        _salvage(writer, ready, names)
+                        _salvage(writer, ready, names, observe)
                     except Exception:
                         pass
                     signum = stop.signum or signal.SIGINT
@@ -381,7 +404,7 @@ def run_config(config: Config | str | Path, out_path: str | Path | None = None, 
                     raise writer.note_kept(RunInterrupted(signum, writer.file_path, writer.n, t_last)) from None
                 if not isinstance(e, (NonFiniteError, ResultWriteError)):
                     try:
-                        _salvage(writer, in_flight, names)  # chunks computed before the failure
+                        _salvage(writer, in_flight, names, observe)  # chunks computed before the failure
                     except Exception:
                         pass
                 writer.close(f"failed: {type(e).__name__}: {e}")

@@ -27,7 +27,10 @@ from typing import Mapping
 import h5py
 import numpy as np
 
-from .io import _strings as _decode  # bytes or str from h5py -> list[str]
+from .io import decode_strings, decode_text, open_h5
+
+__all__ = ["FIT_FORMAT", "OPTIMIZE_FORMAT", "file_format", "write_fit", "fit_figure",
+           "write_optimize", "optimize_figure"]
 
 FIT_FORMAT = "tmepde-fit"
 OPTIMIZE_FORMAT = "tmepde-optimize"
@@ -40,11 +43,9 @@ def _strings(values) -> np.ndarray:
 def file_format(path: str | Path) -> str | None:
     """The ``format`` root attribute of an HDF5 file (None without one); FileNotFoundError
     or :class:`~tmepde.io.ResultFileError` (one line) when it does not open."""
-    from .io import _open_h5, _text
-
-    with _open_h5(Path(path)) as f:
+    with open_h5(Path(path)) as f:
         fmt = f.attrs.get("format")
-    return None if fmt is None else _text(fmt)
+    return None if fmt is None else decode_text(fmt)
 
 
 # -- fit ------------------------------------------------------------------------------------
@@ -92,7 +93,7 @@ def fit_figure(path: str | Path):
         floor = float(f.attrs["floor_mm3"])
         inj = np.asarray(f.attrs["injection_days"])
         cohort_arm = str(f.attrs["cohort_arm"])
-        names = _decode(f.attrs["arms"]) if "arms" in f.attrs else list(f["data"])
+        names = decode_strings(f.attrs["arms"]) if "arms" in f.attrs else list(f["data"])
         fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.8), sharey=True, squeeze=False)
         for ax, a in zip(axes[0], names):
             d = f[f"data/{a}"]
@@ -154,7 +155,7 @@ def optimize_figure(path: str | Path):
     import matplotlib.pyplot as plt
 
     with h5py.File(path, "r") as f:
-        agents = _decode(f.attrs["agents"])
+        agents = decode_strings(f.attrs["agents"])
         caps = np.asarray(f.attrs["caps"])
         fig, ax = plt.subplots(1, 3, figsize=(14, 3.8))
         scheds = list(f["schedules"])

@@ -31,13 +31,12 @@ import h5py
 import numpy as np
 
 from .config import Config, ConfigError, load_config
-from .io import (_attach, _crc, _fsync, _text, _Transactional, check_output,
-                 coordinate_scales, to_disk)
+from .io import (SWEEP_FORMAT, SWEEP_FORMAT_VERSION, TransactionalFile, attach_scales, check_output,
+                 coordinate_scales, crc32, decode_text, fsync, species_stats, to_disk)
 
 __all__ = ["SWEEP_FORMAT", "Plan", "plan_sweep", "run_sweep", "classify", "wilson",
            "response_table", "table_csv", "table_markdown", "diameter_exponent", "CLASSES"]
 
-from .io import SWEEP_FORMAT, SWEEP_FORMAT_VERSION  # noqa: E402  (one definition, in io)
 CLASSES = ("CR", "PR", "SD", "PD", "NE")  # best first; NE = not evaluable
 Z95 = 1.959963984540054  # standard normal 97.5 % quantile
 
@@ -255,7 +254,7 @@ def table_markdown(rows: Sequence[Mapping], note: str = "") -> str:
 
 
 # -- the file ---------------------------------------------------------------------------
-class SweepWriter(_Transactional):
+class SweepWriter(TransactionalFile):
     """Sweep file with a leading member axis; :meth:`write` fills members chunk by chunk and
     flushes, so an interrupted sweep keeps every finished chunk (``members/done``).
 
@@ -268,7 +267,7 @@ class SweepWriter(_Transactional):
     def __init__(self, path, config: Config, plan: Plan, times, *, dtype, save_fields: bool,
                  field_stride: int, burden_species: Sequence[str], model_observables=(),
                  overwrite: bool = False, protect=(), chunk: int | None = None):
-        from .io import FORMAT_VERSION, _version
+        from .io import FORMAT_VERSION, tmepde_version
 
         grid, model, n, T = config.grid, config.model, plan.n, len(times)
         self.names = tuple(model.names)
@@ -280,7 +279,7 @@ class SweepWriter(_Transactional):
         string = h5py.string_dtype()
         f.attrs.update({
             "format": SWEEP_FORMAT, "format_version": SWEEP_FORMAT_VERSION,
-            "result_format_version": FORMAT_VERSION, "tmepde_version": _version(),
+            "result_format_version": FORMAT_VERSION, "tmepde_version": tmepde_version(),
             "model": model.name,
             "species": np.array(self.names, dtype=string),
             "grid_shape": np.asarray(grid.shape, dtype=np.int64),
@@ -365,7 +364,7 @@ class SweepWriter(_Transactional):
             keys += [f"fields/{k}" for k in f["fields"]] if "fields" in f else []
             for a, b in _runs(f["members/done"][:]):
                 sl = slice(a, b)
-                self._written += [(k, sl, _crc(f[k][sl])) for k in keys + ["members/done"]]
+                self._written += [(k, sl, crc32(f[k][sl])) for k in keys + ["members/done"]]
             self.set_status("running")
         except Exception:
             f.close()
@@ -411,7 +410,7 @@ class SweepWriter(_Transactional):
             except Exception:
                 pass
             raise err from e
-        self._written += [(k, members, _crc(v)) for k, v in data.items()]
+        self._written += [(k, members, crc32(v)) for k, v in data.items()]
         status = []
         for j, ok in enumerate(finite):
             if ok.all() and collapsed is not None and collapsed[j]:
@@ -428,7 +427,7 @@ class SweepWriter(_Transactional):
             f.flush()
         except Exception as e:
             raise self._fail(f"member flags {members.start}..{members.stop - 1}", e) from e
-        self._written.append(("members/done", members, _crc(np.ones(members.stop - members.start, bool))))
+        self._written.append(("members/done", members, crc32(np.ones(members.stop - members.start, bool))))
 
     def finish(self, status: str = "complete") -> Path:
         """Close, re-read every chunk written (CRC-32), write the response summary, and only
@@ -441,10 +440,10 @@ class SweepWriter(_Transactional):
         try:
             self._file.flush()
             self._file.close()
-            _fsync(target)
+            fsync(target)
             with h5py.File(target, "r", rdcc_nbytes=0) as f:
                 for k, sl, c in self._written:
-                    if _crc(f[k][sl]) != c:
+                    if crc32(f[k][sl]) != c:
                         problem = f"{k} of members {sl.start}..{sl.stop - 1} differs on disk"
                         break
             if problem is None:
@@ -488,14 +487,14 @@ def _attach_sweep_dims(f: h5py.File, member, scales) -> None:
             sc.make_scale(f"{key}_axis{j + 1}")
             d.dims[j + 1].attach_scale(sc)
     for d in f["observables"].values():
-        _attach(d, [member, time])
+        attach_scales(d, [member, time])
         d.attrs["long_name"] = str(d.attrs.get("description", d.name.rsplit("/", 1)[-1]))
     if "fields" in f:
         ft = f["field_time"]
         ft.attrs.update({"standard_name": "time", "long_name": "time of the stored field saves"})
         ft.make_scale("field_time")
         for d in f["fields"].values():
-            _attach(d, [member, ft, *reversed(scales)])
+            attach_scales(d, [member, ft, *reversed(scales)])
 
 
 def _write_summary(f: h5py.File, result: dict, rows: list, exponent: float, thresholds: dict,
@@ -552,8 +551,8 @@ def summarize(path, tables=None) -> list[dict] | None:
         burden_species = _text_list(f.attrs.get("burden_species", []))
         grid = Grid(tuple(int(n) for n in f.attrs["grid_shape"]),
                     tuple(float(h) for h in f.attrs["grid_spacing_um"]),
-                    geometry=_text(f.attrs.get("grid_geometry", "cartesian")))
-        sw = tomllib.loads(_text(f.attrs["config_toml"])).get("sweep", {})
+                    geometry=decode_text(f.attrs.get("grid_geometry", "cartesian")))
+        sw = tomllib.loads(decode_text(f.attrs["config_toml"])).get("sweep", {})
     sw = {"cr_fraction": 1e-3, "pr_change": -30.0, "pd_change": 20.0, **sw}
     exponent = diameter_exponent(grid)
     thresholds = {k: sw.get(k) for k in ("cr_fraction", "detection", "pr_change", "pd_change")}
@@ -579,7 +578,7 @@ def summarize(path, tables=None) -> list[dict] | None:
 
 
 def _text_list(values) -> list[str]:
-    return [_text(v) for v in np.atleast_1d(values)]
+    return [decode_text(v) for v in np.atleast_1d(values)]
 
 
 def _runs(mask) -> list[tuple[int, int]]:
@@ -592,21 +591,21 @@ def _runs(mask) -> list[tuple[int, int]]:
 def _read_unfinished(path) -> tuple[str, np.ndarray, list, dict, int | None]:
     """(config_toml, done (B,), member statuses, stored varied values, chunk) of a sweep file
     to resume; a :class:`~tmepde.io.ResultFileError` for anything else."""
-    from .io import ResultFileError, _open_h5
+    from .io import ResultFileError, open_h5
 
-    with _open_h5(Path(path)) as f:
+    with open_h5(Path(path)) as f:
         where = repr(str(path))
-        if _text(f.attrs.get("format", "")) != SWEEP_FORMAT:
+        if decode_text(f.attrs.get("format", "")) != SWEEP_FORMAT:
             raise ResultFileError(f"{where} is not a tmepde sweep file; resume a run with "
                                   "tmepde run --resume")
-        if _text(f.attrs.get("status", "?")).startswith("complete"):
+        if decode_text(f.attrs.get("status", "?")).startswith("complete"):
             raise ResultFileError(f"{where} is complete; nothing to resume")
         try:
             done = f["members/done"][:].astype(bool)
-            status = [_text(v) for v in f["members/status"][:]]
+            status = [decode_text(v) for v in f["members/status"][:]]
             values = {k: d[:] for k, d in f["members/params"].items() if not d.is_scale}
             chunk = int(f.attrs["chunk"]) if "chunk" in f.attrs else None
-            return _text(f.attrs["config_toml"]), done, status, values, chunk
+            return decode_text(f.attrs["config_toml"]), done, status, values, chunk
         except KeyError as e:
             raise ResultFileError(f"{where} lacks {e}; it is damaged or was written by an older "
                                   "tmepde: run the sweep again") from None
@@ -702,8 +701,7 @@ def _run_members(config: Config, out_path: Path, config_path, sw: Mapping, *, pr
     @jax.jit
     def reduce(out):  # (b, T, S, *shape) -> per-save totals, min, max, finite: (b, T, S)
         axes = tuple(range(3, out.ndim))
-        return (jnp.sum(out * volumes, axis=axes), out.min(axis=axes), out.max(axis=axes),
-                jnp.isfinite(out).all(axis=axes))
+        return (*species_stats(out, volumes), jnp.isfinite(out).all(axis=axes))
 
     model_obs = tuple(getattr(config.model, "observables", ()))
     observe = None
