@@ -24,6 +24,11 @@ def test_import_and_help_do_not_load_jax():
     assert "jax" in _modules_after("import tmepde\ntmepde.Simulator")
 
 
+def test_result_files_are_read_and_written_without_jax():
+    # io stores arrays computed elsewhere: reading a result, or writing one, loads no kernels
+    assert "jax" not in _modules_after("import tmepde.io, tmepde.summaries")
+
+
 @pytest.mark.parametrize("name", tmepde.__all__)
 def test_every_public_name_resolves(name):
     assert getattr(tmepde, name) is not None
@@ -32,3 +37,11 @@ def test_every_public_name_resolves(name):
 def test_unknown_name_is_an_attribute_error():
     with pytest.raises(AttributeError, match="no attribute 'Simulater'"):
         tmepde.Simulater  # noqa: B018
+
+
+def test_python_m_cli_offers_every_command():
+    # `python -m tmepde.cli` runs cli.py as __main__: the commands register with tmepde.cli
+    out = subprocess.run([sys.executable, "-m", "tmepde.cli", "--help"], capture_output=True, text=True,
+                         timeout=120, check=True).stdout
+    listed = out.split("positional arguments:")[1].split()
+    assert {"run", "info", "plot", "animate", "sweep", "sensitivity"} <= set(listed)

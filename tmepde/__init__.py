@@ -14,13 +14,20 @@ try:
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.1.0"
 
-# public name -> module that defines it
+# The curated public API: public name -> module that defines it. Everything else is reached
+# through its module (tmepde.config, tmepde.batch, tmepde.therapy, ...).
 _EXPORTS = {
+    # models and grids
     "Boundary": "grid", "Grid": "grid", "resolve_boundaries": "grid",
     "Chemotaxis": "model", "Model": "model", "Observable": "model", "Species": "model",
     "load_model": "model",
+    # time stepping
     "SCHEMES": "stepping", "Simulator": "stepping", "simulate": "stepping",
-    "open_result": "io", "Result": "io",
+    # configs and runs (what `tmepde run` and `tmepde sweep` do)
+    "Config": "config", "ConfigError": "config", "load_config": "config", "loads_config": "config",
+    "run_config": "runner", "run_sweep": "sweep",
+    # result files
+    "open_result": "io", "Result": "io", "SweepResult": "io", "ResultWriter": "io",
     "enable_compilation_cache": "compile_cache",
 }
 

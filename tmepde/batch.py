@@ -21,6 +21,9 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from .stepping import Simulator
 
+__all__ = ["grid_sweep", "sample_lognormal", "batch_size", "member_bytes", "auto_chunk",
+           "iter_batch", "run_batch", "run_domain_sharded"]
+
 
 # -- building batches -------------------------------------------------------------------
 def grid_sweep(base: Mapping, values: Mapping[str, Sequence[float]]) -> tuple[dict, list[str]]:

@@ -191,5 +191,7 @@ def main(argv=None) -> int:
         return 1
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # python -m tmepde.cli: the commands register with the imported module
+    from tmepde.cli import main as _main
+
+    sys.exit(_main())

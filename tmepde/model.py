@@ -105,7 +105,9 @@ class Species:
     decay: linear decay rate in 1/h, treated implicitly (stiff decay is stable at any dt).
     boundary: one condition for all faces or a dict by face (see ``grid.resolve_boundaries``).
     chemotaxis: optional :class:`Chemotaxis`.
-    nonnegative: clip round-off negatives to 0 after each step (densities, concentrations).
+    nonnegative: after each step, a negative undershoot (O(dt²), second-order schemes) is
+        filled from neighbouring cells, keeping the species' total (densities,
+        concentrations); see :meth:`tmepde.discretization.Discretization.clip`.
     units: printed in output files.
     """
 

@@ -16,6 +16,9 @@ from jax import lax
 
 from .grid import AxisBC, Grid
 
+__all__ = ["laplacian", "dirichlet_lift", "face_diffusivity", "boundary_face_diffusivity",
+           "variable_diffusion", "variable_dirichlet_lift", "chemotaxis_divergence"]
+
 
 def _ghost(u, axis: int, bc: AxisBC, homogeneous: bool):
     """Pad ``u`` by one ghost layer on both faces of ``axis``."""

@@ -21,6 +21,8 @@ from jax.lax.linalg import tridiagonal_solve
 from .grid import AxisBC, Grid
 from .operators import face_diffusivity
 
+__all__ = ["metric", "check_boundaries", "diffusion", "implicit_solve", "chemotaxis_divergence"]
+
 
 def metric(grid: Grid):
     """(weight of the outer face, weight of the inner face) per shell, 1/µm: A±/V."""
@@ -29,13 +31,6 @@ def metric(grid: Grid):
     r_in = np.arange(0, n) * h
     shell = (r_out**3 - r_in**3) / 3
     return r_out**2 / shell, r_in**2 / shell
-
-
-def shell_volumes(grid: Grid) -> np.ndarray:
-    """µm³ per shell, shape (n,)."""
-    n, h = grid.shape[0], grid.spacing[0]
-    r = np.arange(n + 1) * h
-    return 4 * np.pi / 3 * (r[1:] ** 3 - r[:-1] ** 3)
 
 
 def _face_d(d, bc_hi: str):

@@ -62,12 +62,6 @@ def dose_to_ng(value, unit: str, bsa_m2: float = BSA_M2, weight_kg: float = WEIG
     return value * _MASS[u]
 
 
-def ng_per_ml_from_deposit(amount_ng, volume_ml):
-    """Mean tissue concentration (ng/mL) of ``amount_ng`` spread evenly in ``volume_ml``
-    (intratumoral injection into a tumor of that volume; 1 mm³ = 1e-3 mL)."""
-    return amount_ng / volume_ml
-
-
 # -- schedules (static number of doses; times and amounts are arrays, differentiable) ------
 def single(time_h: float, amount) -> tuple[np.ndarray, np.ndarray]:
     """One bolus: ``(times, amounts)`` arrays of length 1."""

@@ -7,6 +7,8 @@ import sys
 
 from ..cli import add_overrides, load_config_with, register
 
+__all__: list[str] = []  # registers its command with tmepde.cli; nothing to import
+
 EXAMPLE = "[sensitivity.params] growth_tumor = [0.005, 0.02]"
 
 

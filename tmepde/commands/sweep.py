@@ -7,6 +7,8 @@ import sys
 
 from ..cli import add_overrides, register
 
+__all__: list[str] = []  # registers its command with tmepde.cli; nothing to import
+
 
 def _args(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", nargs="?",

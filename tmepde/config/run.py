@@ -142,7 +142,8 @@ SPECIES = {
                     'boundary = "periodic"'),
     "units": Key(STRING, FROM_MODEL, "units of the field, written to the output",
                  'units = "ng/mL"'),
-    "nonnegative": Key(BOOLEAN, FROM_MODEL, "clip round-off negatives to 0 after each step",
+    "nonnegative": Key(BOOLEAN, FROM_MODEL, "fill negative undershoots from neighbouring cells after "
+                       "each step, keeping the species' total",
                        "nonnegative = true"),
 }
 
