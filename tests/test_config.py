@@ -63,7 +63,7 @@ def _error(text=BASE, overrides=()):
      "known parameters: D_u, D_v, decay_u, decay_v, feed, kill"),
     (["grdi.x=1"], "grdi",
      "unknown section 'grdi'; did you mean 'grid'? valid sections in the top level: "
-     "grid, time, model, solver, output, species, initial, sweep, fit, optimize, sensitivity"),
+     "grid, time, model, solver, output, patient, species, initial, sweep, fit, optimize, sensitivity"),
     (["solver.scheme=rk5"], "solver.scheme",
      "solver.scheme must be one of 'sbdf2', 'sbdf3', 'sbdf4', 'sbdf1', 'rk4', 'ssprk3', 'euler', "
      "got 'rk5'; "
