@@ -9,9 +9,9 @@ from .schema import (NUMBER, INTEGER, OPTIONAL, STRING, STRING_LIST, ConfigError
 
 __all__ = ["FIT", "FIT_PSEUDO", "check_param_names", "resolve_fit", "reference"]
 
-# Fit-only pseudo-parameters, not model parameters: their meaning (initial tumor-cell volume in
-# mm³, effective IL-12 per intratumoral injection in ng) is defined by the CT26 fitting code
-# that consumes them, which owns any change to this list.
+# Fit-only pseudo-parameters of the CT26 example, not model parameters: initial tumor-cell
+# volume (mm³) and effective IL-12 per intratumoral injection (ng). Their meaning is defined by
+# the CT26 fitting code that consumes them; this list only lets [fit] name them.
 FIT_PSEUDO = ("v0_mm3", "il12_dose_ng")
 FIT = {
     "data": Key(STRING, OPTIONAL, "csv of measured volumes (columns arm, mouse, day, volume_mm3); "
