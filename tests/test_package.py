@@ -45,3 +45,16 @@ def test_python_m_cli_offers_every_command():
                          timeout=120, check=True).stdout
     listed = out.split("positional arguments:")[1].split()
     assert {"run", "info", "plot", "animate", "sweep", "sensitivity"} <= set(listed)
+
+
+def test_package_data_globs_name_files_that_exist():
+    # a package-data entry for a moved or deleted folder silently ships nothing
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    data = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    for package, globs in data.items():
+        base = root / package.replace(".", "/")
+        for g in globs:
+            assert any(p.is_file() for p in base.glob(g)), f"package-data {package}: {g} matches no file"
