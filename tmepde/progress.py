@@ -32,12 +32,12 @@ class Progress:
 
     Use as a context manager: ``compiling()`` before the first compiled call, ``update(n)``
     after each finished piece of work, ``note(text)`` for a one-off message.
-    ``stream``/``clock``/``tty`` are for tests (default: stderr, ``time.monotonic``, whether
+    ``initial``: units already done (a resumed run). ``stream``/``clock``/``tty`` are for tests (default: stderr, ``time.monotonic``, whether
     ``stream`` is a terminal).
     """
 
-    def __init__(self, total: int, desc: str, unit: str = "step", *, enabled: bool = True,
-                 every_s: float = 30.0, stream: TextIO | None = None,
+    def __init__(self, total: int, desc: str, unit: str = "step", *, initial: int = 0,
+                 enabled: bool = True, every_s: float = 30.0, stream: TextIO | None = None,
                  clock: Callable[[], float] = time.monotonic, tty: bool | None = None):
         self.total, self.desc, self.unit = int(total), desc, unit
         self.enabled, self.every_s = enabled, float(every_s)
@@ -45,7 +45,7 @@ class Progress:
         self.clock = clock
         self.tty = (tty if tty is not None else bool(getattr(self.stream, "isatty", lambda: False)())) \
             and enabled
-        self.done = 0
+        self.done = int(initial)  # units finished before this process (a resumed run)
         self.phase = "starting"
         self._t0 = self._t_compute = self._t_last = clock()
         self._done_at_compute = 0
@@ -53,7 +53,8 @@ class Progress:
         if self.tty:
             from tqdm import tqdm
 
-            self._bar = tqdm(total=self.total, unit=unit, desc=desc, file=self.stream, leave=True)
+            self._bar = tqdm(total=self.total, initial=self.done, unit=unit, desc=desc,
+                             file=self.stream, leave=True)
 
     # -- phases -------------------------------------------------------------------------
     def compiling(self) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import signal
-import sys
 import threading
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import numpy as np
 
 from .config import Config, ConfigError, load_config
 from .io import ResultFileError, ResultWriter, open_result, ResultWriteError, check_output
+from .progress import Progress
 from .stepping import Simulator
 
 __all__ = ["NonFiniteError", "CollapseError", "RunInterrupted", "StopOnSignals", "Setup", "build",
@@ -268,7 +268,8 @@ def run_config(config: Config | str | Path, out_path: str | Path | None = None, 
     replaces the old file only once complete; a run that fails or is interrupted leaves the
     old file untouched and its own output in the ``.partial`` file (named in the error;
     ``resume`` it to finish, and it then replaces the old file).
-    progress: show a tqdm bar with ETA (only when stderr is a terminal).
+    progress: show progress on stderr (:class:`~tmepde.progress.Progress`: a compiling phase,
+    then an ETA from compute time; a bar on a terminal, a line every 30 s otherwise).
 
     Raises :class:`NonFiniteError` if a field stops being finite: the file then holds every
     save before the first bad one and ``status = "failed: ..."``;
@@ -307,12 +308,10 @@ def run_config(config: Config | str | Path, out_path: str | Path | None = None, 
         chunk = config.data["output"]["chunk"]
         save_every = sim.save_every
 
-        from tqdm import tqdm
-
         observe = model_observer(config.model, setup.params, config.grid)  # None: none to store
         with StopOnSignals() as stop:
-            bar = tqdm(total=n_saves, unit="save", desc=f"tmepde {config.model.name}",
-                       disable=not (progress and sys.stderr.isatty()), leave=True)
+            bar = Progress(n_saves, f"tmepde {config.model.name}", "save", enabled=progress,
+                           initial=0 if restart is None else n_written - 1)
             if restart is None:
                 writer = ResultWriter(out_path, config.grid, config.model, config_toml=config.to_toml(),
                                       dtype=sim.dtype, compression=config.data["output"]["compression"],
@@ -320,7 +319,6 @@ def run_config(config: Config | str | Path, out_path: str | Path | None = None, 
                                       protect=(config_path,))
             else:
                 writer = ResultWriter.reopen(out_path, config.grid, config.model)
-                bar.update(n_written - 1)
             in_flight = []  # (save times, device states, carry after them) dispatched, not written
             try:
                 from .therapy import dose_events
@@ -330,6 +328,7 @@ def run_config(config: Config | str | Path, out_path: str | Path | None = None, 
                     writer.set_attrs({"dose_times_h": np.unique(np.concatenate(list(events.values()))),
                                       **{f"dose_times_h_{k}": v for k, v in events.items()}})
                 nonnegative = [s.nonnegative for s in config.model.species]
+                bar.compiling()  # the first init/advance calls compile (or load from the cache)
                 if restart is None:
                     bad = _first_nonfinite(y0[None], names)
                     if bad is not None:

@@ -37,7 +37,6 @@ Config (``tmepde sensitivity CONFIG``)::
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -291,11 +290,12 @@ def _run_sensitivity(config, table, out_path: Path, progress: bool) -> Path:
     n_saves = save_index  # no need to run past the outcome's time
     species_index = [config.model.index(s) for s in table["species"]]
 
-    from tqdm import tqdm
+    from .progress import Progress
 
-    bar = tqdm(total=len(values), unit="run", desc=f"tmepde sensitivity ({table['method']}, "
-               f"{len(names)} parameters)", disable=not (progress and sys.stderr.isatty()))
+    bar = Progress(len(values), f"tmepde sensitivity ({table['method']}, {len(names)} parameters)",
+                   "run", enabled=progress)
     with bar:
+        bar.compiling()
         y = outcomes(sim, setup.params, names, values, setup.y0, n_saves, save_index, species_index,
                      config.grid.cell_volumes(), table["log"], table.get("chunk"), bar.update)
     bad = ~np.isfinite(y)

@@ -23,7 +23,6 @@ import dataclasses
 import itertools
 import math
 import signal
-import sys
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -715,7 +714,7 @@ def _run_members(config: Config, out_path: Path, config_path, sw: Mapping, *, pr
 
         observe = jax.jit(jax.vmap(member_obs, in_axes=(p_axes, 0)))
 
-    from tqdm import tqdm
+    from .progress import Progress
 
     # Several hosts (after jax.distributed.initialize()): every process runs its shards,
     # gathers the chunk's results, and process 0 alone writes the file.
@@ -748,8 +747,9 @@ def _run_members(config: Config, out_path: Path, config_path, sw: Mapping, *, pr
                                         field_stride=stride, burden_species=_burden_species(config))
         n_done = int(done.sum())
         n_failed = sum(st.startswith("failed") for st in stored_status or ())
-        bar = tqdm(total=plan.n, initial=n_done, unit="member", desc=f"tmepde sweep {config.model.name}",
-                   disable=not (progress and sys.stderr.isatty()))
+        bar = Progress(plan.n, f"tmepde sweep {config.model.name}", "member", initial=n_done,
+                       enabled=progress and lead)
+        bar.compiling()  # the first batch compiles the vmapped program
         try:
             for members, out in unfinished():
                 tot, lo, hi, fin = (host(x) for x in reduce(out))
