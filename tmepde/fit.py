@@ -224,6 +224,7 @@ class PopulationFit:
     std_error: np.ndarray
     n_steps: int
     history: list[float]
+    objective: Callable | None = dataclasses.field(default=None, repr=False)  # jitted value-and-grad
 
     @property
     def u(self) -> np.ndarray:
@@ -239,43 +240,64 @@ def _point_loss(mu, y, observed, censor, censored, sigma):
 
 
 def _subject_terms(predict, hessian):
-    """ℓ_i(η) and its Hessian for one subject; closes over nothing that is traced."""
+    """``terms(eta, theta, log_omega, log_sigma, y, obs, cen, cmask, x) -> (ℓ_i, ∇ℓ_i, H_i)`` for
+    one subject. Gauss–Newton: one forward-mode pass of ``predict`` gives μ and J = ∂μ/∂η, so
+    each use costs one simulation with k tangents (and one copy in the compiled program)."""
+    d1 = jax.vmap(jax.grad(_point_loss), (0, 0, 0, 0, 0, None))
+    d2 = jax.vmap(jax.grad(jax.grad(_point_loss)), (0, 0, 0, 0, 0, None))
+
+    def prior(eta, log_omega):
+        omega = jnp.exp(log_omega)
+        return 0.5 * jnp.sum((eta / omega) ** 2) + jnp.sum(log_omega) + 0.5 * eta.size * jnp.log(2 * jnp.pi)
 
     def ell(eta, theta, log_omega, log_sigma, y, obs, cen, cmask, x):
         mu = predict(theta, eta, x)
-        omega = jnp.exp(log_omega)
-        prior = 0.5 * jnp.sum((eta / omega) ** 2) + jnp.sum(log_omega) + 0.5 * eta.size * jnp.log(2 * jnp.pi)
-        return jnp.sum(_point_loss(mu, y, obs, cen, cmask, jnp.exp(log_sigma))) + prior
+        return jnp.sum(_point_loss(mu, y, obs, cen, cmask, jnp.exp(log_sigma))) + prior(eta, log_omega)
 
-    def hess(eta, theta, log_omega, log_sigma, y, obs, cen, cmask, x):
+    def terms(eta, theta, log_omega, log_sigma, y, obs, cen, cmask, x):
+        args = (theta, log_omega, log_sigma, y, obs, cen, cmask, x)
         if hessian == "exact":
-            return jax.hessian(ell)(eta, theta, log_omega, log_sigma, y, obs, cen, cmask, x)
-        J = jax.jacfwd(lambda e: predict(theta, e, x))(eta)              # (n_t, k)
-        d2 = jax.vmap(jax.grad(jax.grad(_point_loss)), (0, 0, 0, 0, 0, None))(
-            predict(theta, eta, x), y, obs, cen, cmask, jnp.exp(log_sigma))
-        return J.T @ (d2[:, None] * J) + jnp.diag(jnp.exp(-2 * log_omega))
+            f, g = jax.value_and_grad(ell)(eta, *args)
+            return f, g, jax.hessian(ell)(eta, *args)
+        sigma = jnp.exp(log_sigma)
+        mu, J = _value_and_jacfwd(lambda e: predict(theta, e, x), eta)
+        f = jnp.sum(_point_loss(mu, y, obs, cen, cmask, sigma)) + prior(eta, log_omega)
+        inv_w = jnp.exp(-2 * log_omega)
+        g = J.T @ d1(mu, y, obs, cen, cmask, sigma) + eta * inv_w
+        H = J.T @ (d2(mu, y, obs, cen, cmask, sigma)[:, None] * J) + jnp.diag(inv_w)
+        return f, g, H
 
-    return ell, hess
+    return ell, terms
 
 
-def _inner(ell, hess, n_iter):
-    """Newton on η with an eigenvalue-floored Hessian and a best-of-7 step length."""
-    alphas = 0.5 ** jnp.arange(7)
+def _value_and_jacfwd(fn, x):
+    """``fn(x)`` and its Jacobian from one batched forward-mode pass (k tangents)."""
+    pushfwd = lambda v: jax.jvp(fn, (x,), (v,))  # noqa: E731
+    mus, cols = jax.vmap(pushfwd, out_axes=(None, -1))(jnp.eye(x.size, dtype=x.dtype))
+    return mus, cols
+
+
+def _inner(terms, n_iter):
+    """Levenberg–Marquardt on η: one evaluation of ``terms`` per iteration (a rejected step
+    raises the damping); the first iteration only evaluates the start."""
 
     def solve(eta0, *args):
-        def body(_, eta):
-            g = jax.grad(ell)(eta, *args)
-            H = hess(eta, *args)
-            w, V = jnp.linalg.eigh(0.5 * (H + H.T))
-            w = jnp.maximum(w, 1e-6 + 1e-3 * jnp.max(jnp.abs(w)))
-            step = -V @ ((V.T @ g) / w)
-            cand = eta[None] + alphas[:, None] * step[None]
-            vals = jax.vmap(lambda e: ell(e, *args))(cand)
-            vals = jnp.where(jnp.isfinite(vals), vals, jnp.inf)
-            best = jnp.argmin(vals)
-            return jnp.where(vals[best] < ell(eta, *args), cand[best], eta)
+        k = eta0.size
 
-        return jax.lax.fori_loop(0, n_iter, body, eta0)
+        def body(_, carry):
+            eta, f, g, H, lam = carry
+            w, V = jnp.linalg.eigh(0.5 * (H + H.T))
+            w = jnp.maximum(w, 1e-8 + 1e-6 * jnp.max(jnp.abs(w))) + lam
+            step = jnp.where(jnp.isfinite(f), -V @ ((V.T @ g) / w), 0.0)
+            f2, g2, H2 = terms(eta + step, *args)
+            ok = jnp.isfinite(f2) & (f2 <= f)
+            pick = lambda a, b: jnp.where(ok, a, b)  # noqa: E731
+            return (pick(eta + step, eta), pick(f2, f), pick(g2, g), pick(H2, H),
+                    jnp.where(ok, lam / 3.0, jnp.maximum(lam, 1e-3) * 4.0))
+
+        dt = eta0.dtype
+        init = (eta0, jnp.asarray(jnp.inf, dt), jnp.zeros(k, dt), jnp.eye(k, dtype=dt), jnp.asarray(0.0, dt))
+        return jax.lax.fori_loop(0, n_iter + 1, body, init)[0]
 
     return solve
 
@@ -293,8 +315,8 @@ def make_population_objective(predict: Callable, data: PopulationData, n_theta: 
     """
     if hessian not in ("exact", "gauss-newton"):
         raise ValueError(f"hessian must be 'exact' or 'gauss-newton', got {hessian!r}")
-    ell, hess = _subject_terms(predict, hessian)
-    solve = _inner(ell, hess, inner_steps)
+    _, terms = _subject_terms(predict, hessian)
+    solve = _inner(terms, inner_steps)
     arrays = tuple(jnp.asarray(a) for a in (data.y, data.observed, data.censor, data.censored))
     cov = data.covariates if data.covariates is not None else jnp.zeros(data.y.shape[0])
 
@@ -305,8 +327,7 @@ def make_population_objective(predict: Callable, data: PopulationData, n_theta: 
         eta = jax.vmap(solve, axes)(jax.lax.stop_gradient(eta0), *jax.lax.stop_gradient(common),
                                     *arrays, cov)
         eta = jax.lax.stop_gradient(eta)
-        vals = jax.vmap(ell, axes)(eta, *common, *arrays, cov)
-        H = jax.vmap(hess, axes)(eta, *common, *arrays, cov)
+        vals, _, H = jax.vmap(terms, axes)(eta, *common, *arrays, cov)
         logdet = jnp.linalg.slogdet(H)[1]
         total = jnp.sum(vals + 0.5 * logdet - 0.5 * n_re * jnp.log(2 * jnp.pi))
         if prior_sd is not None:
@@ -353,7 +374,7 @@ def _bfgs(value_grad, u0, eta0, max_steps, free, tol=1e-5):
 def population_fit(predict: Callable, data: PopulationData, theta0, omega0, sigma0, *,
                    names: Sequence[str] | None = None, re_names: Sequence[str] | None = None,
                    hessian: str = "gauss-newton", inner_steps: int = 20, max_steps: int = 60,
-                   prior_sd: float | None = None, fd_step: float = 1e-3) -> PopulationFit:
+                   prior_sd: float | None = None, fd_step: float = 1e-2) -> PopulationFit:
     """Maximum (Laplace-)marginal-likelihood fit of fixed effects θ, random-effect s.d. ω
     and residual s.d. σ (all in ``z``; see :func:`make_population_objective` for ``predict``).
 
@@ -379,7 +400,7 @@ def population_fit(predict: Callable, data: PopulationData, theta0, omega0, sigm
     return PopulationFit(list(names or [f"theta{i}" for i in range(p)]),
                          list(re_names or [f"eta{i}" for i in range(k)]),
                          u[:p], np.exp(u[p:p + k]), float(np.exp(u[-1])), eta, f, cov, se,
-                         n_steps, history)
+                         n_steps, history, vg)
 
 
 def observed_information(value_grad, u, eta, h=1e-3) -> np.ndarray:
@@ -401,15 +422,19 @@ def profile_likelihood(predict: Callable, data: PopulationData, result: Populati
                        prior_sd: float | None = None, theta_prior=None):
     """Profile of −log L over fixed effect ``index`` (z-space) at ``θ̂ + offsets · SE``.
 
+    The objective compiled by :func:`population_fit` is reused (``result.objective``); the
+    remaining arguments only matter without it.
     Returns ``(values (m,), deviance 2ΔnLL (m,), (lower, upper))``: the other parameters
     re-optimised at each value; the interval is where the signed root deviance crosses
     ±z_(1+level)/2, interpolated linearly (None where the grid does not reach it: the
     likelihood is flatter than the Wald interval says).
     """
     p, k = result.theta.size, result.omega.size
-    prior_mean = None if prior_sd is None else jnp.asarray(theta_prior)
-    _, vg = make_population_objective(predict, data, p, k, hessian=hessian, inner_steps=inner_steps,
-                                      prior_mean=prior_mean, prior_sd=prior_sd)
+    vg = result.objective
+    if vg is None:      # a result without its compiled objective (e.g. loaded from disk)
+        prior_mean = None if prior_sd is None else jnp.asarray(theta_prior)
+        _, vg = make_population_objective(predict, data, p, k, hessian=hessian, inner_steps=inner_steps,
+                                          prior_mean=prior_mean, prior_sd=prior_sd)
     free = np.ones(p + k + 1, bool)
     free[index] = False
     u_hat = result.u

@@ -1,8 +1,5 @@
-"""``tmepde fit CONFIG``: fit the model to measured tumor volumes (the CT26 worked example).
-
-The config is a run config (spherical grid, TME model with 3 intratumoral IL-12 slots) with a
-``[fit]`` table (docs/config.md); see docs/fitting.md and :mod:`tmepde.ct26`.
-"""
+"""``tmepde fit CONFIG``: population fit of the model to measured tumor volumes (the CT26
+worked example, :mod:`tmepde.apps.ct26`; docs/fitting.md, ``[fit]`` in docs/config.md)."""
 
 from __future__ import annotations
 
@@ -14,13 +11,13 @@ from ..cli import add_overrides, load_config_with, register
 def _args(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="TOML config with a [fit] table, e.g. configs/fit/ct26.toml")
     p.add_argument("--quick", action="store_true",
-                   help="CI scale: 24 shells, shorter horizon, IMEX Euler, at most 6 Levenberg–Marquardt steps")
+                   help="CI scale: 6 h steps, at most 6 outer steps, a 2-point profile likelihood")
     add_overrides(p, "fit.max_steps=10")
 
 
 def _run(args: argparse.Namespace) -> int:
     cfg = load_config_with(args, "fit", "configs/fit/ct26.toml")
-    from ..ct26 import run_fit
+    from ..apps.ct26 import run_fit
 
     out = run_fit(cfg, quick=args.quick)
     for path in out["outputs"]:
@@ -28,5 +25,5 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-register("fit", "fit model parameters to measured tumor volumes (CT26 example: growth on PBS, "
-         "IL-12/immune on rVSV-mIL12-mGMCSF, per-animal virtual cohort)", _args, _run)
+register("fit", "population (mixed-effects) fit to measured tumor volumes (CT26 example: PBS and "
+         "rVSV-mIL12-mGMCSF arms, per-animal random effects, IL-12 counterfactual)", _args, _run)

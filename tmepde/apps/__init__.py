@@ -1,0 +1,1 @@
+"""Worked examples built on tmepde's public API (one package per example)."""
