@@ -16,23 +16,21 @@ FIT_PSEUDO = ("v0_mm3", "il12_dose_ng")
 FIT = {
     "data": Key(STRING, OPTIONAL, "csv of measured volumes (columns arm, mouse, day, volume_mm3); "
                 "absent = the packaged CT26 data set; relative to the config file", 'data = "volumes.csv"'),
-    "growth_params": Key(STRING_LIST, ["growth_tumor", "D_tumor", "v0_mm3"],
-                         "stage 1, fitted on the PBS arm (pooled): model parameters or v0_mm3 (initial "
-                         "tumor-cell volume, mm³)", 'growth_params = ["growth_tumor", "D_tumor", "v0_mm3"]'),
-    "immune_params": Key(STRING_LIST, ["il12_dose_ng", "a6_il12_to_ifng", "kill_cd8"],
-                         "stage 2, fitted on PBS + rVSV-mIL12-mGMCSF arms jointly: model parameters or "
-                         "il12_dose_ng (effective IL-12 per injection, ng)",
-                         'immune_params = ["il12_dose_ng", "kill_cd8"]'),
-    "cohort_params": Key(STRING_LIST, ["v0_mm3", "il12_dose_ng", "kill_cd8"],
-                         "per-animal fits of the IL-12 arm (virtual cohort), with priors at the stage 2 "
-                         "values", 'cohort_params = ["v0_mm3", "kill_cd8"]'),
-    "prior_sd": Key(NUMBER, 1.0, "s.d. of the Gaussian priors in log-parameter space (1 = a factor e)",
-                    "prior_sd = 1.0", positive("")),
-    "sigma": Key(NUMBER, 0.3, "nominal s.d. of log-volume residuals (the covariance is rescaled by "
-                 "the residual variance)", "sigma = 0.3", positive("")),
-    "max_steps": Key(INTEGER, 40, "Levenberg–Marquardt steps per fit", "max_steps = 40", positive("")),
+    "growth_params": Key(STRING_LIST, ["growth_tumor", "v0_mm3"],
+                         "fixed effects (population, log scale), growth part: model parameters or v0_mm3 "
+                         "(initial tumor volume, mm³)", 'growth_params = ["growth_tumor", "v0_mm3"]'),
+    "immune_params": Key(STRING_LIST, ["kill_cd8", "a6_il12_to_ifng"],
+                         "fixed effects, immune / IL-12 part: model parameters or il12_dose_ng (effective "
+                         "IL-12 per injection, ng)", 'immune_params = ["kill_cd8", "a6_il12_to_ifng"]'),
+    "cohort_params": Key(STRING_LIST, ["v0_mm3", "kill_cd8"],
+                         "per-animal random effects (log-normal around the fixed effect; each must be a "
+                         "fixed effect)", 'cohort_params = ["v0_mm3", "kill_cd8"]'),
+    "prior_sd": Key(NUMBER, 1.0, "s.d. of a weak Gaussian prior on each fixed effect in log space (1 = a "
+                    "factor e), centred on the config's value", "prior_sd = 1.0", positive("")),
+    "sigma": Key(NUMBER, 0.3, "starting s.d. of log-volume residuals (fitted)", "sigma = 0.3", positive("")),
+    "max_steps": Key(INTEGER, 40, "outer BFGS steps of the population fit", "max_steps = 40", positive("")),
     "output": Key(STRING, "results/ct26", "prefix of the outputs: <output>_fit.png, <output>_fit.md, "
-                  "<output>_fitted.toml (relative to the working directory)", 'output = "results/ct26"'),
+                  "<output>_fit.json, <output>_fitted.toml (relative to the working directory)", 'output = "results/ct26"'),
 }
 
 
@@ -59,8 +57,8 @@ def reference() -> list[str]:
         "## `[fit]`",
         "",
         "Optional: fitting to measured tumor volumes with `tmepde fit CONFIG` (ignored by",
-        "`tmepde run`); the worked example is configs/fit/ct26.toml (docs/fitting.md). Fitted",
-        "names are model parameters or the fit-only `v0_mm3` (initial tumor-cell volume, mm³)",
+        "`tmepde run`); the worked example is configs/fit/ct26.toml (docs/fitting.md), a population",
+        "(mixed-effects) fit. Fitted names are model parameters or the fit-only `v0_mm3` (initial tumor volume, mm³)",
         "and `il12_dose_ng` (effective IL-12 per intratumoral injection, ng).",
         "",
         *key_table(FIT),
