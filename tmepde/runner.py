@@ -22,7 +22,7 @@ from .progress import Progress
 from .stepping import Simulator
 
 __all__ = ["NonFiniteError", "CollapseError", "RunInterrupted", "StopOnSignals", "Setup", "build",
-           "run_config", "precision", "require_x64", "model_observer"]
+           "run_config", "precision", "require_x64", "model_observer", "collapse_mask"]
 
 
 class NonFiniteError(FloatingPointError):
@@ -105,14 +105,23 @@ def _first_nonfinite(ys: np.ndarray, names) -> tuple[int, str] | None:
     return k, names[int(np.argmin(finite[k]))]
 
 
+def collapse_mask(peaks: np.ndarray, nonnegative) -> np.ndarray:
+    """The collapse rule of runs and sweeps: a non-negative species is exactly 0 in every cell
+    at a save while its largest value one save earlier exceeded √tiny of the dtype (so a
+    legitimate decay that underflows over one save interval is not reported).
+
+    peaks: (..., T, S) largest absolute value per save and species, in the run's dtype;
+    nonnegative: (S,) bools. Returns (..., T - 1, S): save ``k + 1`` collapsed."""
+    peaks = np.asarray(peaks)
+    tiny = np.sqrt(np.finfo(peaks.dtype).tiny) if np.issubdtype(peaks.dtype, np.floating) else 0.0
+    return (peaks[..., 1:, :] == 0) & (np.abs(peaks[..., :-1, :]) > tiny) & np.asarray(nonnegative, bool)
+
+
 def _first_collapse(y_prev: np.ndarray, ys: np.ndarray, names, nonnegative) -> tuple[int, str] | None:
-    """(save index, species) of the first non-negative species that is exactly 0 in every cell
-    of save ``k`` of ``ys`` (T, S, ...) while its largest value at the save before
-    (``y_prev`` (S, ...) for k = 0) exceeded √tiny of the dtype (so a legitimate decay that
-    underflows over one save interval is not reported), or None."""
-    peak = np.abs(ys).reshape(ys.shape[0], ys.shape[1], -1).max(axis=-1)  # (T, S)
-    before = np.concatenate([np.abs(y_prev).reshape(1, ys.shape[1], -1).max(axis=-1), peak[:-1]])
-    bad = (peak == 0) & (before > np.sqrt(np.finfo(ys.dtype).tiny)) & np.asarray(nonnegative)[None]
+    """(save index, species) of the first collapsed save of ``ys`` (T, S, ...) by
+    :func:`collapse_mask`, ``y_prev`` (S, ...) being the save before, or None."""
+    peaks = np.abs(np.concatenate([y_prev[None], ys])).reshape(ys.shape[0] + 1, ys.shape[1], -1).max(axis=-1)
+    bad = collapse_mask(peaks, nonnegative)  # (T, S)
     if not bad.any():
         return None
     k = int(np.argmax(bad.any(axis=1)))

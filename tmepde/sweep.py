@@ -454,13 +454,12 @@ class SweepWriter(TransactionalFile):
 
 
 def collapse_messages(maxs, names, nonnegative, times) -> np.ndarray:
-    """Per member, how a non-negative field collapsed: exactly 0 everywhere at a save while
-    its largest value one save earlier exceeded √tiny (the rule of a single run, see
-    :func:`tmepde.runner._first_collapse`): the clipping of negatives hid an unstable step.
+    """Per member, how a non-negative field collapsed (:func:`tmepde.runner.collapse_mask`,
+    the rule of a single run): the clipping of negatives hid an unstable step.
     maxs: (b, T, S) per-save maxima; returns (b,) messages ('' where none)."""
-    maxs = np.asarray(maxs)
-    tiny = np.sqrt(np.finfo(maxs.dtype).tiny) if np.issubdtype(maxs.dtype, np.floating) else 0.0
-    bad = (maxs[:, 1:] == 0) & (np.abs(maxs[:, :-1]) > tiny) & np.asarray(nonnegative)[None, None]
+    from .runner import collapse_mask
+
+    bad = collapse_mask(maxs, nonnegative)
     out = np.full(maxs.shape[0], "", dtype=object)
     for j in np.flatnonzero(bad.any(axis=(1, 2))):
         k = int(np.argmax(bad[j].any(axis=1)))
