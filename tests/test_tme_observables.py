@@ -1,4 +1,4 @@
-"""TME observables (issue 3) against hand computations and closed forms.
+"""TME observables against hand computations and closed forms.
 
 The observables are jax functions of one saved state; each is checked against a NumPy
 evaluation of its definition or an analytic value on a resolved grid, and the values the
