@@ -343,7 +343,7 @@ def _bfgs(value_grad, u0, eta0, max_steps, free, tol=1e-5):
     (f, eta), g = value_grad(u, eta0)
     f, g, eta = float(f), np.asarray(g) * free, np.asarray(eta)
     Hinv = np.eye(u.size)
-    history, steps = [f], 0
+    history, steps, restarts = [f], 0, 0
     for steps in range(1, max_steps + 1):
         d = -(Hinv @ g) * free
         if g @ d >= 0:                       # not a descent direction: restart
@@ -357,6 +357,11 @@ def _bfgs(value_grad, u0, eta0, max_steps, free, tol=1e-5):
                 break
             t *= 0.3
         if not accepted:
+            # The outer gradient is approximate (η̂ held fixed in ½ log det H): a quasi-Newton
+            # direction built from it can fail where steepest descent still makes progress.
+            if restarts < 2 and not np.allclose(Hinv, np.eye(u.size)):
+                Hinv, restarts = np.eye(u.size), restarts + 1
+                continue
             break
         g2 = np.asarray(g2) * free
         s, yv = t * d, g2 - g
@@ -461,3 +466,20 @@ def profile_likelihood(predict: Callable, data: PopulationData, result: Populati
         j = hit[0]
         bounds.append(float(xs[j - 1] + (side * zq - rs[j - 1]) * (xs[j] - xs[j - 1]) / (rs[j] - rs[j - 1])))
     return vals, dev, tuple(bounds)
+
+
+def refit(result: PopulationFit, u0, *, max_steps: int = 60, fd_step: float = 1e-2) -> PopulationFit:
+    """Continue a population fit from ``u0 = [θ, log ω, log σ]`` (e.g. a profile point that
+    beat the optimum) with the objective compiled by :func:`population_fit`."""
+    vg = result.objective
+    if vg is None:
+        raise ValueError("refit needs a PopulationFit from population_fit (with its objective)")
+    p, k = result.theta.size, result.omega.size
+    u, f, eta, n_steps, history = _bfgs(vg, np.asarray(u0, float), result.eta, max_steps,
+                                        np.ones(p + k + 1, bool))
+    if f > result.nll:          # never worse than where we were
+        return result
+    cov = np.linalg.pinv(observed_information(vg, u, eta, fd_step))
+    return dataclasses.replace(result, theta=u[:p], omega=np.exp(u[p:p + k]), sigma=float(np.exp(u[-1])),
+                               eta=eta, nll=f, cov=cov, std_error=np.sqrt(np.clip(np.diag(cov), 0, None)),
+                               n_steps=result.n_steps + n_steps, history=result.history + history[1:])

@@ -81,6 +81,9 @@ def report(out: dict) -> str:
         + " Wald SE; '–' = the deviance stays below 3.84 on the grid (the likelihood is flatter than",
         "the Wald interval says on that side). 'outside' = the fitted value leaves the documented",
         "plausible range (docs/model.md; v0: the measured first volumes).",
+        *(["", f"**Not converged**: the profile found −log L lower by {-min(min(v[1]) for v in out['profiles'].values()) / 2:.3g} "
+            "than the fit (raise fit.max_steps; --quick stops early by design)."]
+          if min(min(v[1]) for v in out["profiles"].values()) < -0.02 else []),
         "",
         "| random effect (log scale) | ω (s.d.) | SE of log ω |",
         "|---|---|---|",
@@ -129,8 +132,8 @@ def report(out: dict) -> str:
         f"of {len(cf)}; phenotype agreement {sum(c['phenotype'] == c['data_phenotype'] for c in cf)}/{len(cf)}. "
         f"Without IL-12, **{len(flipped)} of {len(reg)}** fitted regressors grow.",
         "",
-        f"Figure: {out['outputs_hint'] if 'outputs_hint' in out else 'results/ct26_fit.png'} (top: VPC per arm; "
-        "bottom: individual fits, dotted = without IL-12). Numbers: results/ct26_fit.json.",
+        f"Figure: {out.get('figure', 'the _fit.png next to this file')} (top: VPC per arm; bottom: "
+        "individual fits, dotted = without IL-12, △ = censored). Numbers: the _fit.json next to it.",
         "",
     ]
     return "\n".join(lines)
