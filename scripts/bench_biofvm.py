@@ -3,9 +3,10 @@
 BioFVM (Ghaffarizadeh, Friedman & Macklin, Bioinformatics 32:1256, 2016; the solver inside
 PhysiCell) integrates ``du_s/dt = D_s lap(u_s) - lambda_s u_s`` with zero-flux faces by
 locally one-dimensional implicit Euler sweeps (first order in time, any dt stable). Problem,
-after its substrate-scaling example (examples/performance_test_substrates.cpp): 10
-substrates, D from 7.5e4 to 1.25e5 µm²/min (substrate 0: 1e5, oxygen), decay 0.05 to
-0.15 /min (substrate 0: 0.1), on 512² voxels of 20 µm, 1 h, from Gaussian blobs
+after its substrate-scaling example (examples/performance_test_substrates.cpp, whose
+ranges are 7.5e4-1.25e5 µm²/min and 0.05-0.15 /min): 10 substrates, substrate 0 with
+D = 1e5 µm²/min and decay 0.1 /min (oxygen), substrates 1-9 evenly spaced in D 8.1e4-1.25e5
+µm²/min and decay 0.061-0.15 /min (the values are in the results JSON), on 512² voxels of 20 µm, 1 h, from Gaussian blobs
 (σ = 100-300 µm) on a background. Both codes use the same cell-centred 5-point spatial
 operator, so the reference is the exact-in-time solution of that semi-discrete system (a
 cosine transform: the Neumann Laplacian's eigenvectors, numpy float64), and every error
@@ -29,7 +30,6 @@ source ships with tmepde)::
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import math
 import os
@@ -111,7 +111,10 @@ def build_biofvm(src: str, build_dir: str) -> str:
         return exe
     cmd = [cxx, "-O3", "-march=native", "-fopenmp", "-std=c++11", "-w", f"-I{src}", driver, *sources, "-o", exe]
     print(" ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True)
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode:
+        tail = (r.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise SystemExit(f"bench_biofvm: building BioFVM from --biofvm-src {src} failed: {tail}")
     return exe
 
 
