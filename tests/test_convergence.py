@@ -205,6 +205,62 @@ def test_uniform_imex_bdf_coefficients_and_sbdf4_float32_warning():
         tp.Simulator(model, tp.Grid((8,), 1.0), dt=0.1, scheme="sbdf4", dtype=jnp.float32)
 
 
+def test_runge_kutta_tableaux_reach_their_order_on_a_nonautonomous_ode():
+    """Every registered explicit scheme's tableau, stepped on y' = cos(t) - y² (scalar, so the
+    stage times c_i matter), converges at its stated order against Radau (rtol 1e-13); a
+    tableau with wrong weights (ablation: RK4's b = (1, 2, 2, 1)/6 permuted to (1, 1, 2, 2)/6,
+    still consistent, Σ b = 1, but Σ b c = 7/12 ≠ 1/2) falls to first order."""
+    from fractions import Fraction as F
+
+    from tmepde.stepping import SCHEMES, ButcherTableau, ExplicitRK
+
+    def f(t, y):
+        return np.cos(t) - y * y
+
+    t_end, y0 = 2.0, 0.5
+    exact = solve_ivp(lambda t, y: f(t, y), (0, t_end), [y0], method="Radau", rtol=1e-13,
+                      atol=1e-15).y[0, -1]
+
+    def observed_order(tableau):
+        errs, ns = [], [20, 40, 80]
+        for n in ns:
+            y, dt = y0, t_end / n
+            for i in range(n):
+                y = tableau.evaluate(f, i * dt, y, dt)
+            errs.append(abs(y - exact))
+        return -_slope(ns, errs)
+
+    explicit = [s for s in SCHEMES.values() if isinstance(s, ExplicitRK)]
+    assert {s.name for s in explicit} == {"rk4", "ssprk3", "euler"}
+    for s in explicit:
+        assert abs(observed_order(s.tableau) - s.order) < 0.15, s.name
+    broken = ButcherTableau(a=[[F(1, 2)], [0, F(1, 2)], [0, 0, 1]], b=[F(1, 6), F(1, 6), F(1, 3), F(1, 3)])
+    assert abs(observed_order(broken) - 1) < 0.15
+
+
+def test_a_scheme_registered_from_a_tableau_runs_at_its_order():
+    """Adding a scheme is one register() call: Heun's method (a = [[1]], b = (1/2, 1/2)) runs
+    through the Simulator and its error against rk4 on the same grid falls 4x per halving of
+    dt (order 2)."""
+    from fractions import Fraction as F
+
+    from tmepde.stepping import SCHEMES, ButcherTableau, ExplicitRK, register
+
+    register(ExplicitRK("heun", ButcherTableau(a=[[1]], b=[F(1, 2), F(1, 2)]), order=2))
+    try:
+        model = tp.Model([tp.Species("u", diffusivity=0.1, decay=0.5)])  # explicit limit ~0.5 h
+        grid = tp.Grid((32,), 20.0)
+        u0 = {"u": 1 + np.cos(2 * np.pi * grid.axis_centers(0) / 640.0)}
+        ref = tp.simulate(model, grid, u0, t_end=1.0, dt=0.01, scheme="rk4", dtype=jnp.float64)[1]["u"]
+        errs = []
+        for dt in (0.1, 0.05):
+            u = tp.simulate(model, grid, u0, t_end=1.0, dt=dt, scheme="heun", dtype=jnp.float64)[1]["u"]
+            errs.append(float(np.max(np.abs(np.asarray(u[-1]) - np.asarray(ref[-1])))))
+        assert 3.6 < errs[0] / errs[1] < 4.4, errs
+    finally:
+        SCHEMES.pop("heun", None)
+
+
 def _map_problem(n, lo, hi):
     """-(D u')' + u = f on [0, 1] with a smooth map D(x) and a u that satisfies zero-flux
     conditions where asked and has a non-zero slope at Dirichlet faces (where the face value

@@ -1,0 +1,156 @@
+"""The :class:`Simulator`: a registered scheme, a run context and the compiled loop."""
+
+from __future__ import annotations
+
+import functools
+import math
+import warnings
+from typing import Mapping
+
+import jax
+import jax.numpy as jnp
+
+from ..discretization import Discretization
+from ..grid import Grid
+from ..model import Model
+from . import imex
+from .base import SCHEMES, Carry, StepContext
+from .loop import advance as _advance_loop
+
+
+class Simulator:
+    """Compiled time integration of a model on a grid.
+
+    dt: time step (h). save_every: output interval (h), a whole multiple of ``dt``.
+    scheme: a name in :data:`~tmepde.stepping.SCHEMES` (see :mod:`tmepde.stepping`). dtype:
+    ``jnp.float32`` or ``jnp.float64`` (float64 needs
+    ``jax.config.update("jax_enable_x64", True)``). start_window: hours of graded start
+    (IMEX BDF schemes). fused_transforms: one 2D FFT for two zero-flux trailing axes (faster;
+    :func:`~tmepde.batch.run_domain_sharded` turns it off).
+
+    The pure function :meth:`run` (params, y0) -> saved states is jit-, grad- and
+    vmap-compatible; parameters are traced arrays, so new values never recompile. Each
+    simulator compiles its own start and loop (jitted closures over its static
+    :class:`~tmepde.stepping.base.StepContext`), freed with it.
+    """
+
+    def __init__(self, model: Model, grid: Grid, *, dt: float, save_every: float | None = None,
+                 scheme: str = "sbdf2", dtype=None, cg_tol: float | None = None,
+                 chemotaxis_limiter: bool = True, start_window: float = 1.0,
+                 fused_transforms: bool = True):
+        if scheme not in SCHEMES:
+            raise ValueError(f"solver.scheme must be one of {tuple(SCHEMES)}, got {scheme!r}")
+        if not (isinstance(dt, (int, float)) and math.isfinite(dt) and dt > 0):
+            raise ValueError(f"time.dt must be a positive number of hours, got {dt!r}")
+        save_every = dt if save_every is None else save_every
+        ratio = save_every / dt
+        if save_every <= 0 or abs(ratio - round(ratio)) > 1e-9 * max(1.0, ratio) or round(ratio) < 1:
+            raise ValueError(
+                f"time.save_every ({save_every} h) must be a positive whole multiple of "
+                f"time.dt ({dt} h); e.g. set save_every = {max(1, round(ratio)) * dt}"
+            )
+        if not (isinstance(start_window, (int, float)) and math.isfinite(start_window) and start_window >= 0):
+            raise ValueError(f"solver.start_window must be a number of hours >= 0, got {start_window!r}")
+        self.model = model
+        self.grid = grid
+        self.dt = float(dt)
+        self.save_every = float(save_every)
+        self.steps_per_save = int(round(ratio))
+        self.scheme = scheme
+        self.stepper = SCHEMES[scheme]
+        self.dtype = jnp.dtype(dtype) if dtype is not None else jnp.zeros(()).dtype
+        self.fused_transforms = fused_transforms
+        self.chemotaxis_limiter = chemotaxis_limiter
+        self.disc = Discretization(model, grid, cg_tol=cg_tol, fused_transforms=fused_transforms)
+        self._options = dict(dt=dt, save_every=save_every, scheme=scheme, dtype=dtype, cg_tol=cg_tol,
+                             chemotaxis_limiter=chemotaxis_limiter, start_window=start_window,
+                             fused_transforms=fused_transforms)
+        # IMEX BDF: the first `start_steps` steps (about start_window hours, at most one save
+        # interval) are integrated on a graded mesh; see imex.ImexBDF.start.
+        self.start_steps = max(1, min(self.steps_per_save, math.ceil(start_window / self.dt - 1e-9)))
+        self.bdf_order = self.stepper.history
+        self.context = StepContext(self.disc, self.dt, self.dtype, chemotaxis_limiter, self.start_steps)
+        if not self.stepper.implicit:
+            limit = self.disc.explicit_dt_limit(model.default_params())
+            if self.dt > limit:
+                warnings.warn(
+                    f"explicit scheme {scheme!r} with dt = {self.dt:g} h exceeds the diffusion "
+                    f"stability limit {limit:.3g} h for the default parameters; use "
+                    "scheme = 'sbdf2' or a smaller dt", stacklevel=2)
+        for message in self.stepper.warnings(self.context):
+            warnings.warn(message, stacklevel=2)
+        start = functools.partial(self.stepper.start, self.context)
+        # One-step schemes have nothing to compute at the start (and nothing to compile).
+        self._start = jax.jit(start) if self.stepper.history else start
+        self._advance = jax.jit(functools.partial(_advance_loop, functools.partial(
+            self.stepper.step, self.context), self.steps_per_save), static_argnums=(2,))
+
+    def replace(self, **changes) -> "Simulator":
+        """A new simulator with the same model, grid and options except ``changes``."""
+        return Simulator(self.model, self.grid, **dict(self._options, **changes))
+
+    # -- single steps --------------------------------------------------------------
+    def init(self, y0, params, t0: float = 0.0) -> Carry:
+        """Carry for the time loop (:class:`~tmepde.stepping.base.Carry`) from an initial
+        state ``(S, *shape)`` at time ``t0`` (h); multistep schemes run their start here."""
+        self.model.check_params(params)
+        y0 = jnp.asarray(y0, self.dtype)
+        carry = Carry(y=y0, step=jnp.asarray(0, jnp.int32), t0=jnp.asarray(t0, self.dtype))
+        return self._start(carry, self._as_params(params))
+
+    def time(self, carry: Carry):
+        """Time (h) of ``carry.y``."""
+        return self.context.time(carry)
+
+    def step(self, carry: Carry, params: Mapping) -> Carry:
+        """One step of length ``dt``."""
+        return self.stepper.step(self.context, carry, self._as_params(params))
+
+    def start_mesh(self):
+        """Nodes (h from t0) of the graded start of an IMEX BDF scheme
+        (:func:`tmepde.stepping.imex.start_mesh`)."""
+        return imex.start_mesh(self.bdf_order, self.start_steps, self.dt)
+
+    # -- loops ---------------------------------------------------------------------
+    def _as_params(self, params):
+        """Parameters as arrays of the run's dtype, so one compiled program serves all values."""
+        return {k: jnp.asarray(v, self.dtype) for k, v in params.items()}
+
+    def advance(self, carry: Carry, params, n_saves: int):
+        """Advance ``n_saves`` save intervals; returns ``(carry, ys)`` with ys
+        ``(n_saves, S, *shape)`` the states at the end of each interval."""
+        self.model.check_params(params)
+        return self._advance(carry, self._as_params(params), int(n_saves))
+
+    def run(self, params, y0, n_saves: int, t0: float = 0.0):
+        """States at ``t0 + i * save_every`` for ``i = 0..n_saves``: ``(n_saves+1, S, *shape)``.
+
+        Pure: differentiate or vmap it directly.
+        """
+        carry = self.init(y0, params, t0)
+        _, ys = self.advance(carry, params, n_saves)
+        return jnp.concatenate([carry.y[None], ys])
+
+    def save_times(self, n_saves: int, t0: float = 0.0):
+        return t0 + self.save_every * jnp.arange(n_saves + 1)
+
+
+def simulate(model: Model, grid: Grid, y0, *, t_end: float, dt: float, save_every: float | None = None,
+             params: Mapping | None = None, scheme: str = "sbdf2", dtype=None, t0: float = 0.0):
+    """Convenience wrapper: run ``model`` from ``y0`` (dict or stacked) to ``t_end`` (h).
+
+    Returns ``(times (T,), fields {species: (T, *shape)})`` with T = number of saves + 1.
+    """
+    sim = Simulator(model, grid, dt=dt, save_every=save_every, scheme=scheme, dtype=dtype)
+    n_saves = (t_end - t0) / sim.save_every
+    if abs(n_saves - round(n_saves)) > 1e-9 * max(1.0, n_saves) or round(n_saves) < 1:
+        raise ValueError(
+            f"time.t_end - t0 ({t_end - t0} h) must be a positive whole multiple of save_every "
+            f"({sim.save_every} h)")
+    n_saves = int(round(n_saves))
+    if params is None:
+        params = model.default_params(sim.dtype)
+    if isinstance(y0, Mapping):
+        y0 = model.stack(y0, grid, sim.dtype)
+    ys = sim.run(params, y0, n_saves, t0)
+    return sim.save_times(n_saves, t0), model.fields_of(ys)
