@@ -34,11 +34,12 @@ SYSTEMIC = {  # agent -> tissue field it enters
     "ifng": "ifng", "pd1": "apd1", "pdl1i": "pdl1i", "tgfbi": "tgfbi"}
 LOCAL = {"ifng": "depot_ifng", "il12": "depot_il12"}  # intratumoral / sustained release
 # IFN-γ-1b s.c. as used here: terminal t½ 5.9 h (Actimmune label, section 12.3); ka and V/F
-# fitted so that one 50 µg/m² dose (86.5 µg, 1.73 m²) gives Cmax 0.60 ng/mL at 7.2 h after the
-# nominal dose time and AUC(0-∞) 8.29 ng·h/mL (targets Cmax ≈ 0.6 ng/mL at ≈ 7 h, AUC ≈ 8.3
-# ng·h/mL). The label states its PK figures for a 100 µg/m² single dose in healthy men, so this
-# calibration is the upper end of the exposure at 50 µg/m² (linear PK would give half).
-IFNG_1B_SC = {"ke": math.log(2.0) / 5.9, "ka": 0.48, "V": 8.88e4, "F": 1.0}
+# fitted to the label's single-dose s.c. PK, which is stated for 100 µg/m² in healthy men:
+# 173 µg (100 µg/m² × 1.73 m²) gives Cmax 0.60 ng/mL at 7.2 h after the nominal dose time and
+# AUC(0-∞) 8.29 ng·h/mL (targets Cmax ≈ 0.6 ng/mL at ≈ 7 h). PK is linear over 0.1-0.25 mg/kg
+# in rhesus monkeys (0.1 and 0.25 mg/kg i.v.; 0.25 mg/kg s.c.: Cmax 52 ng/mL at 8 h, F 0.9;
+# PMID 3129541), so the clinical 50 µg/m² (86.5 µg) gives Cmax 0.30 ng/mL, AUC 4.15 ng·h/mL.
+IFNG_1B_SC = {"ke": math.log(2.0) / 5.9, "ka": 0.48, "V": 1.776e5, "F": 1.0}
 PK = {"ifng": IFNG_1B_SC, "pd1": therapy.PEMBROLIZUMAB_IV,
       "pdl1i": therapy.PDL1_BLOCKER_ORAL, "tgfbi": therapy.TGFB_BLOCKADE_IV}
 
