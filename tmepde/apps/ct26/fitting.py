@@ -142,7 +142,10 @@ def _run_fit(config, *, quick: bool, log) -> dict:
                 best = (res.nll + dev.min() / 2, u)
         if best[1] is None or quick:
             break
-        res = refit(res, best[1], max_steps=steps)
+        new = refit(res, best[1], max_steps=steps)
+        if new is res:     # no better optimum from there (the inner modes differ): keep the profiles
+            break
+        res = new
         log(f"continued from a profile point: -log L {res.nll:.2f}")
     t_prof = time.perf_counter() - t0 - t_fit
     out = summarise(s, res, n_vpc=settings["n_vpc"])
