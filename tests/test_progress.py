@@ -34,7 +34,7 @@ def test_eta_excludes_the_compile_and_lines_are_written_to_logs():
             p.update(1)
     lines = out.getvalue().splitlines()
     assert lines[0].startswith("tmepde run: compiling")
-    assert lines[1] == "tmepde run: compiled in 2:00"
+    assert lines[1] == "tmepde run: first results after 2:00 (compiling included)"
     assert lines[-1] == "tmepde run: 10/10 saves, 2:18 elapsed, about 0:00 left"
     # every_s = 5 s with 2 s per save: a line at most every third save, plus the last
     assert 3 <= len(lines) - 2 <= 5

@@ -71,7 +71,7 @@ class Progress:
         now = self.clock()
         if self.phase != "computing":
             if self.phase == "compiling":
-                self._line_now(f"compiled in {format_seconds(now - self._t0)}")
+                self._line_now(f"first results after {format_seconds(now - self._t0)} (compiling included)")
             self.phase = "computing"
             self._t_compute, self._done_at_compute = now, self.done + n
             self.done += n

@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import signal
 import threading
+import time
 from pathlib import Path
 
 import jax
@@ -287,6 +288,7 @@ def run_config(config: Config | str | Path, out_path: str | Path | None = None, 
     SIGTERM: every complete chunk stays, ``status = "interrupted: SIGINT"`` (or SIGTERM).
     The status becomes ``"complete"`` only after every save was re-read from disk.
     """
+    t_called = time.perf_counter()
     config_path, restart = None, None
     if resume is not None:
         from .config import loads_config
@@ -338,6 +340,12 @@ def run_config(config: Config | str | Path, out_path: str | Path | None = None, 
                                       **{f"dose_times_h_{k}": v for k, v in events.items()}})
                 nonnegative = [s.nonnegative for s in config.model.species]
                 bar.compiling()  # the first init/advance calls compile (or load from the cache)
+                # Where the wall time goes (file attributes timing_*; tmepde info): setup (config,
+                # model, initial state), start (the graded start: compile and run), compile (the
+                # first call of the chunk program blocks while it compiles), device_wait (blocked
+                # on the device's results), host_write (checks, observables, compression, HDF5).
+                timing = {"setup_s": time.perf_counter() - t_called, "compile_s": 0.0,
+                          "device_wait_s": 0.0, "host_write_s": 0.0, "chunks": 0}
                 if restart is None:
                     bad = _first_nonfinite(y0[None], names)
                     if bad is not None:
@@ -368,17 +376,25 @@ def run_config(config: Config | str | Path, out_path: str | Path | None = None, 
                 # model): chunks are balanced and the last one computes past the end and is cut.
                 # (A resumed run recomputes the same per_call, so its chunks are the original ones.)
                 per_call = -(-n_saves // -(-n_saves // chunk))
+                timing["start_s"] = time.perf_counter() - t_called - timing["setup_s"]
                 while (done < n_saves or in_flight) and stop.signum is None:
                     if done < n_saves:
                         n = min(per_call, n_saves - done)
+                        t0 = time.perf_counter()
                         carry, ys = sim.advance(carry, setup.params, per_call)
+                        timing["compile_s" if not timing["chunks"] and done == (0 if restart is None else n_written - 1)
+                               else "device_wait_s"] += time.perf_counter() - t0
                         in_flight.append((t_start + save_every * np.arange(done + 1, done + n + 1), ys[:n],
                                           carry if n == per_call else None))
                         done += n
                         if len(in_flight) < 2 and done < n_saves:
                             continue
                     times, ys, chunk_carry = in_flight.pop(0)
+                    t0 = time.perf_counter()
                     ys = np.asarray(ys)
+                    t1 = time.perf_counter()
+                    timing["device_wait_s"] += t1 - t0
+                    timing["chunks"] += 1
                     bad = _first_failure(y_last, ys, names, nonnegative)
                     if bad is not None:
                         k, species, error = bad
@@ -388,6 +404,7 @@ def run_config(config: Config | str | Path, out_path: str | Path | None = None, 
                     if chunk_carry is not None and writer.n - 1 < n_saves:  # what --resume starts from
                         writer.set_restart(jax.tree.leaves(chunk_carry), writer.n - 1)
                     y_last = ys[-1]
+                    timing["host_write_s"] += time.perf_counter() - t1
                     bar.update(len(times))
                 if stop.signum is not None:
                     raise KeyboardInterrupt
@@ -420,6 +437,8 @@ def run_config(config: Config | str | Path, out_path: str | Path | None = None, 
                 raise
             bar.close()
             try:
+                timing["total_s"] = time.perf_counter() - t_called  # before the final re-read
+                writer.set_attrs({f"timing_{k}": float(v) for k, v in timing.items()})
                 out_path = writer.finish()  # re-reads every save before "complete"; ResultWriteError if not
             except ResultWriteError as e:
                 raise writer.note_kept(e) from None

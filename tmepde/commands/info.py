@@ -76,6 +76,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"saves:    {len(t)}, t = {t[0]:g} .. {t[-1]:g} h")
         else:
             print("saves:    0")
+        if "timing_total_s" in a:  # written by tmepde run (tmepde.runner)
+            parts = [("setup", "setup_s"), ("start", "start_s"), ("compile", "compile_s"),
+                     ("device", "device_wait_s"), ("writing", "host_write_s")]
+            print(f"time:     {float(a['timing_total_s']):.1f} s wall: " + ", ".join(
+                f"{label} {float(a['timing_' + k]):.1f} s" for label, k in parts if 'timing_' + k in a))
         obs = r.observables
         print("species:")
         for name in r.species:
