@@ -61,3 +61,39 @@ def test_disabled_is_silent_and_tty_draws_a_bar():
 @pytest.mark.parametrize("s,text", [(0, "0:00"), (75, "1:15"), (3725, "1:02:05")])
 def test_format_seconds(s, text):
     assert format_seconds(s) == text
+
+
+def test_run_records_where_its_wall_time_went(tmp_path):
+    """The timing_* attributes of a run file partition (at most) the run's own wall time."""
+    import time
+
+    from tmepde.config import loads_config
+    from tmepde.io import open_result
+    from tmepde.runner import run_config
+
+    cfg = loads_config("""
+[grid]
+shape = [32]
+spacing = 10.0
+[time]
+t_end = 8.0
+dt = 0.25
+save_every = 1.0
+[model]
+path = "tmepde.models.examples:fisher_kpp"
+[initial.tumor]
+type = "gaussian"
+center = [0.0]
+width = 40.0
+[output]
+chunk = 2
+""")
+    t0 = time.perf_counter()
+    path = run_config(cfg, tmp_path / "r.h5", progress=False)
+    wall = time.perf_counter() - t0
+    with open_result(path) as r:
+        a = {k: float(v) for k, v in r.attrs.items() if k.startswith("timing_")}
+    parts = [a[f"timing_{k}_s"] for k in ("setup", "start", "compile", "device_wait", "host_write")]
+    assert all(p >= 0 for p in parts)
+    assert sum(parts) <= a["timing_total_s"] * (1 + 1e-9) <= wall
+    assert a["timing_chunks"] == 4  # 8 saves in chunks of 2
