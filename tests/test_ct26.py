@@ -102,3 +102,16 @@ def test_cli_quick_writes_consistent_report(tmp_path, monkeypatch):
     n_reg = sum(c["phenotype"] == "regressing" for c in doc["counterfactual"])
     assert f"Regressing (fit): **{n_reg} of {len(doc['counterfactual'])}**" in md
     assert (tmp_path / "ct26_fit.png").stat().st_size > 10000
+
+
+def test_depot_release_rate_is_not_a_dose_scale():
+    # The depot must empty at the rate it feeds IL-12 (decay_depot_il12 in both places, as in
+    # the spatial model): a 4x faster release then delivers the same amount sooner, which is
+    # not the same as a 4x larger dose (it was, exactly, when the depot kept its default decay).
+    with jax.enable_x64(True):
+        m = WellMixedCt26(20, dt=6.0, params={"growth_tumor": 0.05, "kill_cd8": 1.0, "a6_il12_to_ifng": 30.0})
+        p = {k: jnp.asarray(v) for k, v in m.params.items()}
+        f = jax.jit(lambda q, dose: m.log_volumes(q, 15.0, dose))
+        fast = dict(p, decay_depot_il12=4.0 * p["decay_depot_il12"])
+        diff = float(jnp.max(jnp.abs(f(fast, 0.05) - f(p, 4 * 0.05))))
+        assert diff > 0.01, diff

@@ -89,7 +89,9 @@ class WellMixedCt26:
             loss = self.model.local_decay(t, full, q)
             new = {"tumor": y["tumor"] + dt * r["tumor"] / full["tumor"]}
             for s in DYNAMIC[1:]:
-                k = self._decay[s] + loss.get(s, 0.0)
+                # decay_<species> from the parameters, as the spatial model does: a fitted
+                # depot release rate must empty the depot at the rate it feeds IL-12
+                k = q.get(f"decay_{s}", self._decay[s]) + loss.get(s, 0.0)
                 new[s] = (y[s] + dt * r[s]) / (1.0 + dt * k)
             return new, None
 
