@@ -16,6 +16,7 @@ marginal covariance so that correlated, sloppy combinations are caught.
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -337,10 +338,14 @@ def make_population_objective(predict: Callable, data: PopulationData, n_theta: 
     return jax.jit(laplace), jax.jit(jax.value_and_grad(laplace, has_aux=True))
 
 
-def _bfgs(value_grad, u0, eta0, max_steps, free, tol=1e-5):
-    """BFGS with Armijo backtracking on the coordinates ``free`` (bool mask); others fixed."""
+def _bfgs(value_grad, u0, eta0, max_steps, free, tol=1e-5, log=None):
+    """BFGS with Armijo backtracking on the coordinates ``free`` (bool mask); others fixed.
+    log: called with a line after the first evaluation (which compiles) and every step."""
     u = np.asarray(u0, float).copy()
+    t_start = time.perf_counter()
     (f, eta), g = value_grad(u, eta0)
+    if log is not None:
+        log(f"  start: -log L {float(f):.3f} ({time.perf_counter() - t_start:.0f} s, compiling included)")
     f, g, eta = float(f), np.asarray(g) * free, np.asarray(eta)
     Hinv = np.eye(u.size)
     history, steps, restarts = [f], 0, 0
@@ -371,6 +376,9 @@ def _bfgs(value_grad, u0, eta0, max_steps, free, tol=1e-5):
             Hinv = (I - rho * np.outer(s, yv)) @ Hinv @ (I - rho * np.outer(yv, s)) + rho * np.outer(s, s)
         u, f, g, eta = u + s, f2, g2, np.asarray(eta2)
         history.append(f)
+        if log is not None:
+            log(f"  step {steps}/{max_steps}: -log L {f:.3f}, |grad| {np.max(np.abs(g)):.2g} "
+                f"({time.perf_counter() - t_start:.0f} s)")
         if np.max(np.abs(g)) < tol or abs(history[-2] - f) < tol * 1e-2:
             break
     return u, f, eta, steps, history
@@ -379,7 +387,7 @@ def _bfgs(value_grad, u0, eta0, max_steps, free, tol=1e-5):
 def population_fit(predict: Callable, data: PopulationData, theta0, omega0, sigma0, *,
                    names: Sequence[str] | None = None, re_names: Sequence[str] | None = None,
                    hessian: str = "gauss-newton", inner_steps: int = 20, max_steps: int = 60,
-                   prior_sd: float | None = None, fd_step: float = 1e-2) -> PopulationFit:
+                   prior_sd: float | None = None, fd_step: float = 1e-2, log=None) -> PopulationFit:
     """Maximum (Laplace-)marginal-likelihood fit of fixed effects θ, random-effect s.d. ω
     and residual s.d. σ (all in ``z``; see :func:`make_population_objective` for ``predict``).
 
@@ -387,6 +395,7 @@ def population_fit(predict: Callable, data: PopulationData, theta0, omega0, sigm
     accepted point. Uncertainty: the inverse of the observed information, the Hessian of
     −log L by central differences (step ``fd_step``) of its gradient.
     prior_sd: weak Gaussian prior on θ centred on ``theta0`` (None: none).
+    log: progress lines (e.g. ``print``): the first evaluation, then every outer step.
     """
     theta0 = np.asarray(theta0, float)
     omega0 = np.atleast_1d(np.asarray(omega0, float))
@@ -398,7 +407,7 @@ def population_fit(predict: Callable, data: PopulationData, theta0, omega0, sigm
                                         prior_mean=prior_mean, prior_sd=prior_sd)
     u0 = np.concatenate([theta0, np.log(omega0), [np.log(sigma0)]])
     eta0 = np.zeros((data.y.shape[0], k))
-    u, f, eta, n_steps, history = _bfgs(vg, u0, eta0, max_steps, np.ones(u0.size, bool))
+    u, f, eta, n_steps, history = _bfgs(vg, u0, eta0, max_steps, np.ones(u0.size, bool), log=log)
     H = observed_information(vg, u, eta, fd_step)
     cov = np.linalg.pinv(H)
     se = np.sqrt(np.clip(np.diag(cov), 0, None))

@@ -4,6 +4,7 @@ worked example, :mod:`tmepde.apps.ct26`; docs/fitting.md, ``[fit]`` in docs/conf
 from __future__ import annotations
 
 import argparse
+import json
 
 from ..cli import add_overrides, load_config_with, register
 
@@ -12,10 +13,15 @@ def _args(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="TOML config with a [fit] table, e.g. configs/fit/ct26.toml")
     p.add_argument("--quick", action="store_true",
                    help="CI scale: 6 h steps, at most 6 outer steps, a 2-point profile likelihood")
+    p.add_argument("-o", "--output", metavar="PREFIX",
+                   help="prefix of the outputs PREFIX_fit.md/.png/.json and PREFIX_fitted.toml "
+                        "(default: fit.output of the config, in the working directory)")
     add_overrides(p, "fit.max_steps=10")
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.output:
+        args.overrides = [*args.overrides, f"fit.output={json.dumps(args.output)}"]
     cfg = load_config_with(args, "fit", "configs/fit/ct26.toml")
     from ..apps.ct26 import run_fit
 

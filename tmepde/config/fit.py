@@ -29,8 +29,8 @@ FIT = {
                     "factor e), centred on the config's value", "prior_sd = 1.0", positive("")),
     "sigma": Key(NUMBER, 0.3, "starting s.d. of log-volume residuals (fitted)", "sigma = 0.3", positive("")),
     "max_steps": Key(INTEGER, 40, "outer BFGS steps of the population fit", "max_steps = 40", positive("")),
-    "output": Key(STRING, "results/ct26", "prefix of the outputs: <output>_fit.png, <output>_fit.md, "
-                  "<output>_fit.json, <output>_fitted.toml (relative to the working directory)", 'output = "results/ct26"'),
+    "output": Key(STRING, "ct26", "prefix of the outputs: <output>_fit.png, <output>_fit.md, "
+                  "<output>_fit.json, <output>_fitted.toml (relative to the working directory)", 'output = "fits/ct26"'),
 }
 
 

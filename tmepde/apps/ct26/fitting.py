@@ -124,7 +124,7 @@ def _run_fit(config, *, quick: bool, log) -> dict:
         f"{int(s.data.censored.sum())} censored, {len(s.arm_of)} animals")
     res = population_fit(s.predict, s.data, s.theta0, np.full(n_re, 0.3), fc["sigma"],
                          names=s.names, re_names=s.re_names, inner_steps=settings["inner_steps"],
-                         max_steps=steps, prior_sd=fc["prior_sd"])
+                         max_steps=steps, prior_sd=fc["prior_sd"], log=log)
     t_fit = time.perf_counter() - t0
     log(f"-log L {res.nll:.2f} after {res.n_steps} BFGS steps ({t_fit:.0f} s)")
     # Profiles; a profile point below the optimum means the outer fit stopped early (its
