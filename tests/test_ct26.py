@@ -95,13 +95,14 @@ def test_cli_quick_writes_consistent_report(tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     cfg = str(__import__("pathlib").Path(__file__).parents[1] / "configs" / "fit" / "ct26.toml")
-    assert main(["fit", cfg, "--quick", "--set", f"fit.output={tmp_path}/ct26"]) == 0
-    doc = json.loads((tmp_path / "ct26_fit.json").read_text())
-    md = (tmp_path / "ct26_fit.md").read_text()
+    assert main(["fit", cfg, "--quick", "-o", "out/mice"]) == 0  # -o: a prefix under the cwd
+    assert not (tmp_path / "ct26_fit.json").exists()
+    doc = json.loads((tmp_path / "out" / "mice_fit.json").read_text())
+    md = (tmp_path / "out" / "mice_fit.md").read_text()
     assert f"{doc['sd_individual']:.3f}" in md and f"{doc['sd_population']:.3f}" in md
     n_reg = sum(c["phenotype"] == "regressing" for c in doc["counterfactual"])
     assert f"Regressing (fit): **{n_reg} of {len(doc['counterfactual'])}**" in md
-    assert (tmp_path / "ct26_fit.png").stat().st_size > 10000
+    assert (tmp_path / "out" / "mice_fit.png").stat().st_size > 10000
 
 
 def test_depot_release_rate_is_not_a_dose_scale():
