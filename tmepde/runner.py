@@ -382,8 +382,9 @@ def run_config(config: Config | str | Path, out_path: str | Path | None = None, 
                         n = min(per_call, n_saves - done)
                         t0 = time.perf_counter()
                         carry, ys = sim.advance(carry, setup.params, per_call)
-                        timing["compile_s" if not timing["chunks"] and done == (0 if restart is None else n_written - 1)
-                               else "device_wait_s"] += time.perf_counter() - t0
+                        # the first call of this process blocks while the program compiles
+                        timing["device_wait_s" if in_flight or timing["chunks"] else "compile_s"] += \
+                            time.perf_counter() - t0
                         in_flight.append((t_start + save_every * np.arange(done + 1, done + n + 1), ys[:n],
                                           carry if n == per_call else None))
                         done += n
