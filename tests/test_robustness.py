@@ -1,0 +1,60 @@
+"""The robustness study's sample and harness (scripts/robustness.py, tmepde.behaviours)."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+
+from tmepde import behaviours as bh
+from tmepde.models import tme
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("robustness", ROOT / "scripts" / "robustness.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_latin_hypercube_is_stratified_within_bounds():
+    """Every strength lies in [0.7, 1.3] × default (p1_induction capped at its maximum 1), and
+    each of the n equal strata of every axis holds exactly one point (the Latin property)."""
+    n = 16
+    names, vals, sets = _script().lhs_sets(n, 0.3, seed=3)
+    d = np.array([tme.DEFAULTS[k] for k in names])
+    hi = np.where(np.array(names) == "p1_induction", 1.0, 1.3 * d)
+    assert np.all(vals >= 0.7 * d - 1e-12) and np.all(vals <= hi + 1e-12)
+    u = (vals - 0.7 * d) / (hi - 0.7 * d)
+    for j in range(len(names)):
+        counts = np.bincount(np.minimum((u[:, j] * n).astype(int), n - 1), minlength=n)
+        assert np.all(counts == 1), names[j]
+    assert sets[5] == dict(zip(names, vals[5]))
+
+
+def test_shared_arms_match_the_behaviour_tests():
+    """The library's treatments are the ones tests/test_tme_behaviours.py asserts on (a drift
+    check: the robustness study must test the same behaviours)."""
+    import test_tme_behaviours as t
+
+    assert set(bh.ARMS) <= set(t.ARMS)
+    for name, arm in bh.ARMS.items():
+        assert set(arm) == set(t.ARMS[name]), name
+        for k, v in arm.items():
+            np.testing.assert_allclose(np.asarray(v, float), np.asarray(t.ARMS[name][k], float), err_msg=name)
+    assert (t.DAYS, t.SAVE, t.N_PATIENTS) == (bh.DAYS, bh.SAVE, bh.B7_PATIENTS)
+    assert all(k in tme.DEFAULTS for k in bh.MECHANISM_STRENGTHS)
+
+
+def test_separation_finds_the_deciding_factor():
+    """separation() on a synthetic cohort where response is decided by one factor alone
+    (responder iff ln a > 0): a has rank correlation −1 with the best change, the largest
+    standardised mean difference and logistic coefficient; the noise factor b stays small."""
+    rng = np.random.default_rng(0)
+    a, b = np.exp(rng.normal(size=200)), np.exp(rng.normal(size=200))
+    best_change = -10 * np.log(a)
+    sep = bh.separation({"a": a, "b": b}, np.log(a) > 0, best_change)
+    assert sep["a"]["rho"] == -1.0
+    assert sep["a"]["smd"] > 2.0 and abs(sep["b"]["smd"]) < 0.4
+    assert sep["a"]["logit"] > 3 * abs(sep["b"]["logit"])
