@@ -351,7 +351,7 @@ def run_config(config: Config | str | Path, out_path: str | Path | None = None, 
                     if bad is not None:
                         raise NonFiniteError(bad[1], 0.0, writer.file_path)
                     carry = sim.init(y0, setup.params, t0=t_start)
-                    y_last = np.asarray(carry["y"])  # last state written: the collapse check's reference
+                    y_last = np.asarray(carry.y)  # last state written: the collapse check's reference
                     if branched:
                         writer.set_attrs({"start_time_h": t_start, "branched_from": branched})
                     _append(writer, observe, np.array([t_start]), y_last[None])
@@ -367,7 +367,7 @@ def run_config(config: Config | str | Path, out_path: str | Path | None = None, 
                                               "run the config again")
                     carry = jax.tree.unflatten(jax.tree.structure(template),
                                                [jax.numpy.asarray(a) for a in restart])
-                    y_last = np.asarray(carry["y"])
+                    y_last = np.asarray(carry.y)
                     done = n_written - 1
                 # JAX dispatch is asynchronous: chunk k+1 is already computing while chunk k is
                 # copied, checked and compressed into the file (the write overlaps the compute).

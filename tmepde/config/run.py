@@ -32,7 +32,7 @@ import numpy as np
 from .. import initial as _initial
 from ..grid import AXIS_NAMES, Boundary, Grid, parse_boundary, resolve_boundaries
 from ..model import Model, ModelLoadError, ParameterError, did_you_mean, load_model
-from ..stepping import BDF_ORDERS, SCHEMES
+from ..stepping import SCHEMES
 from .doses import PATIENT, PATIENT_DOC, dose_amounts_ng, is_dose_key
 from .schema import (BOOLEAN, BOUNDARY, DOMAIN_CENTER, FROM_MODEL, INT_LIST, INTEGER, NUMBER,
                      NUMBER_LIST, NUMBER_OR_LIST, OPTIONAL, REQUIRED, STRING, ConfigError,
@@ -566,7 +566,8 @@ def memory_estimate(shape: Sequence[int], n_species: int, dtype: str, scheme: st
     ``output.chunk`` saves (one computing, one being written), plus the float64 initial
     fields built on the host."""
     cells = math.prod(int(n) for n in shape)  # Python ints: never overflows
-    k = BDF_ORDERS.get(scheme, 1 if scheme == "sbdf1" else 0)
+    stepper = SCHEMES[scheme]
+    k = max(stepper.history, 1) if stepper.implicit else 0  # IMEX Euler holds no history
     history = 2 * k + 4 if k else 8
     item = 8 if dtype == "float64" else 4
     return n_species * cells * (item * (history + 2 * chunk) + 2 * 8)

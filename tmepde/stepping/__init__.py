@@ -37,9 +37,7 @@ from .simulator import Simulator, simulate
 
 IMPLICIT_SCHEMES = tuple(name for name, s in SCHEMES.items() if s.implicit)
 """Names of the schemes whose stiff linear part is implicit (no explicit diffusion limit)."""
-BDF_ORDERS = {name: s.history for name, s in SCHEMES.items() if s.history}
-"""Order of each multistep IMEX BDF scheme (the number of history states its carry holds)."""
 
-__all__ = ["SCHEMES", "IMPLICIT_SCHEMES", "BDF_ORDERS", "Carry", "Scheme", "StepContext", "register",
+__all__ = ["SCHEMES", "IMPLICIT_SCHEMES", "Carry", "Scheme", "StepContext", "register",
            "ButcherTableau", "ShuOsherTableau", "ExplicitRK", "ImexBDF", "ImexEuler",
            "imex_bdf_coefficients", "Simulator", "simulate"]

@@ -38,12 +38,6 @@ class Carry:
     ahead: tuple = ()
     n_ahead: tuple = ()
 
-    def __getitem__(self, key: str):
-        """``carry["y"]``: field access by name, as for the mapping this carry replaced."""
-        if key not in _CARRY_FIELDS:
-            raise KeyError(key)
-        return getattr(self, key)
-
     def replace(self, **changes) -> "Carry":
         return dataclasses.replace(self, **changes)
 
