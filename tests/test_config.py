@@ -43,6 +43,8 @@ def _error(text=BASE, overrides=()):
      "grid.spacing must be > 0 µm (one number, or one per axis), got 0.0; e.g. spacing = 10.0"),
     (["grid.spacing=[1.0, 2.0, 3.0]"], "grid.spacing",
      "grid.spacing has 3 entries but grid.shape has 2; give one spacing per axis or a single number"),
+    (['grid.geometry="spherical"'], "grid.geometry",
+     "grid.geometry 'spherical' is a 1D radial grid; grid.shape must have one entry, got (16, 16)"),
     (["grid.shape=[1, 16]"], "grid.shape",
      "grid.shape entries must be >= 2 (cells per axis), got [1, 16]; e.g. shape = [128, 128]"),
     (["grid.shape=[4, 4, 4, 4]"], "grid.shape",

@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import re
 import os
 import tomllib
 import warnings
@@ -380,19 +381,12 @@ def resolve(raw: Mapping, base_dir: str | Path = ".") -> Config:
 
     # grid
     g = data["grid"]
-    ndim = len(g["shape"])
-    if isinstance(g["spacing"], list) and len(g["spacing"]) != ndim:
-        raise ConfigError("grid.spacing", f"grid.spacing has {len(g['spacing'])} entries but grid.shape "
-                          f"has {ndim}; give one spacing per axis or a single number")
-    if not isinstance(g["spacing"], list):
-        g["spacing"] = [g["spacing"]] * ndim
-    if g["geometry"] == "spherical" and ndim != 1:
-        raise ConfigError("grid.geometry", f"grid.geometry = 'spherical' needs a 1D grid.shape (radial "
-                          f"shells), got {g['shape']}; e.g. shape = [100]")
-    try:
-        grid = Grid(tuple(g["shape"]), tuple(g["spacing"]), geometry=g["geometry"])
+    try:  # Grid is the one validator of its values; its messages name the key
+        grid = Grid(tuple(g["shape"]), g["spacing"], geometry=g["geometry"])
     except ValueError as e:
-        raise ConfigError("grid.spacing", str(e)) from None
+        key = re.search(r"grid\.(shape|spacing|geometry)", str(e))
+        raise ConfigError(key.group(0) if key else "grid", str(e)) from None
+    g["spacing"] = list(grid.spacing)
 
     # time
     t = data["time"]
@@ -450,7 +444,7 @@ def resolve(raw: Mapping, base_dir: str | Path = ".") -> Config:
         path = f"species.{s.name}"
         over = resolve_keys(as_table(raw_species.get(s.name, {}), path), SPECIES, path)
         changes = {k: v for k, v in over.items() if k != "boundary"}
-        boundary = _resolve_boundary(over.get("boundary", s.boundary), ndim, f"{path}.boundary")
+        boundary = _resolve_boundary(over.get("boundary", s.boundary), grid.ndim, f"{path}.boundary")
         changes["boundary"] = _boundary_objects(boundary)
         try:
             s = dataclasses.replace(s, **changes)
