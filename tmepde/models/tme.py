@@ -33,13 +33,9 @@ CYTOKINES = ("ifng", "il2", "il12", "tgfb", "il10", "cxcl")
 SYSTEMIC = {  # agent -> tissue field it enters
     "ifng": "ifng", "pd1": "apd1", "pdl1i": "pdl1i", "tgfbi": "tgfbi"}
 LOCAL = {"ifng": "depot_ifng", "il12": "depot_il12"}  # intratumoral / sustained release
-# IFN-γ-1b s.c. as used here: terminal t½ 5.9 h (Actimmune label, section 12.3); ka and V/F
-# fitted to the label's single-dose s.c. PK, which is stated for 100 µg/m² in healthy men:
-# 173 µg (100 µg/m² × 1.73 m²) gives Cmax 0.60 ng/mL at 7.2 h after the nominal dose time and
-# AUC(0-∞) 8.29 ng·h/mL (targets Cmax ≈ 0.6 ng/mL at ≈ 7 h). PK is linear over 0.1-0.25 mg/kg
-# in rhesus monkeys (0.1 and 0.25 mg/kg i.v.; 0.25 mg/kg s.c.: Cmax 52 ng/mL at 8 h, F 0.9;
-# PMID 3129541), so the clinical 50 µg/m² (86.5 µg) gives Cmax 0.30 ng/mL, AUC 4.15 ng·h/mL.
-IFNG_1B_SC = {"ke": math.log(2.0) / 5.9, "ka": 0.48, "V": 1.776e5, "F": 1.0}
+# PK of each systemic agent: the label fits of the agent library (tmepde.therapy), e.g.
+# IFN-γ-1b s.c. Cmax 0.60 ng/mL at 7.2 h per 100 µg/m² (Actimmune label, section 12.3).
+IFNG_1B_SC = therapy.IFNG_1B_SC
 PK = {"ifng": IFNG_1B_SC, "pd1": therapy.PEMBROLIZUMAB_IV,
       "pdl1i": therapy.PDL1_BLOCKER_ORAL, "tgfbi": therapy.TGFB_BLOCKADE_IV}
 
@@ -217,7 +213,14 @@ def hill(x, k, n=1.0):
 def _n_slots(n_doses, agent, route, default=4):
     if isinstance(n_doses, int):
         return n_doses
-    return int((n_doses or {}).get(f"{route}_{agent}", default))
+    prefix = (therapy.systemic_prefix if route == therapy.SYSTEMIC else therapy.local_prefix)(agent)
+    return int((n_doses or {}).get(prefix, default))
+
+
+def plasma(agent, t, p):
+    """Plasma concentration (ng/mL) of systemic ``agent`` at time(s) ``t`` (h) for parameters
+    ``p``: :func:`tmepde.therapy.plasma_concentration` of the dosing in ``p``."""
+    return therapy.plasma_concentration(t, therapy.systemic(p, agent), p["dose_width_h"])
 
 
 def tme_model(grid=None, n_doses=4, boundaries=None, cd8_chi: float = 2.0, nk_chi: float = 2.0,
@@ -246,52 +249,24 @@ def tme_model(grid=None, n_doses=4, boundaries=None, cd8_chi: float = 2.0, nk_ch
 
     params = dict(DEFAULTS)
     for agent, pk in PK.items():
-        n = _n_slots(n_doses, agent, "sys")
-        params[f"sys_{agent}_times"] = np.zeros(n)
-        params[f"sys_{agent}_amounts"] = np.zeros(n)
-        params[f"pk_{agent}_ke"] = pk["ke"]
-        params[f"pk_{agent}_V"] = pk["V"]
-        params[f"pk_{agent}_F"] = pk["F"]
-        if pk["ka"] is not None:
-            params[f"pk_{agent}_ka"] = pk["ka"]
+        n = _n_slots(n_doses, agent, therapy.SYSTEMIC)
+        params.update(therapy.systemic_params(agent, therapy.SystemicDosing(therapy.Schedule.empty(n), pk)))
         # exchange through vessels (1/h per unit vessel density) and tissue:plasma ratio
         params[f"perm_{agent}"] = {"ifng": PERM_IFNG, "pd1": 0.05, "pdl1i": 1.0, "tgfbi": 0.05}[agent]
         params[f"partition_{agent}"] = {"ifng": 0.5, "pd1": 0.3, "pdl1i": 1.0, "tgfbi": 0.3}[agent]
     for agent in LOCAL:
-        n = _n_slots(n_doses, agent, "it")
-        params[f"it_{agent}_times"] = np.zeros(n)
-        params[f"it_{agent}_amounts"] = np.zeros(n)
-        params[f"inf_{agent}_start"] = 0.0
-        params[f"inf_{agent}_stop"] = 0.0
-        params[f"inf_{agent}_rate"] = 0.0   # ng/h into the depot (sustained local release)
-        if grid is not None:
-            centre = [0.5 * e for e in grid.extent]
-            for ax, c in zip("xyz", centre):
-                params[f"it_{agent}_{ax}"] = c
-            params[f"it_{agent}_width"] = 200.0  # µm, est (injection bleb)
-    # Dose pulses are sampled at the step times: an s.d. of >= 2 dt makes the delivered amount
-    # exact to round-off whatever the dose time (the sampled Gaussian sums to its integral to
-    # ~exp(-2π² (w/dt)²)); 1 h suits dt <= 0.5 h. Narrower pulses alias with the step.
-    params["dose_width_h"] = 1.0
+        n = _n_slots(n_doses, agent, therapy.LOCAL)
+        # sustained local release (inf_<agent>_rate, ng/h into the depot) off by default; on a
+        # grid the injection site is the domain's centre, bleb s.d. 200 µm (est)
+        site = None if grid is None else therapy.Deposit(tuple(0.5 * e for e in grid.extent), 200.0)
+        params.update(therapy.local_params(agent, therapy.LocalDosing(
+            therapy.Schedule.empty(n), therapy.Infusion(), site)))
+    params["dose_width_h"] = therapy.DEFAULT_WIDTH_H  # h, s.d. of the dose pulses (>= 2 dt)
     coords = None if grid is None else tuple(jnp.asarray(c) for c in grid.coordinates())
-
-    def plasma(agent, t, p):
-        ka = p.get(f"pk_{agent}_ka") if PK[agent]["ka"] is not None else None
-        return therapy.pk_concentration(
-            t, p[f"sys_{agent}_times"], p[f"sys_{agent}_amounts"], ke=p[f"pk_{agent}_ke"],
-            volume_ml=p[f"pk_{agent}_V"], ka=ka, bioavailability=p[f"pk_{agent}_F"],
-            width=p["dose_width_h"])
 
     def local_input(agent, t, p):
         """ng/mL/h deposited into the depot of ``agent``."""
-        w = p["dose_width_h"]
-        r = (therapy.pulse_rate(t, p[f"it_{agent}_times"], p[f"it_{agent}_amounts"], w)
-             + therapy.infusion_rate(t, p[f"inf_{agent}_start"], p[f"inf_{agent}_stop"],
-                                     p[f"inf_{agent}_rate"], w))
-        if coords is None:
-            return r / p["it_volume_ml"]
-        centre = [p[f"it_{agent}_{ax}"] for ax in "xyz"[:len(coords)]]
-        return r * therapy.gaussian_site(coords, centre, p[f"it_{agent}_width"]) * therapy.UM3_PER_ML
+        return therapy.local_input(t, therapy.local(p, agent), p["dose_width_h"], coords)
 
     def derived(t, y, p):
         T, S = y["tumor"], y["stem"]
