@@ -5,6 +5,7 @@ stored there). Regenerate only together with a new ``FORMAT_VERSION`` / ``SWEEP_
 under new file names, keeping the old fixtures:
 
     python scripts/make_fixtures.py            # writes tests/fixtures/{run,sweep}_v<version>.h5
+    python scripts/make_fixtures.py optimize   # writes tests/fixtures/optimize_v1.h5
 """
 
 from __future__ import annotations
@@ -60,6 +61,91 @@ set = { feed = 0.05 }
 """
 
 
+# A small `tmepde optimize` result: one toy PK-driven tumor (2 cells, 4 days), three IFN-γ
+# doses, two batched L-BFGS starts, no CMA-ES baseline.
+OPTIMIZE_MODEL = """
+import jax.numpy as jnp
+import numpy as np
+import tmepde as tp
+from tmepde import therapy
+
+
+def plasma(t, p):
+    return therapy.pk_concentration(t, p["sys_ifng_times"], p["sys_ifng_amounts"], ke=0.1, volume_ml=1.0, width=1.0)
+
+
+def model():
+    def reactions(t, y, p):
+        c = plasma(t, p)
+        return {"tumor": 0.03 * y["tumor"] * (1 - y["tumor"]) - 0.1 * c / (c + 0.5) * y["tumor"]}
+    params = {"sys_ifng_times": np.array([0.0, 6.0, 12.0]), "sys_ifng_amounts": np.array([1.0, 1.0, 1.0])}
+    obs = [tp.Observable("tumor_burden", lambda t, y, p, g: jnp.sum(y["tumor"] * g.cell_volumes()), "µm"),
+           tp.Observable("plasma_ifng", lambda t, y, p, g: plasma(t, p), "ng/mL")]
+    return tp.Model([tp.Species("tumor")], reactions, params, name="toy_pk", observables=obs)
+"""
+OPTIMIZE = """
+[grid]
+shape = [2]
+spacing = 10.0
+[time]
+t_end = 96.0
+dt = 1.0
+save_every = 24.0
+[model]
+path = "toy_pk_model:model"
+[initial]
+tumor = { type = "uniform", value = 0.5 }
+[solver]
+scheme = "sbdf1"
+dtype = "float64"
+[optimize]
+objective = "final"
+toxicity_limit = 1.2
+steps = 10
+rounds = 3
+starts = 2
+cma_factor = 0
+[[optimize.agents]]
+prefix = "sys_ifng"
+max_amount = 1.5
+budget = 3.0
+t_max = 60.0
+min_interval = 12.0
+"""
+
+
+def optimize_fixture(out_dir: Path) -> Path:
+    """tests/fixtures/optimize_v1.h5 (format ``tmepde-optimize``, first layout)."""
+    import os
+    import tempfile
+
+    import jax
+
+    from tmepde.cli import main as cli
+
+    jax.config.update("jax_enable_x64", True)
+    path = (out_dir / "optimize_v1.h5").resolve()
+    cwd = os.getcwd()
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "toy_pk_model.py").write_text(OPTIMIZE_MODEL)
+        (Path(tmp) / "opt.toml").write_text(OPTIMIZE)
+        sys.path.insert(0, tmp)
+        os.chdir(tmp)
+        try:
+            assert cli(["optimize", "opt.toml", "-o", "opt.h5", "--no-cma"]) == 0
+            path.write_bytes((Path(tmp) / "opt.h5").read_bytes())  # the .md/.toml/.png are not fixtures
+        finally:
+            os.chdir(cwd)
+            sys.path.remove(tmp)
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        print(f"{path} ({path.stat().st_size} bytes): objective "
+              f"{ {k: float(f[f'burden/{k}'].attrs['objective']) for k in f['burden']} }, gradient amounts "
+              f"{f['schedules/gradient/sys_ifng_amounts'][:].tolist()}, times {f['schedules/gradient/sys_ifng_times'][:].tolist()}")
+    return path
+
+
 def main(out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     run_path = out_dir / f"run_v{FORMAT_VERSION}.h5"
@@ -75,4 +161,7 @@ def main(out_dir: Path) -> None:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["optimize"]:  # only the optimize fixture
+        optimize_fixture(Path(__file__).resolve().parents[1] / "tests" / "fixtures")
+        sys.exit(0)
     main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[1] / "tests" / "fixtures")

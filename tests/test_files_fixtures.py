@@ -108,3 +108,26 @@ def test_sweep_fixture_reads_with_xarray():
     for k, v in SWEEP_OBSERVABLES.items():
         np.testing.assert_array_equal(ds[k], v)
     assert ds["u"].dims == ("member", "field_time", "y", "x")
+
+
+OPTIMIZE = FIXTURES / "optimize_v1.h5"  # scripts/make_fixtures.py optimize: toy PK tumor, 2 batched starts
+
+
+def test_optimize_fixture_reads_with_tmepde(capsys):
+    import h5py
+
+    from tmepde.cli import main
+    from tmepde.summaries import OPTIMIZE_FORMAT, file_format
+
+    assert OPTIMIZE.stat().st_size < 128 * 1024 and file_format(OPTIMIZE) == OPTIMIZE_FORMAT
+    with h5py.File(OPTIMIZE, "r") as f:
+        assert f.attrs["objective_name"] == "final" and list(f.attrs["caps"]) == [1.5]
+        np.testing.assert_array_equal(f["time"][:], [0.0, 24.0, 48.0, 72.0, 96.0])
+        assert f["burden/no treatment"].attrs["objective"] == 1.0  # relative to itself
+        assert f["burden/gradient"].attrs["objective"] == 0.3058231366851784
+        amounts = f["schedules/gradient/sys_ifng_amounts"][:]
+        np.testing.assert_array_equal(amounts, [1.074274364601821, 0.7795723986655112, 1.1464460363501352])
+        assert amounts.sum() <= 3.0 * (1 + 1e-3)  # the budget, within the run's tolerance
+        assert np.diff(f["schedules/gradient/sys_ifng_times"][:]).min() >= 12.0 - 1e-9  # min_interval
+    assert main(["info", str(OPTIMIZE)]) == 0
+    assert "tmepde-optimize" in capsys.readouterr().out

@@ -13,6 +13,7 @@ import tmepde as tp
 from tmepde import therapy
 from tmepde.cli import main
 from tmepde.config import ConfigError, loads_config
+from tmepde.schedules import multistart_points
 
 MODEL = '''
 import numpy as np
@@ -116,6 +117,38 @@ def test_lagrangian_gradient_matches_central_differences(toy):
         e = jnp.zeros(space.size).at[i].set(h)
         fd = (float(vg(z + e)[0]) - float(vg(z - e)[0])) / (2 * h)
         assert grad[i] == pytest.approx(fd, rel=2e-5, abs=1e-8), (i, grad[i], fd)
+    # the multi-start step: one vmapped call gives every start's value and gradient (λ, μ
+    # shared); each row against the scalar program's central differences above
+    Z = jnp.asarray(multistart_points(np.asarray(z), 3, 0.3, seed=1))
+    F, G = jax.jit(jax.vmap(jax.value_and_grad(lambda z: L(z, jnp.array([0.3, 0.2]), 10.0)[0])))(Z)
+    for k in range(3):
+        assert float(F[k]) == pytest.approx(float(vg(Z[k])[0]), rel=1e-12)
+        fd = [(float(vg(Z[k] + e)[0]) - float(vg(Z[k] - e)[0])) / (2 * h) for e in h * jnp.eye(space.size)]
+        np.testing.assert_allclose(np.asarray(G[k]), fd, rtol=2e-5, atol=1e-8)
+
+
+@pytest.mark.slow
+def test_multistart_from_the_config_keeps_every_constraint(toy):
+    """optimize.starts = 3: the augmented Lagrangian's rounds run on a batch of three starts;
+    the result keeps budget, cap, spacing and peak plasma (closed-form PK, finer grid) and
+    beats the start."""
+    from tmepde.optimize import run_optimize
+
+    cfg, prob = _problem(toy)
+    prob.table.update(starts=3, spread=0.5, steps=25, rounds=5)
+    out = run_optimize(prob, cma=False, log=None)
+    assert out.gradient.info["starts"] == 3 and not out.violations
+    d = out.schedules["gradient"]
+    t, a = np.asarray(d["sys_ifng_times"]), np.asarray(d["sys_ifng_amounts"])
+    tol = 1e-3
+    assert np.all(a > 0) and np.all(a <= CAP) and a.sum() <= BUDGET * (1 + tol), a
+    assert np.all(np.diff(t) >= GAP - 1e-9) and t.min() >= 0 and t.max() <= T_MAX, t
+    tt = np.arange(0, 96.01, 0.01)
+    peak = float(np.max(therapy.pk_concentration(tt, t, a, ke=KE, volume_ml=1.0, width=1.0)))
+    assert peak <= LIMIT * (1 + tol), peak
+    assert out.terms["gradient"]["objective"] < out.terms["start (config)"]["objective"] - 0.02
+    with pytest.raises(ConfigError, match="optimize.starts"):
+        loads_config(toy.read_text().replace("rounds = 6", "rounds = 6\nstarts = 0"), base_dir=toy.parent)
 
 
 def test_cli_writes_to_o_and_the_result_keeps_every_constraint(toy, tmp_path, capsys):

@@ -6,7 +6,8 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from tmepde.schedules import ScheduleSpace, SlotAgent, minimize_auglag, minimize_cma, minimize_lbfgs
+from tmepde.schedules import (ScheduleSpace, SlotAgent, minimize_auglag, minimize_cma, minimize_lbfgs,
+                              minimize_multistart, multistart_points)
 
 NOMINAL = tuple(24.0 * np.arange(5))
 
@@ -117,3 +118,60 @@ def test_augmented_lagrangian_reaches_the_exact_constrained_optimum():
     mu = tr.info["mu"]
     c_penalty = 3 * mu / (288 + 5 * mu)  # penalty-only result at that μ: off by > 100× the tolerance
     assert 0.6 - c_penalty > 100 * 2e-4, (mu, c_penalty)
+
+
+def _double_well(z):
+    """Σ (z² − 1)² + 0.3 z: per coordinate a local minimum near +0.96 and the global one
+    near −1.04, so from z = +1 a descent method stays in the worst of 2^n basins."""
+    return jnp.sum((z ** 2 - 1) ** 2 + 0.3 * z)
+
+
+def test_multistart_finds_the_global_minimum_a_single_start_misses():
+    jax.config.update("jax_enable_x64", True)
+    n = 3
+    roots = np.roots([4.0, 0.0, -4.0, 0.3])  # stationary points of (z² − 1)² + 0.3 z
+    roots = roots[np.isreal(roots)].real
+    per = (roots ** 2 - 1) ** 2 + 0.3 * roots
+    exact, local = n * per.min(), n * per[np.argmax(roots)]
+    z0 = jnp.ones(n)
+    single = minimize_lbfgs(_double_well, z0, max_steps=200, tol=1e-15)
+    assert single.value == pytest.approx(local, abs=1e-9)  # the basin it started in
+    multi = minimize_multistart(_double_well, z0, starts=8, spread=1.0, max_steps=60, seed=0)
+    assert multi.value == pytest.approx(exact, abs=1e-8)
+    np.testing.assert_allclose(multi.z, roots.min(), atol=1e-4)
+    assert multi.evaluations == 60 * 8 and multi.info["calls"] == 60
+    assert all(a[2] >= b[2] for a, b in zip(multi.history, multi.history[1:]))  # best so far
+    # ablation: one start, no restarts, is plain L-BFGS and stays in the local basin
+    alone = minimize_multistart(_double_well, z0, starts=1, max_steps=60, respawn=False)
+    assert alone.value == pytest.approx(local, abs=1e-9)
+
+
+def test_multistart_converges_like_lbfgs_on_the_constrained_toy():
+    """Every start of the batch is a proper L-BFGS: on the penalised toy (one basin) the
+    batch reaches the exact minimiser a = target − 3μ/(288 + 5μ) as SciPy's L-BFGS does."""
+    space, J, target = _toy()
+    z0 = jnp.asarray(space.encode({"a": [5.0] * 5}))
+    pts = multistart_points(z0, 4, 0.5, seed=3)
+    assert pts.shape == (4, space.size) and np.array_equal(pts[0], np.asarray(z0))
+    tr = minimize_multistart(J, z0, points=pts, max_steps=150, tol=1e-15, respawn=False)
+    exact = np.asarray(target) - 3 * MU / (288 + 5 * MU)
+    for p in tr.info["points"]:  # each start on its own, not just the best
+        np.testing.assert_allclose(space.decode(jnp.asarray(p))["a_amounts"], exact, atol=1e-3)
+    with pytest.raises(ValueError, match="points must be"):
+        minimize_multistart(J, z0, points=pts[:, :3])
+
+
+def test_augmented_lagrangian_with_batched_starts_reaches_the_exact_optimum():
+    space = ScheduleSpace((SlotAgent("a", NOMINAL, cap=10.0, window=6.0, budget=12.0),))
+    target = jnp.array([1.0, 2.0, 3.0, 4.0, 5.0])
+
+    def objective(d):
+        return jnp.sum((d["a_amounts"] - target) ** 2) + jnp.sum((d["a_times"] - jnp.asarray(NOMINAL) - 2) ** 2) / 100
+
+    z0 = jnp.asarray(space.encode({"a": [5.0] * 5}))
+    tr = minimize_auglag(space.lagrangian(objective), z0, 1, mu=10.0, outer=10, max_steps=150, tol=1e-6,
+                         ftol=1e-15, starts=4, spread=0.5)
+    a = np.asarray(space.decode(jnp.asarray(tr.z))["a_amounts"])
+    np.testing.assert_allclose(a, np.asarray(target) - 0.6, atol=2e-4)
+    assert tr.info["lam"][0] == pytest.approx(2 * 0.6 * 12, rel=1e-3)  # KKT, as for one start
+    assert tr.info["starts"] == 4 and np.isfinite(tr.value)

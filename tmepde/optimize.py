@@ -244,15 +244,18 @@ def run_optimize(problem: ScheduleProblem, *, cma: bool = True, log: Callable | 
     tol = t["tolerance"]
     L = space.lagrangian(problem.f, problem.extra)
     n_con = len(problem.constraint_names)
+    starts = t.get("starts", 1)
     if log:
-        log(f"gradient: augmented Lagrangian + L-BFGS on {space.size} variables, {n_con} constraints "
-            f"(compiling the value and gradient ...)")
+        log(f"gradient: augmented Lagrangian + L-BFGS on {space.size} variables, {n_con} constraints"
+            + (f", {starts} starts in one batch" if starts > 1 else "") + " (compiling the value and gradient ...)")
     grad = minimize_auglag(L, jnp.asarray(problem.z0), n_con, outer=t["rounds"], max_steps=t["steps"],
-                           tol=tol, reference_mu=t["penalty"], log=log)
+                           tol=tol, reference_mu=t["penalty"], starts=starts, spread=t.get("spread", 0.5),
+                           seed=t.get("seed", 0), log=log)
     per_eval = grad.wall_s / max(grad.evaluations, 1)
     if log:
         log(f"  done: objective {grad.info['f']:.6g} in {grad.wall_s:.1f} s ({grad.evaluations} value+gradient "
-            f"evaluations, {per_eval / problem.forward_s:.1f}x a forward run each; compile {grad.compile_s:.1f} s)")
+            f"evaluations{' (batched)' if starts > 1 else ''}, {per_eval / problem.forward_s:.1f}x a forward run "
+            f"each; compile {grad.compile_s:.1f} s)")
     decode = jax.jit(space.decode)
     schedules = {"no treatment": problem.none, "start (config)": problem.start,
                  "gradient": {k: np.asarray(v) for k, v in decode(jnp.asarray(grad.z)).items()}}
@@ -279,6 +282,7 @@ def report(out: OptimizeOutcome, *, title: str, command: str) -> str:
     """The Markdown report of an outcome."""
     p, t = out.problem, out.problem.table
     g, c = out.gradient, out.cma
+    starts_note = f" ({g.info['starts']} starts, batched)" if g.info.get("starts", 1) > 1 else ""
     lines = [f"# Dose optimisation: {title}", "", f"Command: `{command}` (backend {jax.default_backend()}).", "",
              f"Objective '{t['objective']}' (tumor burden relative to no treatment"
              + (f", + {t['exposure']:g} × plasma AUC / the start's" if t.get("exposure") else "")
@@ -305,7 +309,7 @@ def report(out: OptimizeOutcome, *, title: str, command: str) -> str:
               f"({out.gradient_s / p.forward_s:.1f}× forward, measured over the run).", "",
               "| optimizer | objective | wall (s, after compile) | evaluations | forward-run equiv. | compile (s) |",
               "|---|---|---|---|---|---|",
-              f"| augmented Lagrangian + L-BFGS | {out.terms['gradient']['objective']:.6f} | {g.wall_s:.1f} | "
+              f"| augmented Lagrangian + L-BFGS{starts_note} | {out.terms['gradient']['objective']:.6f} | {g.wall_s:.1f} | "
               f"{g.evaluations} value+gradient | {g.wall_s / p.forward_s:.0f} | {g.compile_s:.1f} |"]
     if c is not None:
         lines.append(f"| CMA-ES (seed {t['seed']}, penalty μ = {t['penalty']:g}) | "

@@ -34,7 +34,8 @@ import numpy as np
 import jax
 import jax.numpy as jnp
 
-__all__ = ["SlotAgent", "ScheduleSpace", "Trace", "cma_popsize", "minimize_lbfgs", "minimize_auglag", "minimize_cma"]
+__all__ = ["SlotAgent", "ScheduleSpace", "Trace", "cma_popsize", "minimize_lbfgs", "minimize_auglag", "minimize_cma",
+           "minimize_multistart", "multistart_points"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -267,12 +268,17 @@ def minimize_lbfgs(J: Callable, z0, *, max_steps: int = 100, tol: float = 1e-9,
 
 def minimize_auglag(L: Callable, z0, n_constraints: int, *, mu: float = 10.0, mu_max: float = 1e6,
                     outer: int = 8, max_steps: int = 50, tol: float = 1e-3, ftol: float = 1e-10,
-                    reference_mu: float | None = None, log: Callable | None = None) -> Trace:
+                    reference_mu: float | None = None, starts: int = 1, spread: float = 0.5, seed: int = 0,
+                    log: Callable | None = None) -> Trace:
     """Augmented-Lagrangian method: L-BFGS on ``z ↦ L(z, λ, μ)`` (from
     :meth:`ScheduleSpace.lagrangian`), then ``λ ← max(0, λ + μ g)``, and ``μ ← 10 μ`` when
     the largest violation did not fall below a quarter of the previous one (Nocedal & Wright
     2006, Alg. 17.4). Stops when ``max g ≤ tol`` and the multipliers settle, or after
     ``outer`` rounds of at most ``max_steps`` L-BFGS iterations.
+
+    ``starts > 1``: each round is :func:`minimize_multistart` (``max_steps`` batched calls) on
+    a population of ``starts`` points (``z0`` and ``spread``-sized perturbations of it, then
+    the previous round's points); the multipliers follow the start with the lowest ``L``.
 
     ``L(z, λ, μ) -> (value, (f, g))`` is compiled once with λ (m,) and μ as arguments, so
     updating them costs nothing. The history holds, per evaluation, the best penalised value
@@ -285,29 +291,59 @@ def minimize_auglag(L: Callable, z0, n_constraints: int, *, mu: float = 10.0, mu
     lam = jnp.zeros((n_constraints,), dtype)
     mu_ref = mu_max if reference_mu is None else reference_mu
     tc = time.perf_counter()
-    vg = jax.jit(jax.value_and_grad(L, has_aux=True)).lower(z0, lam, jnp.asarray(mu, dtype)).compile()
+    multi = starts > 1
+    if multi:
+        shape = jax.ShapeDtypeStruct((starts, z0.size), dtype)
+        vg = jax.jit(jax.vmap(jax.value_and_grad(L, has_aux=True), in_axes=(0, None, None))).lower(
+            shape, lam, jnp.asarray(mu, dtype)).compile()
+    else:
+        vg = jax.jit(jax.value_and_grad(L, has_aux=True)).lower(z0, lam, jnp.asarray(mu, dtype)).compile()
     compile_s = time.perf_counter() - tc
     history: list = []
     best = {"value": np.inf, "z": np.asarray(z0)}
     t0 = time.perf_counter()
     state = {"lam": lam, "mu": jnp.asarray(mu, dtype)}
 
+    def penalised(f, g):
+        """(…,) f + μ_ref/2 Σ max(0, g)² where max g ≤ tol, else inf."""
+        value = f + 0.5 * mu_ref * np.sum(np.maximum(g, 0.0) ** 2, axis=-1)
+        return np.where(np.max(g, axis=-1, initial=-np.inf) <= tol, value, np.inf)
+
     def fun(x):
         (value, (f, g)), grad = vg(jnp.asarray(x, dtype), state["lam"], state["mu"])
-        g = np.asarray(g, float)
-        if g.max(initial=-np.inf) <= tol:
-            pen = float(f) + 0.5 * mu_ref * float(np.sum(np.maximum(g, 0.0) ** 2))
-            if pen < best["value"]:
-                best.update(value=pen, z=np.array(x))
+        pen = float(penalised(float(f), np.asarray(g, float)))
+        if pen < best["value"]:
+            best.update(value=pen, z=np.array(x))
         history.append((time.perf_counter() - t0, len(history) + 1, best["value"]))
         return float(value), np.asarray(grad, np.float64)
 
+    def batched(Z):
+        (value, (f, g)), grad = vg(Z, state["lam"], state["mu"])
+        return value, grad, penalised(np.asarray(f, float), np.asarray(g, float))
+
+    def at(points):
+        """The population's best point by L, with its f and g (one batched call)."""
+        (value, (f, g)), _ = vg(jnp.asarray(points, dtype), state["lam"], state["mu"])
+        i = int(np.nanargmin(np.where(np.isfinite(value), value, np.nan)))
+        return np.asarray(points[i], np.float64), f[i], g[i]
+
     z, worst = np.asarray(z0, np.float64), np.inf
+    points = multistart_points(z, starts, spread, seed) if multi else None
     for k in range(outer):
-        res = _lbfgs(fun, z, max_steps, ftol, log, f"AL round {k + 1} (mu {float(state['mu']):.3g})",
-                     t0, lambda: len(history))
-        z = res.x
-        (_, (f, g)), _ = vg(jnp.asarray(z, dtype), state["lam"], state["mu"])
+        label = f"AL round {k + 1} (mu {float(state['mu']):.3g})"
+        if multi:
+            tr = minimize_multistart(None, z, points=points, batched=batched, max_steps=max_steps, tol=ftol,
+                                     spread=spread, seed=seed + k, log=log and (lambda line, lb=label: log(f"{lb} {line}")))
+            t_off, n_off = time.perf_counter() - t0 - tr.wall_s, len(history) and history[-1][1]
+            for t, n, v in tr.history:
+                history.append((t_off + t, n_off + n, min(v, best["value"])))
+            if tr.value < best["value"]:
+                best.update(value=tr.value, z=np.asarray(tr.z))
+            points = np.asarray(tr.info["points"])
+            z, f, g = at(points)
+        else:
+            z = _lbfgs(fun, z, max_steps, ftol, log, label, t0, lambda: len(history)).x
+            (_, (f, g)), _ = vg(jnp.asarray(z, dtype), state["lam"], state["mu"])
         g_max = float(jnp.max(g, initial=-jnp.inf))
         new_lam = jnp.maximum(state["lam"] + state["mu"] * g, 0.0)
         settled = float(jnp.max(jnp.abs(new_lam - state["lam"]), initial=0.0)) <= tol * (1 + float(jnp.max(new_lam, initial=0.0)))
@@ -320,12 +356,163 @@ def minimize_auglag(L: Callable, z0, n_constraints: int, *, mu: float = 10.0, mu
         if g_max > 0.25 * worst and float(state["mu"]) < mu_max:
             state["mu"] = jnp.minimum(10 * state["mu"], mu_max)
         worst = min(worst, max(g_max, 0.0))
-    (_, (f, g)), _ = vg(jnp.asarray(z, dtype), state["lam"], state["mu"])
-    history.append((time.perf_counter() - t0, len(history) + 1, best["value"]))
+    if multi:
+        z, f, g = at(points)
+    else:
+        (_, (f, g)), _ = vg(jnp.asarray(z, dtype), state["lam"], state["mu"])
+    history.append((time.perf_counter() - t0, (history[-1][1] if history else 0) + (starts if multi else 1),
+                    best["value"]))
     info = {"f": float(f), "g": np.asarray(g).tolist(), "lam": np.asarray(state["lam"]).tolist(),
-            "mu": float(state["mu"]), "rounds": k + 1}
+            "mu": float(state["mu"]), "rounds": k + 1, "starts": starts}
     value = float(f) + 0.5 * mu_ref * float(np.sum(np.maximum(np.asarray(g), 0.0) ** 2))
-    return Trace(np.asarray(z), value, history, time.perf_counter() - t0, len(history) - 1, compile_s, info)
+    return Trace(np.asarray(z), value, history, time.perf_counter() - t0, history[-1][1] - (starts if multi else 1),
+                 compile_s, info)
+
+
+def _two_loop(g, S, Y):
+    """L-BFGS direction ``-H g`` from the pairs (s, y) (oldest first); ``H0 = s·y / y·y``
+    of the newest pair (Nocedal & Wright 2006, Alg. 7.4)."""
+    q, alphas = g.copy(), []
+    for s, y in zip(reversed(S), reversed(Y)):
+        a = (s @ q) / (s @ y)
+        alphas.append(a)
+        q -= a * y
+    if S:
+        q *= (S[-1] @ Y[-1]) / (Y[-1] @ Y[-1])
+    for (s, y), a in zip(zip(S, Y), reversed(alphas)):
+        q += s * (a - (y @ q) / (s @ y))
+    return -q
+
+
+def multistart_points(z0, starts: int, spread: float, seed: int = 0) -> np.ndarray:
+    """``(starts, size)`` starting points: ``z0`` itself, then ``z0 + spread · N(0, 1)``
+    (spread in the units of ``z``: logits of amounts, times' unconstrained coordinates)."""
+    z0 = np.asarray(z0, np.float64)
+    noise = np.random.default_rng(seed).normal(size=(starts - 1, z0.size))
+    return np.concatenate([z0[None], z0[None] + spread * noise])
+
+
+def minimize_multistart(J: Callable | None, z0, *, starts: int = 8, spread: float = 0.5, seed: int = 0,
+                        max_steps: int = 100, max_seconds: float = np.inf, memory: int = 10, tol: float = 1e-9,
+                        respawn: bool = True, points=None, batched: Callable | None = None,
+                        log: Callable | None = None) -> Trace:
+    """Batched multi-start L-BFGS: ``starts`` independent L-BFGS searches advanced in lockstep,
+    every step one vmapped value-and-gradient call on all of them — on this engine a batch of
+    K costs far less than K single calls, as a CMA-ES generation does.
+
+    Each start (``points``, default :func:`multistart_points` of ``z0``) runs its own L-BFGS
+    (two-loop recursion, ``memory`` pairs) with a backtracking Armijo line search; every
+    batched call evaluates one trial point per start, so no start waits for another's line
+    search. A start whose relative decrease falls below ``tol``, or whose line search fails
+    from steepest descent, has converged; with ``respawn`` it restarts (memory cleared) at
+    the best point so far plus ``spread`` · N(0, 1) noise — a basin-hopping restart, so the
+    batch keeps searching until ``max_steps`` batched calls or ``max_seconds`` of wall time.
+
+    ``batched(Z (K, n)) -> (F (K,), G (K, n), R (K,))``: values, gradients and the value to
+    report (``R``; default ``F``) — pass one compiled for the batch to share it; the default
+    is ``jit(vmap(value_and_grad(J)))``. Evaluations in the trace count candidates (K per
+    call). ``info``: ``calls``, the final value of each start and the number of respawns.
+    ``log``: one line per batched call."""
+    z0 = np.asarray(z0, np.float64)
+    X = np.asarray(multistart_points(z0, starts, spread, seed) if points is None else points, np.float64)
+    if X.ndim != 2 or X.shape[1] != z0.size:
+        raise ValueError(f"minimize_multistart: points must be (starts, {z0.size}), got {X.shape}")
+    K, n = X.shape
+    if K < 1 or max_steps < 1:
+        raise ValueError(f"minimize_multistart: need starts >= 1 and max_steps >= 1, got {K} and {max_steps}")
+    dtype = jnp.asarray(z0).dtype
+    tc = time.perf_counter()
+    if batched is None:
+        vg = jax.jit(jax.vmap(jax.value_and_grad(J))).lower(jax.ShapeDtypeStruct((K, n), dtype)).compile()
+
+        def batched(Z):
+            F, G = vg(Z)
+            return F, G, F
+    compile_s = time.perf_counter() - tc
+    rng = np.random.default_rng(seed + 7919)
+    c1 = 1e-4
+    f = np.full(K, np.inf)           # value at each start's accepted point
+    g = np.zeros((K, n))             # its gradient
+    x = X.copy()                     # accepted points
+    d = np.zeros((K, n))             # search directions
+    alpha = np.zeros(K)              # trial step along d
+    slope = np.zeros(K)              # g·d at the accepted point (< 0)
+    backtracks = np.zeros(K, int)
+    fresh = np.ones(K, bool)         # trial is a new start (accept unconditionally)
+    S = [[] for _ in range(K)]
+    Y = [[] for _ in range(K)]
+    trial = X.copy()
+    best = {"value": np.inf, "z": z0.copy()}
+    history: list = []
+    respawns, calls = 0, 0
+    t0 = time.perf_counter()
+
+    def new_direction(i):
+        di = _two_loop(g[i], S[i], Y[i])
+        if not np.all(np.isfinite(di)) or di @ g[i] >= 0:  # not a descent direction: forget the memory
+            S[i].clear(), Y[i].clear()
+            di = -g[i]
+        d[i], slope[i], backtracks[i] = di, di @ g[i], 0
+        gn = np.linalg.norm(g[i])
+        alpha[i] = 1.0 if S[i] else min(1.0, 1.0 / max(gn, 1e-300))  # first step: unit length in z
+        trial[i] = x[i] + alpha[i] * d[i]
+
+    def restart(i):
+        nonlocal respawns
+        respawns += 1
+        S[i].clear(), Y[i].clear()
+        fresh[i] = True
+        trial[i] = best["z"] + spread * rng.normal(size=n)
+
+    while calls < max_steps and time.perf_counter() - t0 < max_seconds:
+        F, G, R = (np.asarray(a, np.float64) for a in batched(jnp.asarray(trial, dtype)))
+        calls += 1
+        for i in range(K):
+            if np.isfinite(R[i]) and R[i] < best["value"]:
+                best.update(value=float(R[i]), z=trial[i].copy())
+        history.append((time.perf_counter() - t0, calls * K, best["value"]))
+        for i in range(K):
+            ok = np.isfinite(F[i]) and np.all(np.isfinite(G[i]))
+            if fresh[i]:
+                if not ok:
+                    restart(i)
+                    continue
+                fresh[i] = False
+                x[i], f[i], g[i] = trial[i], F[i], G[i]
+                new_direction(i)
+            elif ok and F[i] <= f[i] + c1 * alpha[i] * slope[i]:
+                s, y = trial[i] - x[i], G[i] - g[i]
+                if s @ y > 1e-10 * np.linalg.norm(s) * np.linalg.norm(y):  # keep H positive definite
+                    S[i].append(s), Y[i].append(y)
+                    if len(S[i]) > memory:
+                        S[i].pop(0), Y[i].pop(0)
+                decrease = f[i] - F[i]
+                x[i], f[i], g[i] = trial[i], F[i], G[i]
+                if decrease <= tol * max(1.0, abs(F[i])) and respawn:
+                    restart(i)
+                else:
+                    new_direction(i)
+            else:
+                backtracks[i] += 1
+                if backtracks[i] > 30:  # the line search failed
+                    if S[i]:
+                        S[i].clear(), Y[i].clear()
+                        new_direction(i)
+                    elif respawn:
+                        restart(i)
+                    else:
+                        trial[i] = x[i]
+                    continue
+                # minimiser of the quadratic through f, slope and F, kept in [0.1, 0.5] α
+                q = F[i] - f[i] - slope[i] * alpha[i] if ok else np.inf
+                a_new = -slope[i] * alpha[i] ** 2 / (2 * q) if q > 0 and np.isfinite(q) else 0.1 * alpha[i]
+                alpha[i] = float(np.clip(a_new, 0.1 * alpha[i], 0.5 * alpha[i]))
+                trial[i] = x[i] + alpha[i] * d[i]
+        if log is not None:
+            log(f"multistart call {calls:3d} ({K} starts): best J {best['value']:.6g}, "
+                f"starts at {np.array2string(np.sort(f)[:4], precision=4)}..., {history[-1][0]:.1f} s")
+    return Trace(best["z"], best["value"], history, time.perf_counter() - t0, calls * K, compile_s,
+                 {"calls": calls, "starts": K, "final": f.tolist(), "respawns": respawns, "points": x.copy()})
 
 
 def cma_popsize(size: int) -> int:

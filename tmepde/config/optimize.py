@@ -21,7 +21,14 @@ OPTIMIZE = {
                           "(the model's observable plasma_<agent>)", 'toxicity_agent = "ifng"'),
     "toxicity_limit": Key(NUMBER, OPTIONAL, "peak plasma level allowed (ng/mL); absent = no limit",
                           "toxicity_limit = 1.0", positive(" ng/mL")),
-    "steps": Key(INTEGER, 30, "L-BFGS iterations per augmented-Lagrangian round", "steps = 30", positive("")),
+    "steps": Key(INTEGER, 30, "L-BFGS iterations per augmented-Lagrangian round (with starts > 1: batched "
+                 "value-and-gradient calls)", "steps = 30", positive("")),
+    "starts": Key(INTEGER, 1, "L-BFGS starts run side by side in one vmapped batch (1 = a single start; "
+                  "> 1: the config's schedule and random perturbations of it, each call evaluating all)",
+                  "starts = 8", positive("")),
+    "spread": Key(NUMBER, 0.5, "size of the random perturbations of the extra starts (and of the restarts of a "
+                  "converged start), in the unconstrained coordinates (logits of amount / max_amount)",
+                  "spread = 0.5", positive("")),
     "rounds": Key(INTEGER, 6, "augmented-Lagrangian rounds (multiplier updates) at most", "rounds = 6",
                   positive("")),
     "tolerance": Key(NUMBER, 1e-3, "constraint tolerance, relative (total/budget - 1, peak/limit - 1)",
