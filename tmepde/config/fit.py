@@ -5,14 +5,15 @@ from __future__ import annotations
 from typing import Mapping
 
 from .schema import (NUMBER, INTEGER, OPTIONAL, STRING, STRING_LIST, ConfigError, Key, did_you_mean,
-                     key_table, positive, resolve_keys)
+                     key_table, one_of, positive, resolve_keys)
 
 __all__ = ["FIT", "FIT_PSEUDO", "check_param_names", "resolve_fit", "reference"]
 
 # Fit-only pseudo-parameters of the CT26 example, not model parameters: initial tumor-cell
-# volume (mm³) and effective IL-12 per intratumoral injection (ng). Their meaning is defined by
+# volume (mm³), effective IL-12 per intratumoral injection (ng) and the fraction of it an
+# animal responds to (0..1, logit scale). Their meaning is defined by
 # the CT26 fitting code that consumes them; this list only lets [fit] name them.
-FIT_PSEUDO = ("v0_mm3", "il12_dose_ng")
+FIT_PSEUDO = ("v0_mm3", "il12_dose_ng", "il12_response")
 FIT = {
     "data": Key(STRING, OPTIONAL, "csv of measured volumes (columns arm, mouse, day, volume_mm3); "
                 "absent = the packaged CT26 data set; relative to the config file", 'data = "volumes.csv"'),
@@ -29,8 +30,15 @@ FIT = {
                     "factor e), centred on the config's value", "prior_sd = 1.0", positive("")),
     "sigma": Key(NUMBER, 0.3, "starting s.d. of log-volume residuals (fitted)", "sigma = 0.3", positive("")),
     "max_steps": Key(INTEGER, 40, "outer BFGS steps of the population fit", "max_steps = 40", positive("")),
+    "posterior": Key(STRING, "laplace", "uncertainty beyond the Laplace (observed-information) and profile "
+                     "intervals: \"laplace\" = none, \"nuts\" = also sample the joint posterior (fixed effects, ω, σ, "
+                     "every animal's random effects) by NUTS (needs numpyro; `tmepde fit --nuts` sets it)",
+                     'posterior = "nuts"', one_of(["laplace", "nuts"])),
+    "nuts_chains": Key(INTEGER, 4, "NUTS chains (>= 2, for R-hat)", "nuts_chains = 4", positive("")),
+    "nuts_warmup": Key(INTEGER, 200, "NUTS warm-up (adaptation) steps per chain", "nuts_warmup = 200", positive("")),
+    "nuts_samples": Key(INTEGER, 200, "NUTS draws kept per chain", "nuts_samples = 200", positive("")),
     "output": Key(STRING, "ct26", "prefix of the outputs: <output>_fit.png, <output>_fit.md, "
-                  "<output>_fit.json, <output>_fitted.toml (relative to the working directory)", 'output = "fits/ct26"'),
+                  "<output>_fit.json, <output>_fit.h5, <output>_fitted.toml (relative to the working directory)", 'output = "fits/ct26"'),
 }
 
 
@@ -59,7 +67,8 @@ def reference() -> list[str]:
         "Optional: fitting to measured tumor volumes with `tmepde fit CONFIG` (ignored by",
         "`tmepde run`); the worked example is configs/fit/ct26.toml (docs/fitting.md), a population",
         "(mixed-effects) fit. Fitted names are model parameters or the fit-only `v0_mm3` (initial tumor volume, mm³)",
-        "and `il12_dose_ng` (effective IL-12 per intratumoral injection, ng).",
+        "`il12_dose_ng` (effective IL-12 per intratumoral injection, ng) and `il12_response` (the fraction",
+        "of that dose an animal responds to, 0–1, fitted on the logit scale: as a random effect, logit-normal).",
         "",
         *key_table(FIT),
         "",

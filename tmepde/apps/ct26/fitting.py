@@ -24,11 +24,17 @@ from .data import FLOOR_MM3, IL12_ARM, INJECTION_DAYS, PBS_ARM, load_data, popul
 from .model import WellMixedCt26
 
 CONTROLLED_MM3 = 100.0      # mm³: a tumor below this at the last study day counts as regressing
-PSEUDO = ("v0_mm3", "il12_dose_ng")
+PSEUDO = ("v0_mm3", "il12_dose_ng", "il12_response")
+# Fitted on the logit scale (a fraction in 0..1), not the log scale: the animal's IL-12
+# response fraction, so a per-animal random effect on it is logit-normal.
+LOGIT = ("il12_response",)
 # Settings of the reduced model: time step (h), inner Newton and outer BFGS steps, profile grid.
 FULL = dict(dt=2.0, inner_steps=20, profile_offsets=(-3.0, -1.5, 1.5, 3.0), profile_steps=8,
-            n_vpc=400)
-QUICK = dict(dt=6.0, inner_steps=20, profile_offsets=(-2.0, 2.0), profile_steps=4, n_vpc=100)
+            n_vpc=400, n_post=200)
+QUICK = dict(dt=6.0, inner_steps=20, profile_offsets=(-2.0, 2.0), profile_steps=4, n_vpc=100, n_post=50)
+# Starting random-effect s.d. (fitted scale); 0.3 otherwise. A logit-normal response fraction
+# starts wide: responders and non-responders sit at opposite ends of the logit scale.
+OMEGA0 = {"il12_response": 2.0}
 
 
 @dataclasses.dataclass
@@ -51,12 +57,15 @@ class Ct26Setup:
         """log(V + floor) of one animal on days day0.. (JAX-traceable)."""
         import jax.numpy as jnp
 
+        import jax
+
         z = theta + jnp.zeros_like(theta).at[jnp.asarray([self.names.index(n) for n in self.re_names])].set(eta)
         p = dict(self.base)
         for i, n in enumerate(self.names):
-            p[n] = jnp.exp(z[i])
+            p[n] = jax.nn.sigmoid(z[i]) if n in LOGIT else jnp.exp(z[i])
         v0 = p.pop("v0_mm3")
-        scale = p.pop("il12_dose_ng") / self.dose_ng
+        # effective IL-12 per injection = dose of the arm x fitted dose scale x response fraction
+        scale = p.pop("il12_dose_ng") / self.dose_ng * p.pop("il12_response")
         return self.model.log_volumes(p, v0, dose * scale, FLOOR_MM3)
 
 
@@ -89,11 +98,13 @@ def setup(config, *, quick: bool = False) -> Ct26Setup:
     first = np.concatenate([arms[a].volumes[:, 0] for a in (PBS_ARM, IL12_ARM)])
     base["v0_mm3"] = np.asarray(float(np.exp(np.nanmean(np.log(first)))))   # geometric mean day 11
     base["il12_dose_ng"] = np.asarray(dose)
+    # not fitted: every animal responds fully; fitted: starts at one half (logit 0)
+    base["il12_response"] = np.asarray(0.5 if "il12_response" in names else 1.0)
     unknown = [n for n in names if n not in base]
     if unknown:
         raise ValueError(f"fit: {unknown} are not parameters of the reduced CT26 model "
                          f"(tmepde.apps.ct26.model; diffusivities have no meaning well mixed)")
-    theta0 = np.log([float(base[n]) for n in names])
+    theta0 = np.array([_to_z(n, float(base[n])) for n in names])
     data = population_data([arms[PBS_ARM], arms[IL12_ARM]], day0, n_days, [0.0, dose])
     arm_of = [PBS_ARM] * len(arms[PBS_ARM].mice) + [IL12_ARM] * len(arms[IL12_ARM].mice)
     mouse_of = list(arms[PBS_ARM].mice) + list(arms[IL12_ARM].mice)
@@ -122,20 +133,23 @@ def _run_fit(config, *, quick: bool, log) -> dict:
     n_re = len(s.re_names)
     log(f"population fit: fixed {s.names}, random {s.re_names}, {int(s.data.observed.sum())} volumes, "
         f"{int(s.data.censored.sum())} censored, {len(s.arm_of)} animals")
-    res = population_fit(s.predict, s.data, s.theta0, np.full(n_re, 0.3), fc["sigma"],
+    omega0 = np.array([OMEGA0.get(n, 0.3) for n in s.re_names])
+    res = population_fit(s.predict, s.data, s.theta0, omega0, fc["sigma"],
                          names=s.names, re_names=s.re_names, inner_steps=settings["inner_steps"],
                          max_steps=steps, prior_sd=fc["prior_sd"], log=log)
     t_fit = time.perf_counter() - t0
     log(f"-log L {res.nll:.2f} after {res.n_steps} BFGS steps ({t_fit:.0f} s)")
-    # Profiles; a profile point below the optimum means the outer fit stopped early (its
-    # gradient is approximate): continue from there and profile again (once).
+    # Profiles of every fitted coordinate [θ, log ω, log σ]; a profile point below the optimum
+    # means the outer fit stopped early (its gradient is approximate): continue from there and
+    # profile again (once).
+    labels = u_names(s)
     for _ in range(2):
         profiles, best = {}, (res.nll, None)
-        for j, n in enumerate(s.names):
+        for j, n in enumerate(labels):
             vals, dev, bounds = profile_likelihood(s.predict, s.data, res, j, settings["profile_offsets"],
                                                    max_steps=settings["profile_steps"])
             profiles[n] = (vals, dev, bounds)
-            log(f"profile {n}: deviance {np.round(dev, 2)} interval (log) {bounds}")
+            log(f"profile {n}: deviance {np.round(dev, 2)} interval (fitted scale) {bounds}")
             if res.nll + dev.min() / 2 < best[0] - 0.01:
                 u = res.u.copy()
                 u[j] = vals[int(np.argmin(dev))]
@@ -150,17 +164,35 @@ def _run_fit(config, *, quick: bool, log) -> dict:
     t_prof = time.perf_counter() - t0 - t_fit
     out = summarise(s, res, n_vpc=settings["n_vpc"])
     out.update(fit=res, setup=s, profiles=profiles, wall_fit_s=t_fit, wall_profile_s=t_prof,
-               quick=quick, config=config, settings=settings)
+               quick=quick, config=config, settings=settings, posterior=None, wall_nuts_s=0.0)
+    if fc.get("posterior", "laplace") == "nuts":
+        from tmepde.fit import posterior_nuts
+
+        t1 = time.perf_counter()
+        warm, draws = fc.get("nuts_warmup", 200), fc.get("nuts_samples", 200)
+        if quick:
+            warm, draws = min(warm, 50), min(draws, 50)
+        chains = fc.get("nuts_chains", 4)
+        log(f"NUTS posterior: {chains} chains, {warm} warm-up + {draws} draws each")
+        post = posterior_nuts(s.predict, s.data, res, prior_mean=s.theta0, prior_sd=fc["prior_sd"],
+                              omega_prior=(np.log(omega0), 1.0), sigma_prior=(np.log(fc["sigma"]), 1.0),
+                              chains=chains, warmup=warm, samples=draws, chunk=min(50, draws), log=log)
+        log(f"NUTS: max R-hat {post.r_hat.max():.3f} (random effects {post.extra['r_hat_eta_max']:.3f}), "
+            f"min ESS {post.ess.min():.0f}, {post.divergences} divergences ({post.wall_s:.0f} s)")
+        out["posterior"] = post
+        out.update(posterior_summary(s, post, n_draws=settings["n_post"]))
+        out["wall_nuts_s"] = time.perf_counter() - t1
     from .plot import plot_fit
-    from .report import report, write_fitted_toml, write_json
+    from .report import report, write_fit_h5, write_fitted_toml, write_json
 
     prefix = Path(fc["output"])
     prefix.parent.mkdir(parents=True, exist_ok=True)
     paths = [Path(f"{prefix}_fit.md"), Path(f"{prefix}_fit.png"), Path(f"{prefix}_fit.json"),
-             Path(f"{prefix}_fitted.toml")]
+             Path(f"{prefix}_fit.h5"), Path(f"{prefix}_fitted.toml")]
     plot_fit(out, paths[1])
     write_json(out, paths[2])
-    write_fitted_toml(config, out, paths[3])
+    write_fit_h5(out, paths[3])
+    write_fitted_toml(config, out, paths[4])
     out["wall_s"] = time.perf_counter() - t0
     out["figure"] = str(paths[1])
     paths[0].write_text(report(out), encoding="utf-8")
@@ -211,17 +243,91 @@ def summarise(s: Ct26Setup, res, *, n_vpc: int = 400, seed: int = 0) -> dict:
         pop = np.asarray(pred(theta, jnp.zeros((1, len(s.re_names))), jnp.full(1, dose)))[0]
         inside = np.mean([(sim_q[0, day - s.day0] <= data_q[1, d] <= sim_q[2, day - s.day0])
                           for d, day in enumerate(a.days)])
+        q_inside = _quantiles_inside(sim_q, data_q, a.days - s.day0)
         vpc[arm] = dict(days=s.day0 + np.arange(mu.shape[1]), sim_q=sim_q, data_days=a.days,
                         data_q=data_q, pop=pop, n_measured=np.isfinite(a.volumes).sum(axis=0),
-                        median_inside=float(inside))
+                        median_inside=float(inside), quantiles_inside=q_inside)
     pbs_end, il_end = vpc[PBS_ARM]["pop"][end], vpc[IL12_ARM]["pop"][end]
     return dict(ipred=ipred, ppred=ppred, no_il12=no_il12, sd_individual=sd_ind, sd_population=sd_pop,
                 counterfactual=counterfactual, vpc=vpc, pop_log_ratio_end=float(il_end - pbs_end))
 
 
+def _quantiles_inside(band, data_q, idx) -> list[float]:
+    """Fraction of measurement days on which each data percentile (5, 50, 95 %; rows of
+    ``data_q``) lies inside the model's band [``band[0]``, ``band[2]``] (log volume)."""
+    lo, hi = band[0][idx], band[2][idx]
+    return [float(np.mean((lo <= q) & (q <= hi))) for q in data_q]
+
+
+def u_names(s: Ct26Setup) -> list[str]:
+    """Names of the coordinates of ``[θ, log ω, log σ]``."""
+    return list(s.names) + [f"omega_{n}" for n in s.re_names] + ["sigma"]
+
+
+def u_value(s: Ct26Setup, j: int, z):
+    """Model-unit value of coordinate ``j`` of ``[θ, log ω, log σ]`` (ω, σ: exp)."""
+    return from_z(s.names[j], z) if j < len(s.names) else np.exp(np.asarray(z, float))
+
+
+def posterior_summary(s: Ct26Setup, post, *, n_draws: int = 200, seed: int = 1) -> dict:
+    """Posterior predictive checks from NUTS draws: per arm, the 5/50/95 % band of new
+    animals' observations (each draw: its own θ, ω, σ, a new η ~ N(0, Ω) and residual noise);
+    per IL-12 animal, the probability that it is regressing on the last day and that it
+    escapes without IL-12 (each draw: the animal's own sampled η)."""
+    import jax
+    import jax.numpy as jnp
+
+    p, k = len(s.names), len(s.re_names)
+    flat = post.flat
+    eta = post.extra["eta"].reshape(-1, *post.extra["eta"].shape[2:])
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(flat.shape[0], size=min(n_draws, flat.shape[0]), replace=False)
+    theta, omega, sigma = flat[pick, :p], np.exp(flat[pick, p:p + k]), np.exp(flat[pick, -1])
+    pred = jax.jit(jax.vmap(s.predict, (0, 0, 0)))
+    n = pick.size
+    bands, inside = {}, {}
+    for arm, dose in ((PBS_ARM, 0.0), (IL12_ARM, s.dose_ng)):
+        reps = max(1, 800 // n)     # several new animals per draw: a smooth band
+        new_eta = rng.standard_normal((n * reps, k)) * np.repeat(omega, reps, axis=0)
+        th = np.repeat(theta, reps, axis=0)
+        mu = np.asarray(pred(jnp.asarray(th), jnp.asarray(new_eta), jnp.full(n * reps, dose)))
+        ysim = mu + np.repeat(sigma, reps)[:, None] * rng.standard_normal(mu.shape)
+        bands[arm] = np.percentile(ysim, [5, 50, 95], axis=0)
+        a = s.arms[arm]
+        data_q = np.array([np.nanpercentile(np.log(a.volumes[:, d] + FLOOR_MM3), [5, 50, 95])
+                           for d in range(len(a.days))]).T
+        inside[arm] = _quantiles_inside(bands[arm], data_q, a.days - s.day0)
+    end = s.data.y.shape[1] - 1
+    vol = lambda lv: np.exp(lv) - FLOOR_MM3   # noqa: E731
+    per_animal = []
+    for i, arm in enumerate(s.arm_of):
+        if arm != IL12_ARM:
+            continue
+        e = jnp.asarray(eta[pick, i])
+        on = vol(np.asarray(pred(jnp.asarray(theta), e, jnp.full(n, s.dose_ng)))[:, end])
+        off = vol(np.asarray(pred(jnp.asarray(theta), e, jnp.zeros(n)))[:, end])
+        reg = on < CONTROLLED_MM3
+        per_animal.append(dict(mouse=int(s.mouse_of[i]), p_regressing=float(reg.mean()),
+                               p_escape_without_il12=float((off >= CONTROLLED_MM3).mean()),
+                               p_attributed=float((reg & (off >= CONTROLLED_MM3)).sum() / max(reg.sum(), 1)),
+                               v_end_q=np.percentile(on, [5, 50, 95]).tolist(),
+                               v_end_no_il12_q=np.percentile(off, [5, 50, 95]).tolist()))
+    return dict(post_bands=bands, post_animals=per_animal, post_inside=inside)
+
+
+def _to_z(name: str, value: float) -> float:
+    return math.log(value / (1.0 - value)) if name in LOGIT else math.log(value)
+
+
+def from_z(name: str, z):
+    """Model-unit value of a fixed effect from its fitted scale (log, or logit for LOGIT)."""
+    z = np.asarray(z, float)
+    return 1.0 / (1.0 + np.exp(-z)) if name in LOGIT else np.exp(z)
+
+
 def parameter_values(s: Ct26Setup, res) -> dict:
     """Fitted fixed effects in model units {name: value} (a geometric population typical animal)."""
-    return {n: float(math.exp(res.theta[i])) for i, n in enumerate(s.names)}
+    return {n: float(from_z(n, res.theta[i])) for i, n in enumerate(s.names)}
 
 
 def fitted_params(s: Ct26Setup, res) -> Mapping:

@@ -11,7 +11,7 @@ from .data import FLOOR_MM3, IL12_ARM, PBS_ARM
 
 def plot_fit(out: dict, path: Path) -> Path:
     """Top: VPC per arm (data 5/50/95 % per day vs the model's 90 % prediction band and
-    median). Bottom: each IL-12 animal's data, fit, and fit without IL-12 (counterfactual)."""
+    median at the fit; hatched: the posterior predictive 90 % band over NUTS draws, when sampled). Bottom: each IL-12 animal's data, fit, and fit without IL-12 (counterfactual)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -24,6 +24,11 @@ def plot_fit(out: dict, path: Path) -> Path:
         q = np.exp(v["sim_q"])
         ax.fill_between(v["days"], q[0], q[2], color="C0", alpha=0.2, label="model 90 % prediction band")
         ax.plot(v["days"], q[1], "C0-", label="model median")
+        if out.get("post_bands"):
+            b = np.exp(out["post_bands"][arm])
+            ax.fill_between(v["days"], b[0], b[2], facecolor="none", edgecolor="C3", hatch="///", lw=0,
+                            alpha=0.6, label="posterior predictive 90 % (NUTS)")
+            ax.plot(v["days"], b[1], "C3-", lw=1, label="posterior predictive median")
         ax.plot(v["days"], np.exp(v["pop"]), "C0--", lw=1, label="typical animal (η = 0)")
         dq = np.exp(v["data_q"])
         ax.plot(v["data_days"], dq[1], "ko-", ms=4, label="data median")

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from .data import FLOOR_MM3, IL12_ARM, PBS_ARM
-from .fitting import CONTROLLED_MM3, PSEUDO, parameter_values
+from .fitting import CONTROLLED_MM3, PSEUDO, parameter_values, u_names, u_value
 from .model import RHO0, radius_um
 
 Z95 = 1.959963984540054   # standard normal 97.5 % quantile
@@ -21,6 +21,8 @@ def plausible_range(name: str, s) -> tuple[float, float] | None:
     ``v0_mm3`` the range of the first measured volumes."""
     from tmepde.models.tme_parameters import PARAMETERS
 
+    if name == "il12_response":
+        return 0.0, 1.0
     if name == "v0_mm3":
         first = np.concatenate([s.arms[a].volumes[:, 0] for a in (PBS_ARM, IL12_ARM)])
         return float(np.nanmin(first)), float(np.nanmax(first))
@@ -29,9 +31,29 @@ def plausible_range(name: str, s) -> tuple[float, float] | None:
     return None
 
 
-def _interval(lo, hi):
-    fmt = lambda b: "–" if b is None else f"{math.exp(b):.3g}"   # noqa: E731
+def _interval(lo, hi, to_value=math.exp):
+    fmt = lambda b: "–" if b is None else f"{float(to_value(b)):.3g}"   # noqa: E731
     return f"[{fmt(lo)}, {fmt(hi)}]"
+
+
+def comparison_rows(out: dict) -> list[dict]:
+    """Per fitted coordinate of [θ, log ω, log σ]: estimate and 95 % intervals (model units)
+    from the observed information (Wald), the profile likelihood and the NUTS posterior."""
+    s, res, post = out["setup"], out["fit"], out.get("posterior")
+    rows = []
+    lo_p, hi_p = post.interval(0.95) if post is not None else (None, None)
+    for j, n in enumerate(u_names(s)):
+        val = lambda z, j=j: float(u_value(s, j, z))   # noqa: E731
+        se = res.std_error[j]
+        prof = out["profiles"].get(n, (None, None, (None, None)))[2]
+        row = dict(name=n, estimate=val(res.u[j]), wald=[val(res.u[j] - Z95 * se), val(res.u[j] + Z95 * se)],
+                   profile=[None if b is None else val(b) for b in prof])
+        if post is not None:
+            x = post.flat[:, j]
+            row.update(posterior_median=val(np.median(x)), posterior=[val(lo_p[j]), val(hi_p[j])],
+                       r_hat=float(post.r_hat[j]), ess=float(post.ess[j]))
+        rows.append(row)
+    return rows
 
 
 def report(out: dict) -> str:
@@ -43,7 +65,7 @@ def report(out: dict) -> str:
     n_il = s.arm_of.count(IL12_ARM)
     settings = out["settings"]
     lines = [
-        f"# CT26 population fit (`tmepde fit configs/fit/ct26.toml{' --quick' if out['quick'] else ''}`)",
+        f"# CT26 population fit (`{command(out)}`)",
         "",
         "Nonlinear mixed-effects fit (FOCE Laplace marginal likelihood, `tmepde.fit.population_fit`) of",
         f"{int(s.data.observed.sum())} caliper volumes of {n_pbs} PBS and {n_il} {IL12_ARM} mice, with "
@@ -54,7 +76,10 @@ def report(out: dict) -> str:
         "model (`tmepde.apps.ct26.model`: its own reaction terms for tumor, CTL, IFN-γ, IL-12 and the IL-12",
         "depot; the other species frozen at the initial infiltrate), because the spherical model is too slow",
         f"for a population fit on 2 CPU cores. dt {settings['dt']:g} h; the IL-12 arm gets "
-        f"3 intratumoral IL-12 doses of `il12_dose_ng`.",
+        "3 intratumoral IL-12 doses of `il12_dose_ng`"
+        + (" times the animal's response fraction `il12_response` (logit-normal across animals when a "
+           "random effect: an animal regresses because it responds to IL-12, not because of its own kill "
+           "rate)." if "il12_response" in s.names else "."),
         f"Wall time: fit {out['wall_fit_s']:.0f} s, profiles {out['wall_profile_s']:.0f} s, total "
         f"{out.get('wall_s', float('nan')):.0f} s (compile included). −log L = {res.nll:.2f} after "
         f"{res.n_steps} BFGS steps.",
@@ -66,8 +91,9 @@ def report(out: dict) -> str:
     ]
     for j, n in enumerate(s.names):
         se = res.std_error[j]
-        wald = _interval(res.theta[j] - Z95 * se, res.theta[j] + Z95 * se)
-        prof = _interval(*out["profiles"][n][2])
+        to_value = lambda z, j=j: u_value(s, j, z)   # noqa: E731
+        wald = _interval(res.theta[j] - Z95 * se, res.theta[j] + Z95 * se, to_value)
+        prof = _interval(*out["profiles"][n][2], to_value)
         rng = plausible_range(n, s)
         flag = ""
         if rng is not None and not rng[0] <= values[n] <= rng[1]:
@@ -85,7 +111,7 @@ def report(out: dict) -> str:
             "than the fit (raise fit.max_steps; --quick stops early by design)."]
           if min(min(v[1]) for v in out["profiles"].values()) < -0.02 else []),
         "",
-        "| random effect (log scale) | ω (s.d.) | SE of log ω |",
+        "| random effect (fitted scale: log; logit for `il12_response`) | ω (s.d.) | SE of log ω |",
         "|---|---|---|",
     ]
     p = len(s.names)
@@ -94,6 +120,7 @@ def report(out: dict) -> str:
     lines += [
         f"| residual σ (log volume) | {res.sigma:.3g} | {res.std_error[-1]:.2g} |",
         "",
+        *_uncertainty_section(out),
         "## Goodness of fit",
         "",
         f"- log-residual s.d., individual predictions (η̂): **{out['sd_individual']:.3f}** (goal ≤ 0.3)",
@@ -101,8 +128,10 @@ def report(out: dict) -> str:
     ]
     for arm in (PBS_ARM, IL12_ARM):
         v = out["vpc"][arm]
-        lines.append(f"- VPC {arm}: data median inside the model's 90 % prediction band on "
-                     f"{v['median_inside']:.0%} of measurement days")
+        lines.append(f"- VPC {arm}: data 5 / 50 / 95 % inside the 90 % prediction band on "
+                     + " / ".join(f"{x:.0%}" for x in v["quantiles_inside"]) + " of measurement days"
+                     + (f" (posterior predictive band: "
+                        + " / ".join(f"{x:.0%}" for x in out["post_inside"][arm]) + ")" if out.get("post_inside") else ""))
     ratio = math.exp(out["pop_log_ratio_end"])
     lines += [
         "",
@@ -132,11 +161,74 @@ def report(out: dict) -> str:
         f"of {len(cf)}; phenotype agreement {sum(c['phenotype'] == c['data_phenotype'] for c in cf)}/{len(cf)}. "
         f"Without IL-12, **{len(flipped)} of {len(reg)}** fitted regressors grow.",
         "",
+        *_attribution_section(out),
         f"Figure: {out.get('figure', 'the _fit.png next to this file')} (top: VPC per arm; bottom: "
         "individual fits, dotted = without IL-12, △ = censored). Numbers: the _fit.json next to it.",
         "",
     ]
     return "\n".join(lines)
+
+
+def command(out: dict) -> str:
+    """The command line that makes this report (for the committed results: ``-o results/ct26``)."""
+    return ("tmepde fit configs/fit/ct26.toml" + (" --quick" if out["quick"] else "")
+            + (" --nuts" if out.get("posterior") is not None else "") + " -o results/ct26")
+
+
+def _fmt_iv(iv):
+    return "[" + ", ".join("–" if b is None else f"{b:.3g}" for b in iv) + "]"
+
+
+def _uncertainty_section(out: dict) -> list[str]:
+    post = out.get("posterior")
+    rows = comparison_rows(out)
+    lines = ["## Uncertainty: Laplace, profile likelihood and posterior", ""]
+    if post is None:
+        lines += ["No posterior sample (`fit.posterior = \"laplace\"`; `tmepde fit --nuts` adds one).", ""]
+    else:
+        lines += [
+            f"NUTS (`tmepde.fit.posterior_nuts`, numpyro): {post.samples.shape[0]} chains x {post.samples.shape[1]} "
+            f"draws after {out['config'].data['fit'].get('nuts_warmup', 0) if not out['quick'] else min(out['config'].data['fit'].get('nuts_warmup', 0), 50)} warm-up steps, "
+            f"joint over θ, log ω, log σ and all {post.extra['eta'].shape[2]} x {post.extra['eta'].shape[3]} "
+            "random effects (non-centred), exact likelihood (no Laplace); gradients by reverse-mode AD through "
+            f"the simulator. Max R-hat **{post.r_hat.max():.3f}** (random effects: "
+            f"{post.extra['r_hat_eta_max']:.3f}), min ESS **{post.ess.min():.0f}** (random effects: "
+            f"{post.extra['ess_eta_min']:.0f}), {post.divergences} divergent transitions, mean acceptance "
+            f"{post.accept:.2f}, {out.get('wall_nuts_s', post.wall_s):.0f} s. Priors: the fit's on θ "
+            "(normal, s.d. `fit.prior_sd` on the fitted scale); log ω and log σ normal, s.d. 1, at the "
+            "fit's starting values.",
+            "",
+        ]
+    head = "| parameter | estimate | Laplace / Wald 95 % | profile 95 % |"
+    sep = "|---|---|---|---|"
+    if post is not None:
+        head += " posterior median | posterior 95 % | R-hat | ESS |"
+        sep += "---|---|---|---|"
+    lines += [head, sep]
+    for r in rows:
+        line = f"| `{r['name']}` | {r['estimate']:.4g} | {_fmt_iv(r['wald'])} | {_fmt_iv(r['profile'])} |"
+        if post is not None:
+            line += f" {r['posterior_median']:.4g} | {_fmt_iv(r['posterior'])} | {r['r_hat']:.3f} | {r['ess']:.0f} |"
+        lines.append(line)
+    lines += ["", "Model units (ω: s.d. of the random effect on its fitted scale, log or logit; σ: of log "
+              "volume). '–': the profile did not reach the 95 % deviance on that side of its grid.", ""]
+    return lines
+
+
+def _attribution_section(out: dict) -> list[str]:
+    pa = out.get("post_animals")
+    if not pa:
+        return []
+    lines = ["Posterior attribution: over the NUTS draws (each with the animal's own sampled random "
+             "effects), the probability that the animal regresses with IL-12, that it escapes without it, "
+             "and of escaping without IL-12 given regression with it.", "",
+             "| mouse | P(regressing) | P(escaping without IL-12) | P(escape without \\| regress with) | "
+             "V day-end 5–95 % | V without IL-12 5–95 % |", "|---|---|---|---|---|---|"]
+    for a in pa:
+        lines.append(f"| {a['mouse']} | {a['p_regressing']:.2f} | {a['p_escape_without_il12']:.2f} | "
+                     f"{a['p_attributed']:.2f} | {a['v_end_q'][0]:.3g}–{a['v_end_q'][2]:.3g} | "
+                     f"{a['v_end_no_il12_q'][0]:.3g}–{a['v_end_no_il12_q'][2]:.3g} |")
+    return lines + [""]
 
 
 def write_json(out: dict, path: Path) -> Path:
@@ -147,7 +239,11 @@ def write_json(out: dict, path: Path) -> Path:
         "std_error_log": dict(zip(s.names, map(float, res.std_error[:len(s.names)]))),
         "omega": dict(zip(s.re_names, map(float, res.omega))),
         "sigma": res.sigma, "neg_log_likelihood": res.nll, "bfgs_steps": res.n_steps,
-        "profile_interval_log": {n: list(v[2]) for n, v in out["profiles"].items()},
+        "profile_interval_fitted_scale": {n: list(v[2]) for n, v in out["profiles"].items()},
+        "uncertainty": comparison_rows(out),
+        "posterior_attribution": out.get("post_animals"),
+        "vpc_quantiles_inside": {a: v["quantiles_inside"] for a, v in out["vpc"].items()},
+        "command": command(out),
         "sd_individual": out["sd_individual"], "sd_population": out["sd_population"],
         "counterfactual": out["counterfactual"], "quick": out["quick"],
         "wall_fit_s": out["wall_fit_s"], "wall_profile_s": out["wall_profile_s"],
@@ -182,3 +278,68 @@ def write_fitted_toml(config, out: dict, path: Path) -> Path:
     loads_config(text, base_dir=config.base_dir)  # must load back as a valid run config
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def write_fit_h5(out: dict, path: Path) -> Path:
+    """The fit as a ``tmepde-fit`` HDF5 file (:func:`tmepde.summaries.write_fit`: ``tmepde info``
+    lists it, ``tmepde plot`` draws it), plus ``/uncertainty`` (estimate and 95 % intervals per
+    fitted coordinate: Wald, profile, posterior) and ``/posterior`` (NUTS draws, R-hat, ESS)."""
+    import types
+
+    import h5py
+
+    from tmepde.summaries import write_fit
+
+    s, res = out["setup"], out["fit"]
+    days = s.day0 + np.arange(s.data.y.shape[1])
+    vol = lambda lv: np.exp(np.asarray(lv)) - FLOOR_MM3   # noqa: E731
+    il = [i for i, a in enumerate(s.arm_of) if a == IL12_ARM]
+    post = out.get("posterior")
+    eta_sd = (post.extra["eta"].reshape(-1, *post.extra["eta"].shape[2:]).std(axis=0) if post is not None
+              else np.full(res.eta.shape, np.nan))
+    cohort = types.SimpleNamespace(
+        arm=IL12_ARM, curves=vol(out["ipred"][il]), mice=np.array([s.mouse_of[i] for i in il]),
+        phenotype=[c["phenotype"] for c in out["counterfactual"]],
+        data_phenotype=[c["data_phenotype"] for c in out["counterfactual"]],
+        names=[f"eta_{n}" for n in s.re_names],
+        values={f"eta_{n}": res.eta[il, k] for k, n in enumerate(s.re_names)},
+        std_error={f"eta_{n}": eta_sd[il, k] for k, n in enumerate(s.re_names)})
+    rows = comparison_rows(out)
+    laplace = types.SimpleNamespace(
+        names=[r["name"] for r in rows], values={r["name"]: r["estimate"] for r in rows},
+        # model-unit s.e. by the delta method: half the Wald interval over 1.96 on the fitted scale
+        std_error={r["name"]: (r["wald"][1] - r["wald"][0]) / (2 * Z95) for r in rows},
+        identifiable={r["name"]: True for r in rows})
+    stages = {"laplace": laplace}
+    if post is not None:
+        stages["posterior"] = types.SimpleNamespace(
+            names=laplace.names, values={r["name"]: r["posterior_median"] for r in rows},
+            std_error={r["name"]: (r["posterior"][1] - r["posterior"][0]) / (2 * Z95) for r in rows},
+            identifiable={r["name"]: bool(r["r_hat"] <= 1.01) for r in rows})
+    arms = {a: s.arms[a] for a in (PBS_ARM, IL12_ARM)}
+    curves = {a: vol(out["vpc"][a]["pop"]) for a in (PBS_ARM, IL12_ARM)}
+    toml_text = _config_toml(out["config"])
+    write_fit(path, arms=arms, curves=curves, curve_days=days, cohort=cohort, stages=stages,
+              config_toml=toml_text, floor_mm3=FLOOR_MM3, injection_days=[11.0, 14.0, 17.0])
+    with h5py.File(path, "a") as f:
+        f.attrs["neg_log_likelihood"] = float(res.nll)
+        f.attrs["command"] = command(out)
+        g = f.create_group("uncertainty")
+        g["names"] = np.array([r["name"] for r in rows], dtype=h5py.string_dtype())
+        g["estimate"] = np.array([r["estimate"] for r in rows], float)
+        g["wald95"] = np.array([r["wald"] for r in rows], float)
+        g["profile95"] = np.array([[np.nan if b is None else b for b in r["profile"]] for r in rows], float)
+        if post is not None:
+            g["posterior95"] = np.array([r["posterior"] for r in rows], float)
+            p = f.create_group("posterior")
+            p["samples"] = post.samples           # (chains, draws, p) on the fitted scale
+            p["names"] = np.array(post.names, dtype=h5py.string_dtype())
+            p["r_hat"], p["ess"] = post.r_hat, post.ess
+            p.attrs.update(divergences=post.divergences, accept=post.accept)
+    return path
+
+
+def _config_toml(config) -> str:
+    import tomli_w
+
+    return tomli_w.dumps(config.data)
