@@ -35,6 +35,7 @@ import numpy as np
 import jax
 import jax.numpy as jnp
 
+from ._dose_keys import NONNEGATIVE_SUFFIXES
 from .grid import Grid, resolve_boundaries
 
 SECONDS_PER_HOUR = 3600.0
@@ -43,7 +44,7 @@ ReactionFn = Callable[[object, dict, dict], Mapping[str, object]]
 
 # Dose-schedule naming (tmepde.therapy): <name>_times (h) / <name>_amounts, infusions
 # <name>_start / _stop (h) / _rate. None of these can be negative.
-_NONNEGATIVE_SUFFIXES = ("_times", "_amounts", "_rate", "_start", "_stop")
+_NONNEGATIVE_SUFFIXES = NONNEGATIVE_SUFFIXES
 
 
 class ParameterError(ValueError, KeyError):

@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 
 from .schedules import ScheduleSpace, SlotAgent, Trace, cma_popsize, minimize_auglag, minimize_cma
+from .therapy import schedule_keys
 
 __all__ = ["OptimizeError", "agents_from_table", "check_table", "ScheduleProblem", "schedule_problem",
            "OptimizeOutcome", "run_optimize", "report"]
@@ -53,8 +54,9 @@ def agents_from_table(table: Mapping, params: Mapping, t_end: float) -> tuple:
     agents = []
     for i, a in enumerate(table["agents"]):
         path = f"optimize.agents[{i}]"
-        times = np.asarray(params[f"{a['prefix']}_times"], float).ravel()
-        amounts = np.asarray(params[f"{a['prefix']}_amounts"], float).ravel()
+        times_key, amounts_key = schedule_keys(a["prefix"])
+        times = np.asarray(params[times_key], float).ravel()
+        amounts = np.asarray(params[amounts_key], float).ravel()
         if times.shape != amounts.shape:
             raise OptimizeError(f"{path}.prefix", f"{path}.prefix '{a['prefix']}': {times.size} times but "
                                 f"{amounts.size} amounts in the model's parameters")

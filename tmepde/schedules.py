@@ -34,6 +34,8 @@ import numpy as np
 import jax
 import jax.numpy as jnp
 
+from .therapy import schedule_keys
+
 __all__ = ["SlotAgent", "ScheduleSpace", "Trace", "cma_popsize", "minimize_lbfgs", "minimize_auglag", "minimize_cma",
            "minimize_multistart", "multistart_points"]
 
@@ -87,11 +89,11 @@ class SlotAgent:
 
     @property
     def times_key(self) -> str:
-        return f"{self.prefix}_times"
+        return schedule_keys(self.prefix)[0]
 
     @property
     def amounts_key(self) -> str:
-        return f"{self.prefix}_amounts"
+        return schedule_keys(self.prefix)[1]
 
     @property
     def free_times(self) -> bool:
@@ -131,16 +133,16 @@ class ScheduleSpace:
         for ag in self.agents:
             v = z[i:i + ag.n]
             i += ag.n
-            out[f"{ag.prefix}_amounts"] = ag.cap * jax.nn.sigmoid(v)
+            out[ag.amounts_key] = ag.cap * jax.nn.sigmoid(v)
             nominal = jnp.asarray(ag.nominal, z.dtype)
             if ag.span is not None:
-                out[f"{ag.prefix}_times"] = ag._times(z[i:i + ag.n])
+                out[ag.times_key] = ag._times(z[i:i + ag.n])
                 i += ag.n
             elif ag.window > 0:
-                out[f"{ag.prefix}_times"] = nominal + ag.window * jnp.tanh(z[i:i + ag.n])
+                out[ag.times_key] = nominal + ag.window * jnp.tanh(z[i:i + ag.n])
                 i += ag.n
             else:
-                out[f"{ag.prefix}_times"] = nominal
+                out[ag.times_key] = nominal
         return out
 
     def encode(self, amounts: Mapping[str, Sequence[float]], dtype=np.float64) -> np.ndarray:
@@ -159,7 +161,7 @@ class ScheduleSpace:
     def violation(self, z):
         """(n_agents,) relative budget excess ``Σa/budget - 1`` (≤ 0 when feasible)."""
         doses = self.decode(z)
-        return jnp.stack([jnp.sum(doses[f"{ag.prefix}_amounts"]) / ag.budget - 1.0
+        return jnp.stack([jnp.sum(doses[ag.amounts_key]) / ag.budget - 1.0
                           if np.isfinite(ag.budget) else jnp.asarray(-1.0, z.dtype)
                           for ag in self.agents])
 

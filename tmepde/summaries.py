@@ -27,6 +27,7 @@ from typing import Mapping
 import h5py
 import numpy as np
 
+from ._dose_keys import schedule_keys
 from .io import decode_strings, decode_text, open_h5
 
 __all__ = ["FIT_FORMAT", "OPTIMIZE_FORMAT", "file_format", "write_fit", "fit_figure",
@@ -139,8 +140,9 @@ def write_optimize(path: str | Path, *, times, burden: Mapping, objective: Mappi
         for name, p in schedules.items():
             g = f.create_group(f"schedules/{name}")
             for a in agents:
-                g[f"{a.prefix}_times"] = np.asarray(p[a.times_key], float)
-                g[f"{a.prefix}_amounts"] = np.asarray(p[a.amounts_key], float)
+                times, amounts = schedule_keys(a.prefix)
+                g[times] = np.asarray(p[a.times_key], float)
+                g[amounts] = np.asarray(p[a.amounts_key], float)
             g.attrs["objective"] = float(objective.get(name, np.nan))
             tox = toxicity.get(name)
             g.attrs["toxicity"] = np.nan if tox is None else float(tox)
@@ -162,7 +164,8 @@ def optimize_figure(path: str | Path):
         for j, name in enumerate(scheds):
             g = f[f"schedules/{name}"]
             for k, (a, cap) in enumerate(zip(agents, caps)):
-                t, amt = g[f"{a}_times"][:] / 24, g[f"{a}_amounts"][:]
+                times, amounts = schedule_keys(a)
+                t, amt = g[times][:] / 24, g[amounts][:]
                 keep = amt > 0
                 ax[0].vlines(t[keep], j, j + 0.8 * amt[keep] / cap, color=f"C{j}", lw=3,
                              linestyles=["solid", "dashed", "dotted"][k % 3])

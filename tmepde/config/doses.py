@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from typing import Mapping
 
+from .._dose_keys import is_dose_amount_key  # tmepde.therapy's naming, without importing JAX
 from .schema import NUMBER, ConfigError, Key, positive, short
 
 __all__ = ["PATIENT", "PATIENT_DOC", "DOSE_UNITS", "is_dose_key", "dose_amounts_ng"]
@@ -33,8 +34,9 @@ _AMOUNT = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(.+?)\s
 
 
 def is_dose_key(name: str) -> bool:
-    """Parameters that hold dose amounts (ng), by the models' naming of dose schedules."""
-    return name.endswith("_amounts")
+    """Parameters that hold dose amounts (ng), by the models' naming of dose schedules
+    (:func:`tmepde.therapy.is_dose_amount_key`)."""
+    return is_dose_amount_key(name)
 
 
 def _one(v, path: str, patient: Mapping[str, float]) -> float:

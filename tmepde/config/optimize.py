@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
+from .._dose_keys import schedule_keys, systemic_prefix  # tmepde.therapy's naming, no JAX
 from .schema import (BOOLEAN, INTEGER, NUMBER, OPTIONAL, REQUIRED, STRING, ConfigError, Key,
                      key_table, nonnegative, one_of, positive, resolve_keys)
 
@@ -65,16 +66,16 @@ def resolve_optimize(raw: Mapping, defaults: Mapping) -> dict:
     for i, a in enumerate(agents):
         path = f"optimize.agents[{i}]"
         ag = resolve_keys(a, OPTIMIZE_AGENT, path)
-        for suffix in ("_times", "_amounts"):
-            if ag["prefix"] + suffix not in defaults:
+        for key in schedule_keys(ag["prefix"]):
+            if key not in defaults:
                 raise ConfigError(f"{path}.prefix", f"{path}.prefix '{ag['prefix']}': the model has no "
-                                  f"parameter '{ag['prefix']}{suffix}'; dose prefixes look like 'sys_ifng', "
+                                  f"parameter '{key}'; dose prefixes look like 'sys_ifng', "
                                   "'it_il12'")
         if ag.get("t_max") is not None and ag["t_max"] <= ag["t_min"]:
             raise ConfigError(f"{path}.t_max", f"{path}.t_max ({ag['t_max']}) must be > t_min ({ag['t_min']})")
         resolved.append(ag)
     out["agents"] = resolved
-    if f"sys_{out['toxicity_agent']}_times" not in defaults:
+    if schedule_keys(systemic_prefix(out["toxicity_agent"]))[0] not in defaults:
         raise ConfigError("optimize.toxicity_agent", f"optimize.toxicity_agent '{out['toxicity_agent']}' "
                           "has no systemic schedule (sys_<agent>_times); e.g. toxicity_agent = \"ifng\"")
     from ..optimize import OptimizeError, check_table

@@ -31,6 +31,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from .. import initial as _initial
+from .._dose_keys import schedule_keys, schedule_prefixes
 from ..grid import AXIS_NAMES, Boundary, Grid, parse_boundary, resolve_boundaries
 from ..model import Model, ModelLoadError, ParameterError, did_you_mean, load_model
 from ..stepping import SCHEMES
@@ -589,11 +590,12 @@ def _check_dose_times(defaults: Mapping, params: Mapping, t_end: float) -> None:
     """Dose schedules (``<name>_times`` with ``<name>_amounts``): a dose with a non-zero
     amount after ``time.t_end`` is never given, which is legal (a shortened run) but worth
     a warning."""
+    schedules = dict(map(schedule_keys, schedule_prefixes(defaults)))  # times key -> amounts key
     for k in params:
-        if not (k.endswith("_times") and k[:-6] + "_amounts" in defaults):
+        if k not in schedules:
             continue
         times = np.atleast_1d(np.asarray(params[k], float))
-        amounts = np.atleast_1d(np.asarray(params.get(k[:-6] + "_amounts", defaults[k[:-6] + "_amounts"]), float))
+        amounts = np.atleast_1d(np.asarray(params.get(schedules[k], defaults[schedules[k]]), float))
         late = times[(amounts != 0) & (times > t_end)] if amounts.shape == times.shape else times[times > t_end]
         if late.size:
             warnings.warn(ConfigWarning(
