@@ -175,3 +175,20 @@ def test_augmented_lagrangian_with_batched_starts_reaches_the_exact_optimum():
     np.testing.assert_allclose(a, np.asarray(target) - 0.6, atol=2e-4)
     assert tr.info["lam"][0] == pytest.approx(2 * 0.6 * 12, rel=1e-3)  # KKT, as for one start
     assert tr.info["starts"] == 4 and np.isfinite(tr.value)
+
+
+def test_sine_chart_maps_the_same_schedules_and_its_jacobian_matches_differences():
+    space = _space()
+    to_w, to_z, dz_dw = space.sine_chart()
+    z = np.random.default_rng(2).normal(scale=3.0, size=(4, space.size))
+    np.testing.assert_allclose(to_z(to_w(z)), z, rtol=1e-9, atol=1e-9)  # round trip
+    w = to_w(z)
+    d = space.decode(jnp.asarray(to_z(w[0])))
+    mask = space.amount_mask()
+    caps = np.concatenate([np.full(5, 10.0), np.full(3, 2.0)])
+    np.testing.assert_allclose(np.concatenate([d["a_amounts"], d["b_amounts"]]),
+                               caps * (1 + np.sin(w[0][mask])) / 2, rtol=1e-12)  # Box's map
+    h = 1e-6
+    fd = (to_z(w + h) - to_z(w - h)) / (2 * h)  # the map is diagonal: one difference per entry
+    np.testing.assert_allclose(dz_dw(w), fd, rtol=1e-6)
+    assert mask.sum() == 8 and not mask[5:10].any()  # a's time coordinates follow its amounts
