@@ -19,6 +19,7 @@ group is solved in one batched call:
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 import numpy as np
 import jax
@@ -28,6 +29,11 @@ from . import operators, radial
 from .grid import Grid
 from .model import SECONDS_PER_HOUR, Model
 from .transforms import LaplacianTransform
+
+if TYPE_CHECKING:  # shape annotations only (jaxtyping); nothing is checked at run time
+    from jaxtyping import Array, ArrayLike, Float
+
+    Fields = Float[Array, "S *grid"]  # a stacked state or rate: species first, then the grid
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -205,10 +211,10 @@ class Discretization:
     def decay(self, params, idx, dtype):
         return self._per_species(params, "decay_", idx, dtype)
 
-    def as_dict(self, y) -> dict:
+    def as_dict(self, y: Fields) -> dict[str, Float[Array, "*grid"]]:
         return {n: y[i] for i, n in enumerate(self.model.names)}
 
-    def from_dict(self, fields, like) -> jnp.ndarray:
+    def from_dict(self, fields: dict, like: Fields) -> Fields:
         """Stack a partial ``{species: rate}`` dict to ``like``'s shape (zeros elsewhere)."""
         unknown = sorted(set(fields) - set(self.model.names))
         if unknown:
@@ -219,14 +225,15 @@ class Discretization:
             for n in self.model.names
         ])
 
-    def local_decay(self, t, y, params):
+    def local_decay(self, t: Float[ArrayLike, ""], y: Fields, params: dict) -> Fields:
         """(S, *shape) state-dependent decay rates (1/h, clipped >= 0), zeros if none."""
         if self.model.local_decay is None:
             return jnp.zeros_like(y)
         return jnp.maximum(self.from_dict(self.model.local_decay(t, self.as_dict(y), params), y), 0)
 
     # -- right-hand sides -------------------------------------------------------------
-    def nonstiff(self, t, y, params, limiter_dt=None):
+    def nonstiff(self, t: Float[ArrayLike, ""], y: Fields, params: dict,
+                 limiter_dt: float | None = None) -> Fields:
         """Reactions + chemotaxis, (S, *shape) per hour."""
         if self.model.reactions is not None:
             rate = self.from_dict(self.model.reactions(t, self.as_dict(y), params), y)
@@ -248,7 +255,8 @@ class Discretization:
             rate = rate.at[i].add(flux_div[0])
         return rate
 
-    def stiff(self, t, y, params, k_local=None):
+    def stiff(self, t: Float[ArrayLike, ""], y: Fields, params: dict,
+              k_local: Fields | None = None) -> Fields:
         """Diffusion + implicit decays, (S, *shape) per hour (full affine operator)."""
 
         def select(x, idx):
@@ -280,7 +288,8 @@ class Discretization:
         return jnp.take(out, self._unpermute, axis=0)
 
     # -- implicit solve ---------------------------------------------------------------
-    def implicit_solve(self, rhs, gamma, params, k_local=None, guess=None):
+    def implicit_solve(self, rhs: Fields, gamma: Float[ArrayLike, ""], params: dict,
+                       k_local: Fields | None = None, guess: Fields | None = None) -> Fields:
         """Solve ``(I - γ S) u = rhs`` for the stiff linear part ``S`` (incl. Dirichlet lift).
 
         rhs: (S, *shape); gamma: scalar step weight in h; k_local: (S, *shape) or None;
@@ -378,7 +387,7 @@ class Discretization:
             out = term if out is None else out + term
         return out
 
-    def clip(self, y):
+    def clip(self, y: Fields) -> Fields:
         """Local positivity limiter for nonnegative species that keeps each species' total.
 
         Second-order schemes (BDF extrapolation, upwind taxis at sharp fronts) can undershoot
@@ -459,7 +468,7 @@ class Discretization:
         # A species whose total is negative cannot be made nonnegative: set it to 0.
         return jnp.maximum(z, 0) / w
 
-    def positive_part(self, y):
+    def positive_part(self, y: Fields) -> Fields:
         """``max(y, 0)`` for nonnegative species, ``y`` for the others (no mass fixing)."""
         if not self.nonnegative.any():
             return y
@@ -476,7 +485,7 @@ class Discretization:
             return float(self.flush_floor)
         return float(jnp.finfo(dtype).eps) * (64 if jnp.dtype(dtype) == jnp.float64 else 16)
 
-    def flush(self, y):
+    def flush(self, y: Fields) -> Fields:
         """Round-off floor for nonnegative species after an implicit solve: values with
         ``|y| <= floor · max|y|`` (per species, :meth:`roundoff_floor`) become exactly 0.
 

@@ -13,9 +13,12 @@ Conventions
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal, Sequence
+from typing import TYPE_CHECKING, Literal, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:  # shape annotations only (jaxtyping); nothing is checked at run time
+    from jaxtyping import Float
 
 BCKind = Literal["neumann", "dirichlet", "periodic"]
 _BC_KINDS = ("neumann", "dirichlet", "periodic")
@@ -187,7 +190,7 @@ class Grid:
         """µm^ndim of a Cartesian cell (for spherical grids use :meth:`cell_volumes`)."""
         return float(np.prod(self.spacing))
 
-    def cell_volumes(self) -> np.ndarray:
+    def cell_volumes(self) -> Float[np.ndarray, "*shape"]:
         """Measure of every cell, shape ``self.shape``: µm^ndim (Cartesian) or µm³ (shells)."""
         if self.geometry == "spherical":
             r = np.arange(self.shape[0] + 1) * self.spacing[0]
@@ -199,11 +202,11 @@ class Grid:
         """Domain length per axis in µm."""
         return tuple(n * h for n, h in zip(self.shape, self.spacing))
 
-    def axis_centers(self, axis: int) -> np.ndarray:
+    def axis_centers(self, axis: int) -> Float[np.ndarray, " n"]:
         """Cell-centre coordinates along ``axis`` in µm, shape ``(shape[axis],)``."""
         n, h = self.shape[axis], self.spacing[axis]
         return (np.arange(n) + 0.5) * h
 
-    def coordinates(self) -> tuple[np.ndarray, ...]:
+    def coordinates(self) -> tuple[Float[np.ndarray, "*shape"], ...]:
         """Cell-centre coordinate arrays (µm), each of shape ``self.shape`` (ij indexing)."""
         return tuple(np.meshgrid(*[self.axis_centers(a) for a in range(self.ndim)], indexing="ij"))

@@ -10,11 +10,16 @@ set of boundary conditions and return an array of the same shape.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import jax.numpy as jnp
 from jax import lax
 
 from .grid import AxisBC, Grid
+
+if TYPE_CHECKING:  # shape annotations only (jaxtyping); nothing is checked at run time
+    from jaxtyping import Array, ArrayLike, Float
 
 __all__ = ["laplacian", "dirichlet_lift", "face_diffusivity", "boundary_face_diffusivity",
            "variable_diffusion", "variable_dirichlet_lift", "chemotaxis_divergence"]
@@ -61,7 +66,8 @@ def _axis_vector(values: np.ndarray, ndim: int, axis: int, dtype):
     return jnp.asarray(values.reshape(shape), dtype)
 
 
-def laplacian(u, grid: Grid, bcs: tuple[AxisBC, ...], homogeneous: bool = False):
+def laplacian(u: Float[Array, "S *grid"], grid: Grid, bcs: tuple[AxisBC, ...],
+              homogeneous: bool = False) -> Float[Array, "S *grid"]:
     """Second-order 3-point-per-axis Laplacian, 1/µm² times ``u``'s units.
 
     ``homogeneous=True`` sets Dirichlet values to 0 (the linear part of the operator); the
@@ -97,7 +103,7 @@ def laplacian(u, grid: Grid, bcs: tuple[AxisBC, ...], homogeneous: bool = False)
     return out
 
 
-def dirichlet_lift(grid: Grid, bcs: tuple[AxisBC, ...]) -> np.ndarray:
+def dirichlet_lift(grid: Grid, bcs: tuple[AxisBC, ...]) -> Float[np.ndarray, "*grid"]:
     """``b`` with ``laplacian(u) = laplacian(u, homogeneous=True) + b`` (1/µm² · units).
 
     Non-zero only in boundary cells next to Dirichlet faces: ``2 g / h²`` per such face.
@@ -124,12 +130,14 @@ def _edge_pad(d, axis: int, periodic: bool):
     return jnp.concatenate([first, d, last], axis=axis)
 
 
-def face_diffusivity(d_left, d_right):
+def face_diffusivity(d_left: Float[Array, "*shape"],
+                     d_right: Float[Array, "*shape"]) -> Float[Array, "*shape"]:
     """Harmonic mean: the flux-continuous face value between two cells."""
     return 2 * d_left * d_right / jnp.maximum(d_left + d_right, jnp.finfo(d_left.dtype).tiny)
 
 
-def boundary_face_diffusivity(diffusivity, axis: int, side: str):
+def boundary_face_diffusivity(diffusivity: Float[Array, "S *grid"], axis: int,
+                              side: str) -> Float[Array, "S *face"]:
     """D at the low (``side="lo"``) or high face of ``axis``, extrapolated linearly from the
     two nearest cell centres (at h/2 and 3h/2): ``(3 D_0 - D_1) / 2``.
 
@@ -162,8 +170,9 @@ def _with_boundary_faces(d_minus, d_plus, diffusivity, axis: int, bc: AxisBC):
     return d_minus, d_plus
 
 
-def variable_diffusion(u, diffusivity, grid: Grid, bcs: tuple[AxisBC, ...],
-                       homogeneous: bool = False):
+def variable_diffusion(u: Float[Array, "S *grid"], diffusivity: Float[ArrayLike, "S *grid"],
+                       grid: Grid, bcs: tuple[AxisBC, ...],
+                       homogeneous: bool = False) -> Float[Array, "S *grid"]:
     """``∇·(D(x) ∇u)`` with harmonic-mean face coefficients, second order where D is smooth.
 
     u: (S, *shape); diffusivity: (S, *shape) or broadcastable, µm²/time. Dirichlet faces use
@@ -191,7 +200,8 @@ def variable_diffusion(u, diffusivity, grid: Grid, bcs: tuple[AxisBC, ...],
     return out
 
 
-def variable_dirichlet_lift(diffusivity, grid: Grid, bcs: tuple[AxisBC, ...]):
+def variable_dirichlet_lift(diffusivity: Float[Array, "S *grid"], grid: Grid,
+                            bcs: tuple[AxisBC, ...]) -> Float[Array, "S *grid"]:
     """Affine part of :func:`variable_diffusion`: ``2 D_face g / h²`` in cells next to each
     Dirichlet face (``D_face`` from :func:`boundary_face_diffusivity`).
 
@@ -214,8 +224,12 @@ def variable_dirichlet_lift(diffusivity, grid: Grid, bcs: tuple[AxisBC, ...]):
     return out
 
 
-def chemotaxis_divergence(u, attractant, sensitivity, grid: Grid, bcs: tuple[AxisBC, ...],
-                          crowding=None, capacity=None, dt=None):
+def chemotaxis_divergence(u: Float[Array, "S *grid"], attractant: Float[Array, "S *grid"],
+                          sensitivity: Float[ArrayLike, " S"], grid: Grid,
+                          bcs: tuple[AxisBC, ...],
+                          crowding: Float[Array, "S *grid"] | None = None,
+                          capacity: Float[ArrayLike, " S"] | None = None,
+                          dt: float | None = None) -> Float[Array, "S *grid"]:
     """``-∇·(χ u q(ρ) ∇c)`` by first-order upwind fluxes (positivity-preserving).
 
     u: (S, *shape) densities that move; attractant: (S, *shape), the field each climbs;

@@ -22,11 +22,16 @@ All transforms act on the trailing ``ndim`` axes and batch over leading axes.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import jax
 import jax.numpy as jnp
 
 from .grid import AxisBC, Grid
+
+if TYPE_CHECKING:  # shape annotations only (jaxtyping); nothing is checked at run time
+    from jaxtyping import Array, Float, Inexact
 
 
 def _axis_kind(bc: AxisBC) -> str:
@@ -218,7 +223,7 @@ class LaplacianTransform:
         """
         return self.fuse_last2 and self.grid.ndim >= 2 and self.kinds[-2:] == ("dct", "dct")
 
-    def forward(self, u):
+    def forward(self, u: Float[Array, "*batch"]) -> Inexact[Array, "*batch_hat"]:
         """``u``: (..., *grid.shape) real -> coefficients (real, or complex if periodic)."""
         nd = self.grid.ndim
         if self._last2_dct:
@@ -241,7 +246,7 @@ class LaplacianTransform:
             u = jnp.fft.rfftn(u, axes=axes)
         return u
 
-    def inverse(self, uhat, dtype):
+    def inverse(self, uhat: Inexact[Array, "*batch_hat"], dtype) -> Float[Array, "*batch"]:
         nd = self.grid.ndim
         u = uhat
         if self.periodic_axes:
@@ -266,7 +271,8 @@ class LaplacianTransform:
             u = _idct2_last2(u)
         return u
 
-    def apply_multiplier(self, u, multiplier):
+    def apply_multiplier(self, u: Float[Array, "*batch"],
+                         multiplier: Float[Array, "..."]) -> Float[Array, "*batch"]:
         """``inverse(multiplier * forward(u))``; ``multiplier`` broadcasts against the
         transformed array (e.g. shape ``(S, *eig.shape)``)."""
         return self.inverse(self.forward(u) * multiplier, u.dtype)
