@@ -129,13 +129,14 @@ def test_lagrangian_gradient_matches_central_differences(toy):
 
 @pytest.mark.slow
 def test_multistart_from_the_config_keeps_every_constraint(toy):
-    """optimize.starts = 3: the augmented Lagrangian's rounds run on a batch of three starts;
+    """optimize.starts = 3, coordinates = "sine": the augmented Lagrangian's rounds run on a
+    batch of three starts in Box's coordinates;
     the result keeps budget, cap, spacing and peak plasma (closed-form PK, finer grid) and
     beats the start."""
     from tmepde.optimize import run_optimize
 
     cfg, prob = _problem(toy)
-    prob.table.update(starts=3, spread=0.5, steps=25, rounds=5)
+    prob.table.update(starts=3, spread=0.5, steps=25, rounds=5, coordinates="sine")
     out = run_optimize(prob, cma=False, log=None)
     assert out.gradient.info["starts"] == 3 and not out.violations
     d = out.schedules["gradient"]
@@ -149,6 +150,8 @@ def test_multistart_from_the_config_keeps_every_constraint(toy):
     assert out.terms["gradient"]["objective"] < out.terms["start (config)"]["objective"] - 0.02
     with pytest.raises(ConfigError, match="optimize.starts"):
         loads_config(toy.read_text().replace("rounds = 6", "rounds = 6\nstarts = 0"), base_dir=toy.parent)
+    with pytest.raises(ConfigError, match="optimize.coordinates"):
+        loads_config(toy.read_text().replace("rounds = 6", "rounds = 6\ncoordinates = \"log\""), base_dir=toy.parent)
 
 
 def test_cli_writes_to_o_and_the_result_keeps_every_constraint(toy, tmp_path, capsys):

@@ -175,6 +175,11 @@ def test_augmented_lagrangian_with_batched_starts_reaches_the_exact_optimum():
     np.testing.assert_allclose(a, np.asarray(target) - 0.6, atol=2e-4)
     assert tr.info["lam"][0] == pytest.approx(2 * 0.6 * 12, rel=1e-3)  # KKT, as for one start
     assert tr.info["starts"] == 4 and np.isfinite(tr.value)
+    # the same in Box's sine coordinates, one start (SciPy's L-BFGS on w)
+    tr = minimize_auglag(space.lagrangian(objective), z0, 1, mu=10.0, outer=10, max_steps=200, tol=1e-6,
+                         ftol=1e-15, chart=space.sine_chart())
+    a = np.asarray(space.decode(jnp.asarray(tr.z))["a_amounts"])
+    np.testing.assert_allclose(a, np.asarray(target) - 0.6, atol=2e-4)
 
 
 def test_sine_chart_maps_the_same_schedules_and_its_jacobian_matches_differences():

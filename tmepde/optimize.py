@@ -252,7 +252,8 @@ def run_optimize(problem: ScheduleProblem, *, cma: bool = True, log: Callable | 
             + (f", {starts} starts in one batch" if starts > 1 else "") + " (compiling the value and gradient ...)")
     grad = minimize_auglag(L, jnp.asarray(problem.z0), n_con, outer=t["rounds"], max_steps=t["steps"],
                            tol=tol, reference_mu=t["penalty"], starts=starts, spread=t.get("spread", 0.5),
-                           seed=t.get("seed", 0), log=log)
+                           seed=t.get("seed", 0), log=log,
+                           chart=space.sine_chart() if t.get("coordinates", "logit") == "sine" else None)
     per_eval = grad.wall_s / max(grad.evaluations, 1)
     if log:
         log(f"  done: objective {grad.info['f']:.6g} in {grad.wall_s:.1f} s ({grad.evaluations} value+gradient "

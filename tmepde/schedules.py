@@ -312,7 +312,7 @@ def minimize_lbfgs(J: Callable, z0, *, max_steps: int = 100, tol: float = 1e-9,
 def minimize_auglag(L: Callable, z0, n_constraints: int, *, mu: float = 10.0, mu_max: float = 1e6,
                     outer: int = 8, max_steps: int = 50, tol: float = 1e-3, ftol: float = 1e-10,
                     reference_mu: float | None = None, starts: int = 1, spread: float = 0.5, seed: int = 0,
-                    log: Callable | None = None) -> Trace:
+                    chart: tuple | None = None, log: Callable | None = None) -> Trace:
     """Augmented-Lagrangian method: L-BFGS on ``z ↦ L(z, λ, μ)`` (from
     :meth:`ScheduleSpace.lagrangian`), then ``λ ← max(0, λ + μ g)``, and ``μ ← 10 μ`` when
     the largest violation did not fall below a quarter of the previous one (Nocedal & Wright
@@ -322,6 +322,8 @@ def minimize_auglag(L: Callable, z0, n_constraints: int, *, mu: float = 10.0, mu
     ``starts > 1``: each round is :func:`minimize_multistart` (``max_steps`` batched calls) on
     a population of ``starts`` points (``z0`` and ``spread``-sized perturbations of it, then
     the previous round's points); the multipliers follow the start with the lowest ``L``.
+    ``chart``: search coordinates as in :func:`minimize_multistart` (e.g.
+    :meth:`ScheduleSpace.sine_chart`), for either kind of round.
 
     ``L(z, λ, μ) -> (value, (f, g))`` is compiled once with λ (m,) and μ as arguments, so
     updating them costs nothing. The history holds, per evaluation, the best penalised value
@@ -375,7 +377,7 @@ def minimize_auglag(L: Callable, z0, n_constraints: int, *, mu: float = 10.0, mu
     for k in range(outer):
         label = f"AL round {k + 1} (mu {float(state['mu']):.3g})"
         if multi:
-            tr = minimize_multistart(None, z, points=points, batched=batched, max_steps=max_steps, tol=ftol,
+            tr = minimize_multistart(None, z, points=points, batched=batched, max_steps=max_steps, tol=ftol, chart=chart,
                                      spread=spread, seed=seed + k, log=log and (lambda line, lb=label: log(f"{lb} {line}")))
             t_off, n_off = time.perf_counter() - t0 - tr.wall_s, len(history) and history[-1][1]
             for t, n, v in tr.history:
@@ -385,7 +387,16 @@ def minimize_auglag(L: Callable, z0, n_constraints: int, *, mu: float = 10.0, mu
             points = np.asarray(tr.info["points"])
             z, f, g = at(points)
         else:
-            z = _lbfgs(fun, z, max_steps, ftol, log, label, t0, lambda: len(history)).x
+            if chart is None:
+                z = _lbfgs(fun, z, max_steps, ftol, log, label, t0, lambda: len(history)).x
+            else:
+                to_w, to_z, dz_dw = chart
+
+                def fun_w(w):
+                    value, grad = fun(to_z(w))
+                    return value, grad * dz_dw(w)
+
+                z = to_z(_lbfgs(fun_w, to_w(z), max_steps, ftol, log, label, t0, lambda: len(history)).x)
             (_, (f, g)), _ = vg(jnp.asarray(z, dtype), state["lam"], state["mu"])
         g_max = float(jnp.max(g, initial=-jnp.inf))
         new_lam = jnp.maximum(state["lam"] + state["mu"] * g, 0.0)

@@ -30,6 +30,10 @@ OPTIMIZE = {
     "spread": Key(NUMBER, 0.5, "size of the random perturbations of the extra starts (and of the restarts of a "
                   "converged start), in the unconstrained coordinates (logits of amount / max_amount)",
                   "spread = 0.5", positive("")),
+    "coordinates": Key(STRING, "logit", "search coordinates of the amounts: 'logit' (amount = max_amount · "
+                       "sigmoid(v)) or 'sine' (max_amount · (1 + sin w)/2, Box 1966: better conditioned near "
+                       "empty and full slots); the same schedules either way", 'coordinates = "sine"',
+                       one_of(("logit", "sine"))),
     "rounds": Key(INTEGER, 6, "augmented-Lagrangian rounds (multiplier updates) at most", "rounds = 6",
                   positive("")),
     "tolerance": Key(NUMBER, 1e-3, "constraint tolerance, relative (total/budget - 1, peak/limit - 1)",
