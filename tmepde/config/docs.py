@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from .._dose_keys import NONNEGATIVE_SUFFIXES
 from . import fit, optimize, sweep
 from .run import INITIAL, INITIAL_ALIASES, SECTIONS, SPECIES
 from .schema import key_table
@@ -28,7 +29,8 @@ def config_reference() -> str:
         "",
         "What is checked besides types: numbers are finite (no `nan`, `inf`); the file is UTF-8;",
         "rates, amounts and initial densities of non-negative species are >= 0 (every model",
-        "parameter whose default is > 0, `D_*`, `decay_*` and dose `*_times`/`*_amounts`/`*_rate`;",
+        "parameter whose default is > 0, `D_*`, `decay_*` and dose "
+        + "/".join(f"`*{s}`" for s in NONNEGATIVE_SUFFIXES) + ";",
         "a model declares sign-free ones in `Model(signed_params=...)`); array parameters (dose",
         "schedules) get a list of their length; a dose with a non-zero amount after `time.t_end`",
         "is a warning (`ConfigWarning`: it is never given); `time.t_end / time.dt` is at most 1e9",
