@@ -10,7 +10,7 @@ respect to both the amount and the time of each dose:
   Gaussian, ``rate·[Φ((t-t0)/w) − Φ((t-t1)/w)]``; its integral is exactly ``rate·(t1-t0)``.
 
 Systemic routes use a linear one-compartment model with first-order absorption
-(s.c./oral: ``ka``) or direct input (i.v.: ``ka = inf``), elimination ``ke`` and apparent
+(s.c./oral: ``ka``) or direct input (i.v.: ``ka=None``), elimination ``ke`` and apparent
 volume ``V/F``. For linear PK the plasma concentration is the superposition of dose
 responses; with Gaussian-smoothed inputs each response has the closed form
 
@@ -43,18 +43,20 @@ are (``ka=None``, i.v., and ``deposit=None``, well mixed, are empty subtrees).
 from __future__ import annotations
 
 import math
-from typing import Mapping, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Mapping, NamedTuple, Sequence
 
 import numpy as np
 import jax
 import jax.numpy as jnp
 from jax.scipy.special import log_ndtr, ndtr
-from jaxtyping import Array, ArrayLike, Float
 
 from ._dose_keys import (LOCAL, NONNEGATIVE_SUFFIXES, SYSTEMIC, WELL_MIXED_VOLUME, _require,
                          deposit_keys, infusion_keys, infusion_prefix, infusion_prefixes,
                          is_dose_amount_key, local_prefix, pk_keys, schedule_keys,
                          schedule_prefixes, systemic_prefix)
+
+if TYPE_CHECKING:  # shape annotations only (jaxtyping); nothing is checked at run time
+    from jaxtyping import Array, ArrayLike, Float
 
 __all__ = [
     # naming of dose parameters in a flat parameter dict
