@@ -58,6 +58,14 @@ def _pcg(matvec, b, x0, precondition, tol, maxiter):
     first iterate otherwise iterates until ``r`` underflows to 0 and ``pᵀAp = 0``), and a
     zero step length or direction update is used where a denominator is 0.
     Returns ``(x, iterations)``.
+
+    The preconditioner is applied at the top of an iteration, to the residual it is about
+    to use (``z = M r``, then the direction ``p = z + β p``), not after the update: the
+    iterates are the same bit for bit, but a first iterate that already meets the tolerance
+    costs no preconditioner solve, and the ``z`` of the last residual (never used) is not
+    computed. Each preconditioner solve is a transform pair, the bulk of a CG iteration:
+    this is one transform pair less per species and implicit solve (7 of ~37 per step of
+    the default TME scenario).
     """
     tiny = jnp.finfo(b.dtype).tiny
     atol2 = jnp.maximum(jnp.square(tol) * _dot(b, b), tiny)
@@ -68,19 +76,18 @@ def _pcg(matvec, b, x0, precondition, tol, maxiter):
 
     def body(state):
         x, r, gamma, p, it = state
-        ap = matvec(p)
-        pap = _dot(p, ap)
-        alpha = jnp.where(pap > 0, gamma / jnp.where(pap > 0, pap, 1), 0)
-        x = x + alpha * p
-        r = r - alpha * ap
         z = precondition(r)
         gamma_new = _dot(r, z)
+        # First iteration: β = 0 and p = 0, so p = z exactly (z + 0 · 0).
         beta = jnp.where(gamma > 0, gamma_new / jnp.where(gamma > 0, gamma, 1), 0)
-        return x, r, gamma_new, z + beta * p, it + 1
+        p = z + beta * p
+        ap = matvec(p)
+        pap = _dot(p, ap)
+        alpha = jnp.where(pap > 0, gamma_new / jnp.where(pap > 0, pap, 1), 0)
+        return x + alpha * p, r - alpha * ap, gamma_new, p, it + 1
 
     r0 = b - matvec(x0)
-    z0 = precondition(r0)
-    state = (x0, r0, _dot(r0, z0), z0, jnp.asarray(0, jnp.int32))
+    state = (x0, r0, jnp.zeros((), r0.dtype), jnp.zeros_like(r0), jnp.asarray(0, jnp.int32))
     x, _, _, _, it = jax.lax.while_loop(cond, body, state)
     return x, it
 

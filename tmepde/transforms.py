@@ -177,6 +177,52 @@ def _idct2_last2(X):
     return _makhoul_unorder(_makhoul_unorder(v, a1), a2)
 
 
+def _mirror(A, axis: int, length: int):
+    """``A(n - k)`` along ``axis`` for ``k = 0..length-1`` (``n = A.shape[axis]``); at ``k = 0``
+    (index ``n``, outside the array) ``A(0)``, a finite stand-in for a value that the callers
+    multiply by an exact 0."""
+    n = A.shape[axis]
+    return jnp.concatenate([_slice(A, 0, 1, axis), jnp.flip(_slice(A, n - length + 1, n, axis), axis)], axis)
+
+
+def _dct_multiply_last2(x, m):
+    """``IDCT2(m · DCT2(x))`` over the last two axes (the inverse of :func:`_dct2_last2` after
+    a real multiplier ``m`` of ``x``'s shape), without forming the cosine coefficients.
+
+    With ``R = rfft2`` of the reordered ``x``, ``w_a(k) = e^{-iπk/2N_a}``, ``P = w1 w2 R(k1, k2)``
+    and ``Q = w1 w̄2 conj(R(-k1, k2))``, the four cosine coefficients that share the
+    half-spectrum entry (k1, k2) are (from ``w(N - k) = -i w̄(k)`` and ``R(-k) = conj R(k)``)::
+
+        X(k1, k2) = ½ Re(P + Q)        X(N1-k1, k2) = -½ Im(P + Q)
+        X(k1, N2-k2) = -½ Im(P - Q)    X(N1-k1, N2-k2) = -½ Re(P - Q)
+
+    (a coefficient at index N is 0). The inverse of :func:`_idct2_last2` at (k1, k2) needs
+    exactly these four (``V = w̄1 w̄2 [Y(k1,k2) - Y(N1-k1,N2-k2) - i (Y(N1-k1,k2) + Y(k1,N2-k2))]``),
+    so the multiplier is applied to them in place: one ``rfft2``, one elementwise pass over the
+    half spectrum, one ``irfft2``. ``x``: (..., N1, N2) real; ``m``: same shape, real.
+    """
+    nd = x.ndim
+    a1, a2 = nd - 2, nd - 1
+    n1, n2 = x.shape[-2:]
+    half = n2 // 2 + 1
+    R = jnp.fft.rfft2(_makhoul_order(_makhoul_order(x, a1), a2))  # (..., n1, half)
+    R_neg = _mirror(R, a1, n1)  # R(-k1, k2); R(0, k2) at k1 = 0
+    w1 = _phase(n1, n1, nd, a1, R.dtype)
+    w2 = _phase(n2, half, nd, a2, R.dtype)
+    P = (w1 * w2) * R
+    Q = (w1 * jnp.conj(w2)) * jnp.conj(R_neg)
+    s, d = P + Q, P - Q
+    m_low = _slice(m, 0, half, a2)  # m(k1, k2)
+    m_up = _mirror(m, a2, half)  # m(k1, N2 - k2)
+    y1 = m_low * jnp.real(s)  # 2 Y(k1, k2)
+    y2 = -_mirror(m_low, a1, n1) * jnp.imag(s)  # 2 Y(N1-k1, k2)
+    y3 = -m_up * jnp.imag(d)  # 2 Y(k1, N2-k2)
+    y4 = -_mirror(m_up, a1, n1) * jnp.real(d)  # 2 Y(N1-k1, N2-k2)
+    V = jnp.conj(w1 * w2) * (0.5 * jax.lax.complex(y1 - y4, -(y2 + y3)))
+    v = jnp.fft.irfft2(V, s=(n1, n2))
+    return _makhoul_unorder(_makhoul_unorder(v, a1), a2)
+
+
 def _alternate(n: int, ndim: int, axis: int, dtype):
     shape = [1] * ndim
     shape[axis] = n
@@ -231,16 +277,7 @@ class LaplacianTransform:
         for a, kind in enumerate(self.kinds):
             if self._last2_dct and a >= nd - 2:
                 continue
-            ax = u.ndim - nd + a
-            n = self.grid.shape[a]
-            if kind == "dct":
-                u = _dct2(u, ax)
-            elif kind == "dst":
-                u = _dct2(u * _alternate(n, u.ndim, ax, u.dtype), ax)
-            elif kind == "nd":
-                u = _dct2(jnp.concatenate([u, -jnp.flip(u, axis=ax)], axis=ax), ax)
-            elif kind == "dn":
-                u = _dct2(jnp.concatenate([-jnp.flip(u, axis=ax), u], axis=ax), ax)
+            u = self._axis_forward(u, u.ndim - nd + a, kind, self.grid.shape[a])
         if self.periodic_axes:
             axes = tuple(u.ndim - nd + a for a in self.periodic_axes)
             u = jnp.fft.rfftn(u, axes=axes)
@@ -257,22 +294,62 @@ class LaplacianTransform:
         for a, kind in reversed(list(enumerate(self.kinds))):
             if self._last2_dct and a >= nd - 2:
                 continue
-            ax = u.ndim - nd + a
-            n = self.grid.shape[a]
-            if kind == "dct":
-                u = _idct2(u, ax)
-            elif kind == "dst":
-                u = _idct2(u, ax) * _alternate(n, u.ndim, ax, u.dtype)
-            elif kind == "nd":
-                u = _slice(_idct2(u, ax), 0, n, ax)
-            elif kind == "dn":
-                u = _slice(_idct2(u, ax), n, 2 * n, ax)
+            u = self._axis_inverse(u, u.ndim - nd + a, kind, self.grid.shape[a])
         if self._last2_dct:
             u = _idct2_last2(u)
         return u
 
     def apply_multiplier(self, u: Float[Array, "*batch"],
                          multiplier: Float[Array, "..."]) -> Float[Array, "*batch"]:
-        """``inverse(multiplier * forward(u))``; ``multiplier`` broadcasts against the
-        transformed array (e.g. shape ``(S, *eig.shape)``)."""
-        return self.inverse(self.forward(u) * multiplier, u.dtype)
+        """``inverse(multiplier * forward(u))``; ``multiplier`` (real) broadcasts against the
+        transformed array (e.g. shape ``(S, *eig.shape)``).
+
+        With two zero-flux trailing axes and no periodic axis the pair is fused
+        (:func:`_dct_multiply_last2`): the multiplier is applied in the ``rfft2`` half
+        spectrum, so the full real cosine coefficients are never formed and the mirrors of the
+        separate forward and inverse transforms are not needed.
+        """
+        if not (self._last2_dct and not self.periodic_axes):
+            return self.inverse(self.forward(u) * multiplier, u.dtype)
+        nd = self.grid.ndim
+        v = self._lead_forward(u)
+        v = _dct_multiply_last2(v, jnp.broadcast_to(multiplier, jnp.broadcast_shapes(
+            jnp.shape(multiplier), v.shape)).astype(v.dtype))
+        return self._lead_inverse(v).astype(u.dtype) if nd > 2 else v.astype(u.dtype)
+
+    def _lead_forward(self, u):
+        """The per-axis transforms of the axes before the fused trailing two."""
+        nd = self.grid.ndim
+        for a, kind in enumerate(self.kinds[:nd - 2]):
+            u = self._axis_forward(u, u.ndim - nd + a, kind, self.grid.shape[a])
+        return u
+
+    def _lead_inverse(self, u):
+        nd = self.grid.ndim
+        for a, kind in reversed(list(enumerate(self.kinds[:nd - 2]))):
+            u = self._axis_inverse(u, u.ndim - nd + a, kind, self.grid.shape[a])
+        return u
+
+    @staticmethod
+    def _axis_forward(u, ax, kind, n):
+        if kind == "dct":
+            return _dct2(u, ax)
+        if kind == "dst":
+            return _dct2(u * _alternate(n, u.ndim, ax, u.dtype), ax)
+        if kind == "nd":
+            return _dct2(jnp.concatenate([u, -jnp.flip(u, axis=ax)], axis=ax), ax)
+        if kind == "dn":
+            return _dct2(jnp.concatenate([-jnp.flip(u, axis=ax), u], axis=ax), ax)
+        return u
+
+    @staticmethod
+    def _axis_inverse(u, ax, kind, n):
+        if kind == "dct":
+            return _idct2(u, ax)
+        if kind == "dst":
+            return _idct2(u, ax) * _alternate(n, u.ndim, ax, u.dtype)
+        if kind == "nd":
+            return _slice(_idct2(u, ax), 0, n, ax)
+        if kind == "dn":
+            return _slice(_idct2(u, ax), n, 2 * n, ax)
+        return u
