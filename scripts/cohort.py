@@ -165,9 +165,13 @@ def run_b7(args) -> int:
     exponent = diameter_exponent(cfg.grid)
     for name, over in ablations.items():
         t0 = time.perf_counter()
-        times, burden = bh.run_cohort(cfg, factors, over, chunk=args.chunk)
-        wall = time.perf_counter() - t0
-        np.savez(f"{args.results}_{name}_raw.npz", times=times, burden=burden,
+        if args.from_raw:  # re-analyse a saved run (same -n, --seed, --cv)
+            z = np.load(args.from_raw)
+            times, burden, wall = z["times"], z["burden"], float(z["wall_s"])
+        else:
+            times, burden = bh.run_cohort(cfg, factors, over, chunk=args.chunk)
+            wall = time.perf_counter() - t0
+        np.savez(f"{args.results}_{name}_raw.npz", times=times, burden=burden, wall_s=wall,
                  **{f"factor_{k}": v for k, v in factors.items()})  # re-analysable without a rerun
         r = bh.best_response(burden, exponent)
         sep = bh.separation(factors, r["responder"], r["best_change"]) if 0 < r["responder"].sum() < args.n else {}
@@ -178,11 +182,21 @@ def run_b7(args) -> int:
                       "best_change_pct": np.round(r["best_change"], 2).tolist(),
                       "day30_ratio": np.round(burden[:, -1] / burden[:, 0], 4).tolist(),
                       "separation": sep}
+        if sep and all(k in factors for k in ("kill_cd8", "rec_cd8", "growth_tumor")):
+            # immune kill capacity over growth: CTL killing × recruitment / proliferation
+            idx = np.log(factors["kill_cd8"] * factors["rec_cd8"] / factors["growth_tumor"])
+            o = np.argsort(idx)
+            acc = [np.mean((idx > t) == r["responder"]) for t in (idx[o][:-1] + idx[o][1:]) / 2]
+            j = int(np.argmax(acc))
+            rows[name]["index_kill_rec_over_growth"] = {
+                "auc": bh.roc_auc(idx, r["responder"]), "best_threshold_ln": float((idx[o][j] + idx[o][j + 1]) / 2),
+                "accuracy": float(acc[j])}
+            print(f"  ln(kill·rec/growth): {rows[name]['index_kill_rec_over_growth']}")
         raw[name] = (times, burden, r)
         print(f"{name}: {rows[name]['responders']} responders / {args.n} ({wall:.0f} s); "
               f"classes {rows[name]['classes']}", flush=True)
         for k, v in sep.items():
-            print(f"  {k}: rho {v['rho']:+.2f}, smd {v['smd']:+.2f}, logit {v['logit']:+.2f}")
+            print(f"  {k}: rho {v['rho']:+.2f}, smd {v['smd']:+.2f}, logit {v['logit']:+.2f}, auc {v['auc']:.2f}")
     machine = f"{cpu_model()}, {jax.device_count()} × {jax.devices()[0].platform}, jax {jax.__version__}"
     out = {"command": "python scripts/cohort.py " + " ".join(sys.argv[1:]), "machine": machine,
            "load_avg": os.getloadavg(), "grid": list(cfg.grid.shape), "spacing_um": list(cfg.grid.spacing),
@@ -237,6 +251,7 @@ def main(argv=None) -> int:
                    help="--b7: also run the cohort with these parameter values (repeatable)")
     p.add_argument("--results", default=str(ROOT / "results" / "cohort_b7"),
                    help="--b7: output prefix (default results/cohort_b7)")
+    p.add_argument("--from-raw", help="--b7: re-analyse <results>_defaults_raw.npz instead of running")
     args = p.parse_args(argv)
     select_device(args.device)
     if args.b7:

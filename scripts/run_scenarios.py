@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -20,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the package, when run from anywhere
 sys.path.insert(0, str(ROOT / "scripts"))
 from _machine import cpu_model  # noqa: E402
 
@@ -107,6 +110,9 @@ def main(argv=None) -> int:
     from tmepde.io import open_result
     from tmepde.sweep import run_sweep
 
+    load0 = os.getloadavg()
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -125,14 +131,17 @@ def main(argv=None) -> int:
         print(f"{name}: {measured} -> {'pass' if ok else 'FAIL'} ({wall:.0f} s)", flush=True)
     machine = f"{cpu_model()}, {jax.device_count()} × {jax.devices()[0].platform}, jax {jax.__version__}"
     md = ["# Behaviours B1–B8 on 2D tumor sections (configs/scenarios, `tmepde sweep`)", "",
-          f"Machine: {machine}. Command: `python scripts/run_scenarios.py`. Grid 96² × 25 µm "
+          f"Machine: {machine}; load average {load0[0]:.1f} at the start, {os.getloadavg()[0]:.1f} at "
+          f"the end (2 cores shared). Commit {commit}. Command: `python scripts/run_scenarios.py"
+          f"{' ' + ' '.join(args.only) if args.only else ''}`. Grid 96² × 25 µm "
           "(B5: 200 × 8 × 10 µm), 14 days, dt 0.5 h, float32, all arms of a scenario in one "
           "vmapped batch; wall time includes compilation.", "",
           "| scenario | members | wall (s) | criterion | measured | pass |", "|---|---|---|---|---|---|"]
     md += [f"| {r['scenario']} | {r['members']} | {r['wall_s']} | {r['criterion']} | {r['measured']} | "
            f"{'yes' if r['passed'] else 'no'} |" for r in rows]
     Path(args.results + ".md").write_text("\n".join(md) + "\n")
-    Path(args.results + ".json").write_text(json.dumps({"machine": machine, "rows": rows}, indent=1))
+    Path(args.results + ".json").write_text(json.dumps({"machine": machine, "commit": commit, "load_avg_start": load0,
+                                                         "load_avg_end": os.getloadavg(), "rows": rows}, indent=1))
     print(f"wrote {args.results}.md")
     return 0
 

@@ -24,7 +24,7 @@ import numpy as np
 
 __all__ = ["DAYS", "SAVE", "ARMS", "B7_CV", "B7_PATIENTS", "MECHANISM_STRENGTHS", "wellmixed_setup",
            "run_wellmixed", "wellmixed_criteria", "b5_criteria", "draw_patients", "run_cohort",
-           "best_response", "separation", "PATIENT_CV", "IMMUNE_KEY"]
+           "best_response", "separation", "roc_auc", "PATIENT_CV", "IMMUNE_KEY"]
 
 # -- well-mixed treatments (tests/test_tme_behaviours.py uses the same arms) --------------
 DAYS = 14
@@ -346,10 +346,23 @@ def separation(factors: Mapping[str, np.ndarray], responder: np.ndarray, best_ch
     out = {}
     for j, k in enumerate(keys):
         lx = np.log(factors[k])
+        auc = roc_auc(lx, responder)
         r, nr = lx[responder], lx[~responder]
         sd = math.sqrt((r.var(ddof=1) * (len(r) - 1) + nr.var(ddof=1) * (len(nr) - 1)) / max(len(lx) - 2, 1)) \
             if len(r) > 1 and len(nr) > 1 else float("nan")
         out[k] = {"rho": _spearman(lx, best_change),
                   "smd": float((r.mean() - nr.mean()) / sd) if sd and sd > 0 else float("nan"),
-                  "logit": float(w[j + 1])}
+                  "logit": float(w[j + 1]), "auc": auc}
     return out
+
+
+def roc_auc(score: np.ndarray, positive: np.ndarray) -> float:
+    """Area under the ROC curve of ``score`` for the classes ``positive`` (Mann–Whitney U /
+    (n₁ n₀), ties counted half): 1 = higher score always means positive, 0.5 = no information."""
+    score, positive = np.asarray(score, float), np.asarray(positive, bool)
+    n1, n0 = int(positive.sum()), int((~positive).sum())
+    if n1 == 0 or n0 == 0:
+        return float("nan")
+    gt = (score[positive][:, None] > score[~positive][None, :]).sum()
+    eq = (score[positive][:, None] == score[~positive][None, :]).sum()
+    return float((gt + 0.5 * eq) / (n1 * n0))
