@@ -15,7 +15,10 @@ Plasma levels are the model's own ``plasma_<agent>`` observables (its PK), sampl
 0.25 h.
 
 Optimisers: the augmented-Lagrangian method with L-BFGS inside
-(:func:`tmepde.schedules.minimize_auglag`; gradients by reverse mode through the whole run),
+(:func:`tmepde.schedules.minimize_auglag`; gradients by reverse mode through the whole run;
+with ``starts`` > 1 each round is a batch of L-BFGS starts, one vmapped call per step,
+:func:`tmepde.schedules.minimize_multistart`; ``coordinates = "sine"`` searches the amounts in
+Box's coordinates, :meth:`tmepde.schedules.ScheduleSpace.sine_chart`),
 and a CMA-ES baseline (:func:`tmepde.schedules.minimize_cma`, each generation one vmapped
 batch) on the quadratic penalty ``f + μ/2 Σ max(0, g)²``, given ``cma_factor`` times the
 gradient run's wall time.

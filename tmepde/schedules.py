@@ -18,6 +18,9 @@ Optimisers, on the same ``J``:
 
 * :func:`minimize_lbfgs`: L-BFGS (SciPy's L-BFGS-B), value and gradient from one compiled
   reverse-mode pass through the whole simulation;
+* :func:`minimize_multistart`: K L-BFGS searches advanced together, each step one vmapped
+  value-and-gradient call over all of them (optionally in other coordinates, e.g.
+  :meth:`ScheduleSpace.sine_chart`);
 * :func:`minimize_cma`: CMA-ES (package ``cma``, Hansen 2016) with each generation
   evaluated as one vmapped batch — the fair way to run a population method on this engine.
 
