@@ -1,4 +1,4 @@
-"""Write the small result-file fixtures in tests/fixtures/ (a run file and a sweep file).
+"""Write the small result-file fixtures in tests/fixtures/ (a run file, a sweep file and a fit file).
 
 Every later tmepde must still read them (tests/test_files_fixtures.py checks the values
 stored there). Regenerate only together with a new ``FORMAT_VERSION`` / ``SWEEP_FORMAT_VERSION``,
@@ -160,7 +160,31 @@ def main(out_dir: Path) -> None:
                 print(f"  {k} = {np.asarray(v).tolist()!r}")
 
 
+def fit_fixture(out_dir: Path) -> Path:
+    """``tmepde fit --quick --nuts`` of the CT26 example (2 outer steps, 20 + 20 NUTS steps):
+    its ``_fit.h5`` (format tmepde-fit) becomes fit_v1.h5. ``python scripts/make_fixtures.py fit``."""
+    import shutil
+    import tempfile
+
+    import h5py
+
+    from tmepde.cli import main as cli
+
+    root = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        assert cli(["fit", str(root / "configs" / "fit" / "ct26.toml"), "--quick", "--nuts", "-o", f"{tmp}/f",
+                    "--set", "fit.max_steps=2", "--set", "fit.nuts_warmup=20", "--set", "fit.nuts_samples=20"]) == 0
+        path = out_dir / "fit_v1.h5"
+        shutil.copy(f"{tmp}/f_fit.h5", path)
+    with h5py.File(path, "r") as f:
+        print(f"{path} ({path.stat().st_size} bytes): -log L {float(f.attrs['neg_log_likelihood'])!r}")
+    return path
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["fit"]:  # only the fit fixture (a quick CT26 fit: minutes)
+        fit_fixture(Path(sys.argv[2]) if len(sys.argv) > 2 else Path(__file__).resolve().parents[1] / "tests" / "fixtures")
+        sys.exit(0)
     if sys.argv[1:2] == ["optimize"]:  # only the optimize fixture
         optimize_fixture(Path(__file__).resolve().parents[1] / "tests" / "fixtures")
         sys.exit(0)

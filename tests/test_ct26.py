@@ -95,14 +95,27 @@ def test_cli_quick_writes_consistent_report(tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     cfg = str(__import__("pathlib").Path(__file__).parents[1] / "configs" / "fit" / "ct26.toml")
-    assert main(["fit", cfg, "--quick", "-o", "out/mice"]) == 0  # -o: a prefix under the cwd
+    assert main(["fit", cfg, "--quick", "-o", "out/mice", "--nuts", "--set", "fit.nuts_warmup=10",
+                 "--set", "fit.nuts_samples=10"]) == 0  # -o: a prefix under the cwd
     assert not (tmp_path / "ct26_fit.json").exists()
     doc = json.loads((tmp_path / "out" / "mice_fit.json").read_text())
     md = (tmp_path / "out" / "mice_fit.md").read_text()
     assert f"{doc['sd_individual']:.3f}" in md and f"{doc['sd_population']:.3f}" in md
     n_reg = sum(c["phenotype"] == "regressing" for c in doc["counterfactual"])
     assert f"Regressing (fit): **{n_reg} of {len(doc['counterfactual'])}**" in md
+    # the posterior table: one row per fitted coordinate, R-hat of each in the report
+    for row in doc["uncertainty"]:
+        if "r_hat" in row:
+            assert f"| {row['r_hat']:.3f} |" in md
     assert (tmp_path / "out" / "mice_fit.png").stat().st_size > 10000
+    # the HDF5 twin opens with tmepde info and plot, and holds the report's −log L
+    import h5py
+
+    h5 = tmp_path / "out" / "mice_fit.h5"
+    assert main(["info", str(h5)]) == 0 and main(["plot", str(h5), "-o", str(tmp_path / "p.png")]) == 0
+    with h5py.File(h5, "r") as f:
+        assert f.attrs["format"] == "tmepde-fit"
+        assert f"{f.attrs['neg_log_likelihood']:.2f}" in md
 
 
 def test_depot_release_rate_is_not_a_dose_scale():

@@ -131,3 +131,36 @@ def test_optimize_fixture_reads_with_tmepde(capsys):
         assert np.diff(f["schedules/gradient/sys_ifng_times"][:]).min() >= 12.0 - 1e-9  # min_interval
     assert main(["info", str(OPTIMIZE)]) == 0
     assert "tmepde-optimize" in capsys.readouterr().out
+
+
+# -- fit file (tmepde fit -o PREFIX writes PREFIX_fit.h5; python scripts/make_fixtures.py fit) ------
+FIT = FIXTURES / "fit_v1.h5"
+FIT_NLL = 259.5256982551241  # printed by scripts/make_fixtures.py fit when it was written
+
+
+def test_fit_fixture_reads_with_tmepde(capsys, tmp_path):
+    import h5py
+
+    from tmepde import summaries
+    from tmepde.apps.ct26.data import load_data
+    from tmepde.cli import main
+
+    assert FIT.stat().st_size < 128 * 1024
+    assert summaries.file_format(FIT) == summaries.FIT_FORMAT
+    assert main(["info", str(FIT)]) == 0
+    assert "tmepde-fit" in capsys.readouterr().out
+    arms = load_data()   # the measured volumes stored in the file are the packaged csv's
+    with h5py.File(FIT, "r") as f:
+        assert float(f.attrs["neg_log_likelihood"]) == FIT_NLL
+        for arm in ("PBS", "rVSV-mIL12-mGMCSF"):
+            np.testing.assert_array_equal(f[f"data/{arm}/volumes"][:], arms[arm].volumes)
+        names = [n.decode() if isinstance(n, bytes) else n for n in f["uncertainty/names"][:]]
+        est = dict(zip(names, f["uncertainty/estimate"][:]))
+        lo, hi = f["uncertainty/wald95"][:].T
+        ok = np.isfinite(lo)
+        assert np.all((lo[ok] <= f["uncertainty/estimate"][:][ok]) & (f["uncertainty/estimate"][:][ok] <= hi[ok]))
+        assert not ok[names.index("omega_growth_tumor")]   # held fixed (fit.omega_fixed): no interval
+        assert f["posterior/samples"].shape[-1] == len(f["posterior/names"])
+    assert 0.0 < est["il12_response"] < 1.0
+    fig = summaries.fit_figure(FIT)
+    assert len(fig.axes) == 2

@@ -226,6 +226,11 @@ class PopulationFit:
     n_steps: int
     history: list[float]
     objective: Callable | None = dataclasses.field(default=None, repr=False)  # jitted value-and-grad
+    free: np.ndarray | None = None  # (p + k + 1,) bool: False where held at its start (std_error 0)
+
+    @property
+    def free_mask(self) -> np.ndarray:
+        return np.ones(self.u.size, bool) if self.free is None else np.asarray(self.free, bool)
 
     @property
     def u(self) -> np.ndarray:
@@ -387,7 +392,8 @@ def _bfgs(value_grad, u0, eta0, max_steps, free, tol=1e-5, log=None):
 def population_fit(predict: Callable, data: PopulationData, theta0, omega0, sigma0, *,
                    names: Sequence[str] | None = None, re_names: Sequence[str] | None = None,
                    hessian: str = "gauss-newton", inner_steps: int = 20, max_steps: int = 60,
-                   prior_sd: float | None = None, fd_step: float = 1e-2, log=None) -> PopulationFit:
+                   prior_sd: float | None = None, fd_step: float = 1e-2, fixed_omega=(),
+                   log=None) -> PopulationFit:
     """Maximum (Laplace-)marginal-likelihood fit of fixed effects θ, random-effect s.d. ω
     and residual s.d. σ (all in ``z``; see :func:`make_population_objective` for ``predict``).
 
@@ -395,6 +401,8 @@ def population_fit(predict: Callable, data: PopulationData, theta0, omega0, sigm
     accepted point. Uncertainty: the inverse of the observed information, the Hessian of
     −log L by central differences (step ``fd_step``) of its gradient.
     prior_sd: weak Gaussian prior on θ centred on ``theta0`` (None: none).
+    fixed_omega: indices of random effects whose ω stays at ``omega0`` (e.g. a spread known
+    from an untreated arm); their standard error is reported as 0.
     log: progress lines (e.g. ``print``): the first evaluation, then every outer step.
     """
     theta0 = np.asarray(theta0, float)
@@ -407,14 +415,24 @@ def population_fit(predict: Callable, data: PopulationData, theta0, omega0, sigm
                                         prior_mean=prior_mean, prior_sd=prior_sd)
     u0 = np.concatenate([theta0, np.log(omega0), [np.log(sigma0)]])
     eta0 = np.zeros((data.y.shape[0], k))
-    u, f, eta, n_steps, history = _bfgs(vg, u0, eta0, max_steps, np.ones(u0.size, bool), log=log)
-    H = observed_information(vg, u, eta, fd_step)
-    cov = np.linalg.pinv(H)
+    free = np.ones(u0.size, bool)
+    free[[p + int(i) for i in fixed_omega]] = False
+    u, f, eta, n_steps, history = _bfgs(vg, u0, eta0, max_steps, free, log=log)
+    cov = _free_covariance(observed_information(vg, u, eta, fd_step), free)
     se = np.sqrt(np.clip(np.diag(cov), 0, None))
     return PopulationFit(list(names or [f"theta{i}" for i in range(p)]),
                          list(re_names or [f"eta{i}" for i in range(k)]),
                          u[:p], np.exp(u[p:p + k]), float(np.exp(u[-1])), eta, f, cov, se,
-                         n_steps, history, vg)
+                         n_steps, history, vg, free)
+
+
+def _free_covariance(H, free) -> np.ndarray:
+    """Inverse of the observed information over the free coordinates; zero rows/columns for
+    the held ones (they are not estimated)."""
+    cov = np.zeros_like(H)
+    idx = np.nonzero(free)[0]
+    cov[np.ix_(idx, idx)] = np.linalg.pinv(H[np.ix_(idx, idx)])
+    return cov
 
 
 def observed_information(value_grad, u, eta, h=1e-3) -> np.ndarray:
@@ -449,7 +467,7 @@ def profile_likelihood(predict: Callable, data: PopulationData, result: Populati
         prior_mean = None if prior_sd is None else jnp.asarray(theta_prior)
         _, vg = make_population_objective(predict, data, p, k, hessian=hessian, inner_steps=inner_steps,
                                           prior_mean=prior_mean, prior_sd=prior_sd)
-    free = np.ones(p + k + 1, bool)
+    free = result.free_mask.copy()
     free[index] = False
     u_hat = result.u
     vals, dev = [], []
@@ -485,10 +503,10 @@ def refit(result: PopulationFit, u0, *, max_steps: int = 60, fd_step: float = 1e
         raise ValueError("refit needs a PopulationFit from population_fit (with its objective)")
     p, k = result.theta.size, result.omega.size
     u, f, eta, n_steps, history = _bfgs(vg, np.asarray(u0, float), result.eta, max_steps,
-                                        np.ones(p + k + 1, bool))
+                                        result.free_mask)
     if f > result.nll:          # never worse than where we were
         return result
-    cov = np.linalg.pinv(observed_information(vg, u, eta, fd_step))
+    cov = _free_covariance(observed_information(vg, u, eta, fd_step), result.free_mask)
     return dataclasses.replace(result, theta=u[:p], omega=np.exp(u[p:p + k]), sigma=float(np.exp(u[-1])),
                                eta=eta, nll=f, cov=cov, std_error=np.sqrt(np.clip(np.diag(cov), 0, None)),
                                n_steps=result.n_steps + n_steps, history=result.history + history[1:])
@@ -621,7 +639,8 @@ def posterior_nuts(predict: Callable, data: PopulationData, start: PopulationFit
     ``sigma_prior`` = (m, s) (default: centred on the fit with s = 1, a factor e).
     start: a :class:`PopulationFit` (its θ̂, ω̂, σ̂, η̂ start every chain).
     Returns a :class:`NutsResult` over ``[θ, log ω, log σ]`` (names as in ``start``, then
-    ``omega_<re>``, ``sigma``), with ``extra["eta"]`` (chains, draws, N, k).
+    ``omega_<re>``, ``sigma``; an ω the fit held fixed stays fixed and is left out), with
+    ``extra["eta"]`` (chains, draws, N, k).
     """
     p, k = start.theta.size, start.omega.size
     n_sub = data.y.shape[0]
@@ -634,26 +653,36 @@ def posterior_nuts(predict: Callable, data: PopulationData, start: PopulationFit
     om_m, sg_m = jnp.asarray(om_m, float), jnp.asarray(sg_m, float)
     batch = jax.vmap(predict, (None, 0, 0))
 
+    free_om = np.nonzero(start.free_mask[p:p + k])[0]     # sampled ω; the others stay at ω̂
+    kf = free_om.size
+    log_om_hat = jnp.asarray(np.log(start.omega))
+    om_m = om_m if np.ndim(om_m) == 0 else om_m[free_om]
+    om_s = om_s if np.ndim(om_s) == 0 else jnp.asarray(om_s)[free_om]
+
     def unpack(q):
-        return q[:p], q[p:p + k], q[p + k], q[p + k + 1:].reshape(n_sub, k)
+        log_omega = log_om_hat.at[free_om].set(q[p:p + kf])
+        return q[:p], log_omega, q[p + kf], q[p + kf + 1:].reshape(n_sub, k)
 
     def potential(q):
         theta, log_omega, log_sigma, xi = unpack(q)
+        log_omega_free = log_omega[free_om]
         mu = batch(theta, xi * jnp.exp(log_omega), cov)
         nll = jnp.sum(_point_loss(mu, *arrays, jnp.exp(log_sigma)))
         prior = (0.5 * jnp.sum(xi**2) + 0.5 * jnp.sum(((theta - pm) / ps) ** 2)
-                 + 0.5 * jnp.sum(((log_omega - om_m) / om_s) ** 2) + 0.5 * ((log_sigma - sg_m) / sg_s) ** 2)
+                 + 0.5 * jnp.sum(((log_omega_free - om_m) / om_s) ** 2) + 0.5 * ((log_sigma - sg_m) / sg_s) ** 2)
         return jnp.where(jnp.isfinite(nll), nll + prior, jnp.inf)
 
-    q0 = np.concatenate([start.theta, np.log(start.omega), [np.log(start.sigma)],
+    q0 = np.concatenate([start.theta, np.log(start.omega[free_om]), [np.log(start.sigma)],
                          (start.eta / start.omega).ravel()])
-    names = list(start.names) + [f"omega_{n}" for n in start.re_names] + ["sigma"]
+    names = list(start.names) + [f"omega_{start.re_names[i]}" for i in free_om] + ["sigma"]
     res = nuts(potential, q0, names=names + [f"xi{i}" for i in range(n_sub * k)], chains=chains,
                warmup=warmup, samples=samples, seed=seed, target_accept=target_accept,
                max_tree_depth=max_tree_depth, chunk=chunk, log=log)
     x = res.samples
-    eta = x[..., p + k + 1:].reshape(*x.shape[:2], n_sub, k) * np.exp(x[..., p:p + k])[..., None, :]
-    m = p + k + 1
+    log_om = np.broadcast_to(np.log(start.omega), (*x.shape[:2], k)).copy()
+    log_om[..., free_om] = x[..., p:p + kf]
+    eta = x[..., p + kf + 1:].reshape(*x.shape[:2], n_sub, k) * np.exp(log_om)[..., None, :]
+    m = p + kf + 1
     # convergence of the subject effects themselves: the worst R-hat and ESS among them
     extra = {"eta": eta, "r_hat_eta_max": float(np.max(res.r_hat[m:])), "ess_eta_min": float(np.min(res.ess[m:]))}
     return NutsResult(names, x[..., :m], res.r_hat[:m], res.ess[:m], res.divergences, res.accept,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from .schema import (NUMBER, INTEGER, OPTIONAL, STRING, STRING_LIST, ConfigError, Key, did_you_mean,
+from .schema import (NUMBER, NUMBER_LIST, INTEGER, OPTIONAL, STRING, STRING_LIST, ConfigError, Key, did_you_mean,
                      key_table, one_of, positive, resolve_keys)
 
 __all__ = ["FIT", "FIT_PSEUDO", "check_param_names", "resolve_fit", "reference"]
@@ -26,6 +26,10 @@ FIT = {
     "cohort_params": Key(STRING_LIST, ["v0_mm3", "kill_cd8"],
                          "per-animal random effects (log-normal around the fixed effect; each must be a "
                          "fixed effect)", 'cohort_params = ["v0_mm3", "kill_cd8"]'),
+    "omega_start": Key(NUMBER_LIST, OPTIONAL, "starting s.d. of each random effect (fitted scale), in the "
+                       "order of cohort_params; absent = 0.3 (2 for il12_response)", "omega_start = [0.3, 0.25, 2.0]"),
+    "omega_fixed": Key(STRING_LIST, [], "cohort_params whose random-effect s.d. stays at its omega_start (a spread "
+                       "known independently, e.g. from the untreated arm), not fitted", 'omega_fixed = ["growth_tumor"]'),
     "prior_sd": Key(NUMBER, 1.0, "s.d. of a weak Gaussian prior on each fixed effect in log space (1 = a "
                     "factor e), centred on the config's value", "prior_sd = 1.0", positive("")),
     "sigma": Key(NUMBER, 0.3, "starting s.d. of log-volume residuals (fitted)", "sigma = 0.3", positive("")),
@@ -56,6 +60,14 @@ def resolve_fit(raw: Mapping, defaults: Mapping) -> dict:
     out = resolve_keys(raw, FIT, "fit")
     for k in ("growth_params", "immune_params", "cohort_params"):
         check_param_names(out[k], f"fit.{k}", defaults, FIT_PSEUDO)
+    if "omega_start" in out:
+        if len(out["omega_start"]) != len(out["cohort_params"]) or min(out["omega_start"], default=1) <= 0:
+            raise ConfigError("fit.omega_start", f"fit.omega_start: needs {len(out['cohort_params'])} positive "
+                              f"numbers (one per fit.cohort_params entry), got {out['omega_start']}")
+    for i, n in enumerate(out["omega_fixed"]):
+        if n not in out["cohort_params"]:
+            raise ConfigError(f"fit.omega_fixed[{i}]", f"fit.omega_fixed[{i}]: '{n}' is not in fit.cohort_params "
+                              f"{out['cohort_params']}; only a random effect has an ω to hold")
     return out
 
 

@@ -1,11 +1,14 @@
 """The CT26 population fit: set-up, fit, counterfactuals, predictive checks (``tmepde fit``).
 
 Fixed effects θ: log of ``fit.growth_params + fit.immune_params`` (model parameters of the TME
-model, or ``v0_mm3`` / ``il12_dose_ng``). Random effects: ``fit.cohort_params`` (a subset),
+model, or ``v0_mm3`` / ``il12_dose_ng``; ``il12_response``, the fraction of the IL-12 dose an
+animal responds to, on the logit scale, so that as a random effect it is logit-normal: a
+regressor can be explained by its response to IL-12 rather than by its own kill rate). Random effects: ``fit.cohort_params`` (a subset),
 one per animal, ``z_i = θ + η_i`` with ``η_i ~ N(0, diag ω²)``. Residuals: log(V + 10 mm³)
 ~ N(μ, σ²) (proportional error); dropout at large volume right-censored
 (:func:`tmepde.apps.ct26.data.population_data`). Marginal likelihood by the FOCE Laplace
-approximation of :func:`tmepde.fit.population_fit`. Arms: PBS (no IL-12) and
+approximation of :func:`tmepde.fit.population_fit`; optionally (``fit.posterior = "nuts"``) the
+joint posterior by :func:`tmepde.fit.posterior_nuts`. Arms: PBS (no IL-12) and
 rVSV-mIL12-mGMCSF (IL-12 deposits on days 11, 14, 17); the arms differ only in the dose, so
 the IL-12 effect is what separates them.
 """
@@ -29,7 +32,7 @@ PSEUDO = ("v0_mm3", "il12_dose_ng", "il12_response")
 # response fraction, so a per-animal random effect on it is logit-normal.
 LOGIT = ("il12_response",)
 # Settings of the reduced model: time step (h), inner Newton and outer BFGS steps, profile grid.
-FULL = dict(dt=2.0, inner_steps=20, profile_offsets=(-3.0, -1.5, 1.5, 3.0), profile_steps=8,
+FULL = dict(dt=2.0, inner_steps=20, profile_offsets=(-3.0, -1.5, 1.5, 3.0), profile_steps=5,
             n_vpc=400, n_post=200)
 QUICK = dict(dt=6.0, inner_steps=20, profile_offsets=(-2.0, 2.0), profile_steps=4, n_vpc=100, n_post=50)
 # Starting random-effect s.d. (fitted scale); 0.3 otherwise. A logit-normal response fraction
@@ -133,10 +136,11 @@ def _run_fit(config, *, quick: bool, log) -> dict:
     n_re = len(s.re_names)
     log(f"population fit: fixed {s.names}, random {s.re_names}, {int(s.data.observed.sum())} volumes, "
         f"{int(s.data.censored.sum())} censored, {len(s.arm_of)} animals")
-    omega0 = np.array([OMEGA0.get(n, 0.3) for n in s.re_names])
+    omega0 = np.array(fc.get("omega_start") or [OMEGA0.get(n, 0.3) for n in s.re_names], float)
+    fixed = [s.re_names.index(n) for n in fc.get("omega_fixed", [])]
     res = population_fit(s.predict, s.data, s.theta0, omega0, fc["sigma"],
                          names=s.names, re_names=s.re_names, inner_steps=settings["inner_steps"],
-                         max_steps=steps, prior_sd=fc["prior_sd"], log=log)
+                         max_steps=steps, prior_sd=fc["prior_sd"], fixed_omega=fixed, log=log)
     t_fit = time.perf_counter() - t0
     log(f"-log L {res.nll:.2f} after {res.n_steps} BFGS steps ({t_fit:.0f} s)")
     # Profiles of every fitted coordinate [θ, log ω, log σ]; a profile point below the optimum
@@ -146,6 +150,8 @@ def _run_fit(config, *, quick: bool, log) -> dict:
     for _ in range(2):
         profiles, best = {}, (res.nll, None)
         for j, n in enumerate(labels):
+            if not res.free_mask[j]:
+                continue
             vals, dev, bounds = profile_likelihood(s.predict, s.data, res, j, settings["profile_offsets"],
                                                    max_steps=settings["profile_steps"])
             profiles[n] = (vals, dev, bounds)
@@ -176,9 +182,12 @@ def _run_fit(config, *, quick: bool, log) -> dict:
         log(f"NUTS posterior: {chains} chains, {warm} warm-up + {draws} draws each")
         post = posterior_nuts(s.predict, s.data, res, prior_mean=s.theta0, prior_sd=fc["prior_sd"],
                               omega_prior=(np.log(omega0), 1.0), sigma_prior=(np.log(fc["sigma"]), 1.0),
-                              chains=chains, warmup=warm, samples=draws, chunk=min(50, draws), log=log)
+                              chains=chains, warmup=warm, samples=draws, chunk=min(50, draws),
+                              max_tree_depth=5, log=log)
         log(f"NUTS: max R-hat {post.r_hat.max():.3f} (random effects {post.extra['r_hat_eta_max']:.3f}), "
             f"min ESS {post.ess.min():.0f}, {post.divergences} divergences ({post.wall_s:.0f} s)")
+        post.extra["omega_fixed"] = {f"omega_{n}": float(res.omega[i]) for i, n in enumerate(s.re_names)
+                                     if not res.free_mask[len(s.names) + i]}
         out["posterior"] = post
         out.update(posterior_summary(s, post, n_draws=settings["n_post"]))
         out["wall_nuts_s"] = time.perf_counter() - t1
@@ -269,6 +278,17 @@ def u_value(s: Ct26Setup, j: int, z):
     return from_z(s.names[j], z) if j < len(s.names) else np.exp(np.asarray(z, float))
 
 
+def post_u(s: Ct26Setup, post) -> np.ndarray:
+    """(chains × draws, p + k + 1) pooled draws of ``[θ, log ω, log σ]`` in the order of
+    :func:`u_names`; an ω held fixed by the fit enters at its fixed value."""
+    names = u_names(s)
+    out = np.empty((post.flat.shape[0], len(names)))
+    for j, n in enumerate(names):
+        out[:, j] = (post.flat[:, post.names.index(n)] if n in post.names
+                     else np.log(post.extra["omega_fixed"][n]))
+    return out
+
+
 def posterior_summary(s: Ct26Setup, post, *, n_draws: int = 200, seed: int = 1) -> dict:
     """Posterior predictive checks from NUTS draws: per arm, the 5/50/95 % band of new
     animals' observations (each draw: its own θ, ω, σ, a new η ~ N(0, Ω) and residual noise);
@@ -278,7 +298,7 @@ def posterior_summary(s: Ct26Setup, post, *, n_draws: int = 200, seed: int = 1) 
     import jax.numpy as jnp
 
     p, k = len(s.names), len(s.re_names)
-    flat = post.flat
+    flat = post_u(s, post)
     eta = post.extra["eta"].reshape(-1, *post.extra["eta"].shape[2:])
     rng = np.random.default_rng(seed)
     pick = rng.choice(flat.shape[0], size=min(n_draws, flat.shape[0]), replace=False)

@@ -48,10 +48,13 @@ def comparison_rows(out: dict) -> list[dict]:
         prof = out["profiles"].get(n, (None, None, (None, None)))[2]
         row = dict(name=n, estimate=val(res.u[j]), wald=[val(res.u[j] - Z95 * se), val(res.u[j] + Z95 * se)],
                    profile=[None if b is None else val(b) for b in prof])
-        if post is not None:
-            x = post.flat[:, j]
-            row.update(posterior_median=val(np.median(x)), posterior=[val(lo_p[j]), val(hi_p[j])],
-                       r_hat=float(post.r_hat[j]), ess=float(post.ess[j]))
+        if not res.free_mask[j]:
+            row.update(wald=[None, None], fixed=True)
+        if post is not None and n in post.names:
+            i = post.names.index(n)
+            x = post.flat[:, i]
+            row.update(posterior_median=val(np.median(x)), posterior=[val(lo_p[i]), val(hi_p[i])],
+                       r_hat=float(post.r_hat[i]), ess=float(post.ess[i]))
         rows.append(row)
     return rows
 
@@ -207,7 +210,9 @@ def _uncertainty_section(out: dict) -> list[str]:
     lines += [head, sep]
     for r in rows:
         line = f"| `{r['name']}` | {r['estimate']:.4g} | {_fmt_iv(r['wald'])} | {_fmt_iv(r['profile'])} |"
-        if post is not None:
+        if r.get("fixed"):
+            line = f"| `{r['name']}` | {r['estimate']:.4g} (fixed: fit.omega_fixed) | – | – |" + (" – | – | – | – |" if post is not None else "")
+        elif post is not None:
             line += f" {r['posterior_median']:.4g} | {_fmt_iv(r['posterior'])} | {r['r_hat']:.3f} | {r['ess']:.0f} |"
         lines.append(line)
     lines += ["", "Model units (ω: s.d. of the random effect on its fitted scale, log or logit; σ: of log "
@@ -267,7 +272,9 @@ def write_fitted_toml(config, out: dict, path: Path) -> Path:
         if k not in PSEUDO:
             mp[k] = float(v)
     n_inj = len(np.atleast_1d(mp.get("it_il12_amounts", [0.0] * 3)))
-    mp["it_il12_amounts"] = [float(values.get("il12_dose_ng", out["setup"].dose_ng))] * n_inj
+    # the typical animal's effective dose: dose scale x response fraction (η = 0)
+    mp["it_il12_amounts"] = [float(values.get("il12_dose_ng", out["setup"].dose_ng))
+                             * float(values.get("il12_response", 1.0))] * n_inj
     v0 = values.get("v0_mm3", float(out["setup"].base["v0_mm3"]))
     for name, frac in (("tumor", 0.98), ("stem", 0.02)):
         data["initial"][name] = [{"type": "disk", "center": [0.0], "radius": round(radius_um(v0, RHO0), 1),
@@ -308,14 +315,15 @@ def write_fit_h5(out: dict, path: Path) -> Path:
     laplace = types.SimpleNamespace(
         names=[r["name"] for r in rows], values={r["name"]: r["estimate"] for r in rows},
         # model-unit s.e. by the delta method: half the Wald interval over 1.96 on the fitted scale
-        std_error={r["name"]: (r["wald"][1] - r["wald"][0]) / (2 * Z95) for r in rows},
+        std_error={r["name"]: 0.0 if r.get("fixed") else (r["wald"][1] - r["wald"][0]) / (2 * Z95) for r in rows},
         identifiable={r["name"]: True for r in rows})
     stages = {"laplace": laplace}
     if post is not None:
         stages["posterior"] = types.SimpleNamespace(
-            names=laplace.names, values={r["name"]: r["posterior_median"] for r in rows},
-            std_error={r["name"]: (r["posterior"][1] - r["posterior"][0]) / (2 * Z95) for r in rows},
-            identifiable={r["name"]: bool(r["r_hat"] <= 1.01) for r in rows})
+            names=[r["name"] for r in rows if "posterior" in r],
+            values={r["name"]: r["posterior_median"] for r in rows if "posterior" in r},
+            std_error={r["name"]: (r["posterior"][1] - r["posterior"][0]) / (2 * Z95) for r in rows if "posterior" in r},
+            identifiable={r["name"]: bool(r["r_hat"] <= 1.01) for r in rows if "posterior" in r})
     arms = {a: s.arms[a] for a in (PBS_ARM, IL12_ARM)}
     curves = {a: vol(out["vpc"][a]["pop"]) for a in (PBS_ARM, IL12_ARM)}
     toml_text = _config_toml(out["config"])
@@ -327,10 +335,10 @@ def write_fit_h5(out: dict, path: Path) -> Path:
         g = f.create_group("uncertainty")
         g["names"] = np.array([r["name"] for r in rows], dtype=h5py.string_dtype())
         g["estimate"] = np.array([r["estimate"] for r in rows], float)
-        g["wald95"] = np.array([r["wald"] for r in rows], float)
+        g["wald95"] = np.array([[np.nan if b is None else b for b in r["wald"]] for r in rows], float)
         g["profile95"] = np.array([[np.nan if b is None else b for b in r["profile"]] for r in rows], float)
         if post is not None:
-            g["posterior95"] = np.array([r["posterior"] for r in rows], float)
+            g["posterior95"] = np.array([r.get("posterior", [np.nan, np.nan]) for r in rows], float)
             p = f.create_group("posterior")
             p["samples"] = post.samples           # (chains, draws, p) on the fitted scale
             p["names"] = np.array(post.names, dtype=h5py.string_dtype())
