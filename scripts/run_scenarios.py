@@ -98,6 +98,23 @@ def criteria(name, res):
     raise KeyError(name)
 
 
+def _write(args, machine, commit, load0, only, rows) -> None:
+    md = ["# Behaviours B1–B8 on 2D tumor sections (configs/scenarios, `tmepde sweep`)", "",
+          f"Machine: {machine}; load average {load0[0]:.1f} at the start, {os.getloadavg()[0]:.1f} at "
+          f"the end (2 cores shared). Command: `python scripts/run_scenarios.py"
+          f"{' ' + ' '.join(only) if only else ''}` at commit {commit} (the commit column says when each "
+          "row was measured). Grid 96² × 25 µm (B5: 200 × 8 × 10 µm), 14 days, dt 0.5 h, float32, all "
+          "arms of a scenario in one vmapped batch; wall time includes compilation.", "",
+          "| scenario | members | wall (s) | criterion | measured | pass | commit |",
+          "|---|---|---|---|---|---|---|"]
+    md += [f"| {r['scenario']} | {r['members']} | {r['wall_s']} | {r['criterion']} | {r['measured']} | "
+           f"{'yes' if r['passed'] else 'no'} | {r.get('commit', 'earlier')} |" for r in rows.values()]
+    Path(args.results + ".md").write_text("\n".join(md) + "\n")
+    Path(args.results + ".json").write_text(json.dumps(
+        {"machine": machine, "commit": commit, "load_avg_start": load0, "load_avg_end": os.getloadavg(),
+         "rows": list(rows.values())}, indent=1, ensure_ascii=False))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("only", nargs="*", help="scenario name prefixes (default: all b*)")
@@ -115,8 +132,14 @@ def main(argv=None) -> int:
                             text=True).stdout.strip()
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for cfg in sorted((ROOT / "configs" / "scenarios").glob("b*.toml")):
+    machine = f"{cpu_model()}, {jax.device_count()} × {jax.devices()[0].platform}, jax {jax.__version__}"
+    prev = Path(args.results + ".json")
+    # rows of scenarios not run this time are kept from the previous file, with their commit
+    kept = {r["scenario"]: {**r, "commit": r.get("commit", "earlier")}
+            for r in (json.loads(prev.read_text())["rows"] if prev.exists() else [])}
+    configs = sorted((ROOT / "configs" / "scenarios").glob("b*.toml"))
+    rows = {c.stem: kept[c.stem] for c in configs if c.stem in kept}  # replaced as each one runs
+    for cfg in configs:
         name = cfg.stem
         if args.only and not any(name.startswith(p) for p in args.only):
             continue
@@ -126,22 +149,11 @@ def main(argv=None) -> int:
         with open_result(path) as res:
             crit, measured, ok = criteria(name, res)
             n = res.n_members
-        rows.append({"scenario": name, "members": n, "wall_s": round(wall, 1), "criterion": crit,
-                     "measured": measured, "passed": bool(ok)})
+        rows[name] = {"scenario": name, "members": n, "wall_s": round(wall, 1), "criterion": crit,
+                      "measured": measured, "passed": bool(ok), "commit": commit}
         print(f"{name}: {measured} -> {'pass' if ok else 'FAIL'} ({wall:.0f} s)", flush=True)
-    machine = f"{cpu_model()}, {jax.device_count()} × {jax.devices()[0].platform}, jax {jax.__version__}"
-    md = ["# Behaviours B1–B8 on 2D tumor sections (configs/scenarios, `tmepde sweep`)", "",
-          f"Machine: {machine}; load average {load0[0]:.1f} at the start, {os.getloadavg()[0]:.1f} at "
-          f"the end (2 cores shared). Commit {commit}. Command: `python scripts/run_scenarios.py"
-          f"{' ' + ' '.join(args.only) if args.only else ''}`. Grid 96² × 25 µm "
-          "(B5: 200 × 8 × 10 µm), 14 days, dt 0.5 h, float32, all arms of a scenario in one "
-          "vmapped batch; wall time includes compilation.", "",
-          "| scenario | members | wall (s) | criterion | measured | pass |", "|---|---|---|---|---|---|"]
-    md += [f"| {r['scenario']} | {r['members']} | {r['wall_s']} | {r['criterion']} | {r['measured']} | "
-           f"{'yes' if r['passed'] else 'no'} |" for r in rows]
-    Path(args.results + ".md").write_text("\n".join(md) + "\n")
-    Path(args.results + ".json").write_text(json.dumps({"machine": machine, "commit": commit, "load_avg_start": load0,
-                                                         "load_avg_end": os.getloadavg(), "rows": rows}, indent=1))
+        _write(args, machine, commit, load0, args.only, rows)  # after each scenario: partial runs keep their rows
+    _write(args, machine, commit, load0, args.only, rows)
     print(f"wrote {args.results}.md")
     return 0
 
