@@ -1,11 +1,27 @@
 """Test configuration: float64 on (accuracy is asserted), markers for slow/GPU checks."""
 
 import os
+import shutil
+import tempfile
 
 import jax
 import pytest
 
 jax.config.update("jax_enable_x64", True)
+
+# One persistent XLA compilation cache per test session, in a temporary folder shared by the
+# pytest-xdist workers (they inherit the variable from the controller, which made the folder).
+# Many tests build a fresh Simulator (fresh jitted closures) for a program another test has
+# already compiled; with the cache, XLA compiles it once per session. The compiled program
+# is the same either way, so no assertion changes. Removed when the session ends.
+_XLA_CACHE_VAR = "TMEPDE_TEST_XLA_CACHE"
+_OWN_XLA_CACHE = _XLA_CACHE_VAR not in os.environ
+if _OWN_XLA_CACHE:
+    os.environ[_XLA_CACHE_VAR] = tempfile.mkdtemp(prefix="tmepde-test-xla-")
+jax.config.update("jax_compilation_cache_dir", os.environ[_XLA_CACHE_VAR])
+# Small helper programs compile faster than they load.
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.25)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 # In-process CLI calls would switch on the persistent compilation cache in the user's home;
 # tests stay hermetic (tests/test_compile_cache.py turns it on in a temporary folder).
 os.environ.setdefault("TMEPDE_CACHE_DIR", "off")
@@ -17,3 +33,8 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords and not has_gpu:
             item.add_marker(skip_gpu)
+
+
+def pytest_unconfigure(config):
+    if _OWN_XLA_CACHE and not hasattr(config, "workerinput"):
+        shutil.rmtree(os.environ.pop(_XLA_CACHE_VAR), ignore_errors=True)
