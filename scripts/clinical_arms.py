@@ -43,7 +43,15 @@ def main(argv=None) -> int:
     ap.add_argument("--config", default=str(ROOT / "configs" / "default.toml"))
     ap.add_argument("--shape", type=int, default=64, help="N: N² voxels over the config's section")
     ap.add_argument("--variant", action="append", default=[], metavar="NAME:key=value,...")
+    ap.add_argument("--out", default=None, metavar="PREFIX",
+                    help="also write PREFIX.md and PREFIX.json (e.g. results/clinical_arms)")
+    ap.add_argument("--arms", default=",".join(ARMS),
+                    help="comma-separated subset of the arms (untreated first: the reference)")
     args = ap.parse_args(argv)
+    arms = {a: ARMS[a] for a in args.arms.split(",") if a in ARMS}
+    if list(arms)[:1] != ["untreated"] or len(arms) != len(args.arms.split(",")):
+        raise SystemExit(f"--arms {args.arms!r}: a comma-separated subset of {', '.join(ARMS)}, "
+                         "starting with untreated")
 
     import jax
     import jax.numpy as jnp
@@ -60,7 +68,7 @@ def main(argv=None) -> int:
     variants = [("defaults", {})] + [parse_variant(v) for v in args.variant]
     members = []
     for _, over in variants:
-        for f_ifng, f_pd1 in ARMS.values():
+        for f_ifng, f_pd1 in arms.values():
             p = dict(base)
             p.update({k: jnp.asarray(v, sim.dtype) for k, v in over.items()})
             p["sys_ifng_amounts"] = base["sys_ifng_amounts"] * f_ifng
@@ -70,7 +78,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     ys = np.asarray(jax.jit(jax.vmap(lambda p: sim.run(p, setup.y0, setup.n_saves)))(stacked))
     wall = time.perf_counter() - t0
-    ys = ys.reshape(len(variants), len(ARMS), ys.shape[1], ys.shape[2], -1)  # (V, A, T, S, cells)
+    ys = ys.reshape(len(variants), len(arms), ys.shape[1], ys.shape[2], -1)  # (V, A, T, S, cells)
     field = lambda s: ys[:, :, :, model.index(s)]
     tumor = field("tumor") + field("stem")
     burden = tumor.sum(-1)
@@ -86,17 +94,48 @@ def main(argv=None) -> int:
         volume_ml=base["pk_ifng_V"], ka=base["pk_ifng_ka"], bioavailability=base["pk_ifng_F"],
         width=base["dose_width_h"]))
     plasma_mean = float(np.trapezoid(c, t) / t[-1])
-    print(f"grid {cfg.grid.shape} × {cfg.grid.spacing} µm, {setup.n_saves} saves, "
-          f"{len(members)} members, {wall:.0f} s; IFN-γ-1b mean plasma {plasma_mean:.4f} ng/mL")
-    print("variant | arm | burden/day0 | /untreated | IFN-γ mean/peak | added/plasma | PD-L1 | ex, Treg, MDSC / untreated")
-    for v, (name, _) in enumerate(variants):
-        for a, arm in enumerate(ARMS):
-            tot = lambda s: field(s)[v, a, 1:].sum(-1).mean() / field(s)[v, 0, 1:].sum(-1).mean()
-            added = (ifng[v, a, 1:].mean() - ifng[v, 0, 1:].mean()) / plasma_mean
-            print(f"{name} | {arm} | {burden[v, a, -1] / burden[v, a, 0]:.3f} | "
-                  f"{burden[v, a, -1] / burden[v, 0, -1]:.3f} | {ifng[v, a, 1:].mean():.3f}/{ifng[v, a].max():.3f} | "
-                  f"{added:.3f} | {pdl1[v, a, 1:].mean():.3f} | "
-                  f"{tot('cd8_ex'):.2f}, {tot('treg'):.2f}, {tot('mdsc'):.2f}")
+    head = (f"grid {cfg.grid.shape} × {cfg.grid.spacing} µm, {setup.n_saves} saves, "
+            f"{len(members)} members, {wall:.0f} s; IFN-γ-1b mean plasma {plasma_mean:.4f} ng/mL")
+    cols = ("variant", "arm", "burden/day0", "/untreated", "IFN-γ mean/peak", "added/plasma", "PD-L1",
+            "ex, Treg, MDSC / untreated")
+    rows = []
+    for v, (name, over) in enumerate(variants):
+        for a, arm in enumerate(arms):
+            tot = lambda s: float(field(s)[v, a, 1:].sum(-1).mean() / field(s)[v, 0, 1:].sum(-1).mean())
+            rows.append({
+                "variant": name, "overrides": over, "arm": arm,
+                "burden_vs_day0": float(burden[v, a, -1] / burden[v, a, 0]),
+                "burden_vs_untreated": float(burden[v, a, -1] / burden[v, 0, -1]),
+                "ifng_mean": float(ifng[v, a, 1:].mean()), "ifng_peak": float(ifng[v, a].max()),
+                "ifng_added_over_plasma": float((ifng[v, a, 1:].mean() - ifng[v, 0, 1:].mean()) / plasma_mean),
+                "pdl1_mean": float(pdl1[v, a, 1:].mean()),
+                "cd8_ex_vs_untreated": tot("cd8_ex"), "treg_vs_untreated": tot("treg"),
+                "mdsc_vs_untreated": tot("mdsc")})
+    lines = [" | ".join(cols), "|".join(["---"] * len(cols))]
+    for r in rows:
+        lines.append(f"{r['variant']} | {r['arm']} | {r['burden_vs_day0']:.3f} | {r['burden_vs_untreated']:.3f} | "
+                     f"{r['ifng_mean']:.3f}/{r['ifng_peak']:.3f} | {r['ifng_added_over_plasma']:.3f} | "
+                     f"{r['pdl1_mean']:.3f} | {r['cd8_ex_vs_untreated']:.2f}, {r['treg_vs_untreated']:.2f}, "
+                     f"{r['mdsc_vs_untreated']:.2f}")
+    print(head)
+    print("\n".join(lines))
+    if args.out:
+        import json
+        import platform
+
+        command = "python scripts/clinical_arms.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        prefix = Path(args.out)
+        prefix.with_suffix(".json").write_text(json.dumps(
+            {"command": command, "grid": list(cfg.grid.shape), "spacing_um": list(cfg.grid.spacing),
+             "wall_s": wall, "plasma_ifng_mean_ng_ml": plasma_mean, "machine": platform.processor()
+             or platform.machine(), "rows": rows}, indent=1, ensure_ascii=False) + "\n")
+        prefix.with_suffix(".md").write_text(
+            "# Clinical scenario arms (configs/default.toml), day-30 burden\n\n"
+            f"Command: `{command}`. {head}. Burden at day 30 relative to day 0 and to the "
+            "variant's untreated arm; tumor-weighted IFN-γ (ng/mL) mean over the saves after day 0 / "
+            "peak; IFN-γ added by IFN-γ-1b over its mean plasma level; time-mean PD-L1; "
+            "exhausted CD8, Treg, MDSC totals (time means) relative to untreated. "
+            "Model and reading: docs/model.md.\n\n" + "\n".join("| " + ln + " |" for ln in lines) + "\n")
     return 0
 
 

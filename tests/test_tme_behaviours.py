@@ -119,14 +119,50 @@ def test_b2_prolonged_low_dose_is_protumor(wellmixed):
     assert r_off <= 1.02
 
 
-@pytest.mark.xfail(strict=True, reason="measured 1.02: without A1 apoptosis at the pulse peaks, "
-                   "the pro-tumor arm alone leaves only ~2 % more tumor under continuous release")
 def test_b2_survives_without_a1_apoptosis(wellmixed):
     """B2 must not rest on A1: with A1 apoptosis off, continuous still leaves ≥ 10 % more
     tumor than pulses of the same total dose."""
     r = (burden(wellmixed["continuous|a1off"]) / burden(wellmixed["pulsed|a1off"]))
     print("B2 burden cont/pulsed, A1 apoptosis off", r)
     assert r >= 1.10
+
+
+@pytest.fixture(scope="module")
+def b2_space():
+    """B2 on a 2D tumor section: 12² voxels of 200 µm (2.4 mm), tumor disk of radius 720 µm
+    with vessels and a rim-weighted infiltrate (``tme.initial_conditions``), 14 days, dt 1 h,
+    float32. Doses as in the well-mixed arms; the injection s.d. of 2 mm spreads each over
+    ~0.13 mL, the 0.1 mL the well-mixed arms dose into. Returns {arm: burden at day 14}."""
+    grid = tp.Grid((12, 12), 200.0)
+    model = tme.tme_model(grid=grid)
+    sim = tp.Simulator(model, grid, dt=1.0, save_every=DAYS * 24.0, dtype=jnp.float32)
+    y0 = model.stack(tme.initial_conditions(grid, vessel_spots=8, seed=3), grid, jnp.float32)
+    base = model.params(jnp.float32, it_ifng_width=2000.0)
+    arms = {"pulsed": PULSED, "continuous": CONTINUOUS,
+            "pulsed|p1-p4off": {**PULSED, **P1_P4_OFF}, "continuous|p1-p4off": {**CONTINUOUS, **P1_P4_OFF},
+            "pulsed|a1off": {**PULSED, **A1_APOPTOSIS_OFF},
+            "continuous|a1off": {**CONTINUOUS, **A1_APOPTOSIS_OFF}}
+    plist = [{**base, **{k: jnp.asarray(v, jnp.float32) for k, v in a.items()}} for a in arms.values()]
+    stacked = jax.tree_util.tree_map(lambda *x: jnp.stack(x), *plist)
+    ys = np.asarray(jax.jit(jax.vmap(lambda p: sim.run(p, y0, 1)[-1]))(stacked))
+    tum = ys[:, model.index("tumor")] + ys[:, model.index("stem")]
+    return dict(zip(arms, tum.reshape(len(arms), -1).sum(axis=1)))
+
+
+@pytest.mark.slow
+def test_b2_holds_in_space(b2_space):
+    """B2 on a 2D section (rests on the chronic arm P1–P4, not on A1 apoptosis): continuous
+    release leaves ≥ 10 % more tumor than pulses of the same total dose, also with A1
+    apoptosis off; with P1–P4 off the ratio is ≤ 1.02 (continuous low-level IFN-γ is then
+    the better schedule, because the acute actions saturate well below the pulse peaks)."""
+    b = b2_space
+    r = b["continuous"] / b["pulsed"]
+    r_off = b["continuous|p1-p4off"] / b["pulsed|p1-p4off"]
+    r_a1 = b["continuous|a1off"] / b["pulsed|a1off"]
+    print("B2 in space: cont/pulsed", r, "P1-P4 off", r_off, "A1 apoptosis off", r_a1)
+    assert r >= 1.10
+    assert r_a1 >= 1.10
+    assert r_off <= 1.02
 
 
 def test_b3_anti_pd1_raises_ifng_and_combination_wins(wellmixed):
@@ -274,3 +310,30 @@ def test_b5_fails_without_uptake():
     lam = np.median(_local_lambda(dense["ifng"][:40], h, 2)[(x[2:38] >= 20) & (x[2:38] <= 150)])
     print("B5 dense λ without uptake", lam)
     assert lam > 40
+
+
+# -- the clinical scenario (configs/default.toml) at a reduced grid ----------------------------
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="measured 0.992 at 64²: the drug adds 1-8 pg/mL to ~60 pg/mL "
+                   "of endogenous tumor IFN-γ and its acute and PD-L1 effects cancel (docs/model.md)")
+def test_ifng_1b_alone_slows_growth_in_the_clinical_scenario():
+    """IFN-γ-1b alone at the label schedule (50 µg/m² s.c. 3×/week, 30 days) on the default
+    section coarsened to 64² × 80 µm: day-30 burden ≤ 0.95 × untreated (both arms without
+    anti-PD-1)."""
+    from pathlib import Path
+
+    from tmepde.config import load_config
+    from tmepde.runner import build
+
+    cfg = load_config(Path(__file__).parents[1] / "configs" / "default.toml")
+    cfg = cfg.replace("grid.shape=[64, 64]", "grid.spacing=[80.0, 80.0]")
+    setup = build(cfg)
+    sim, base = setup.simulator, setup.params
+    members = [{**base, "sys_ifng_amounts": base["sys_ifng_amounts"] * f,
+                "sys_pd1_amounts": base["sys_pd1_amounts"] * 0.0} for f in (0.0, 1.0)]
+    stacked = jax.tree_util.tree_map(lambda *x: jnp.stack(x), *members)
+    ys = np.asarray(jax.jit(jax.vmap(lambda p: sim.run(p, setup.y0, setup.n_saves)[-1]))(stacked))
+    model = cfg.model
+    b = (ys[:, model.index("tumor")] + ys[:, model.index("stem")]).reshape(len(members), -1).sum(axis=1)
+    print("IFN-γ-1b / untreated, day 30:", b[1] / b[0])
+    assert b[1] / b[0] <= 0.95

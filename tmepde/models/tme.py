@@ -144,7 +144,9 @@ DEFAULTS = {
     "ec50_a8": 1.0,                # ng/mL, est
     # P1 PD-L1 induction and checkpoint
     "p1_induction": 1.0,           # -, induced share of the max (0 = off)
-    "p1_on_rate": 0.5,             # 1/h, up within hours (est)
+    "p1_on_rate": 0.1,             # 1/h at saturating IFN-γ: half-way up in ~5 h (with the
+                                   # 1/day relaxation), est; faster rates make PD-L1 hold
+                                   # each pulse's peak for a day (pinned by B2 in space)
     "ec50_pdl1": 0.1,              # ng/mL (spQSP-IO; Shin 2017)
     "hill_pdl1": 1.26,
     "pdl1_basal": 1.0 / 6,         # -, basal / max (up to 6-fold)
@@ -153,13 +155,24 @@ DEFAULTS = {
     "ec50_apd1": 500.0,            # ng/mL anti-PD-1 for half receptor occupancy, est
     # P2 exhaustion
     "p2_exhaustion": 0.1 / 24,     # 1/h; 0.05–0.1 /day (QSPIO; SPQSP_PDAC)
-    "p2_chronic": 1.0,             # -, weight of chronic exposure memory, est
+    "p2_chronic": 3.0,             # -, weight of chronic signalling (0.3 /day at full gate,
+                                   # the top of the 0.05-0.3 /day range), est; pinned by B2
     "death_cd8_ex": 0.005,         # 1/h, est
-    # chronic-exposure memory
-    "ec50_memory": 0.3,            # ng/mL, est (chronic signalling threshold)
+    # chronic-exposure memory and the threshold of chronic signalling
+    "ec50_memory": 0.2,            # ng/mL, est: the memory averages h(I; 0.2, 4), so
+                                   # 0.2 ng/mL held for days fills it to 0.5, endogenous
+                                   # 0.05-0.13 ng/mL to < 0.15
+    "hill_memory": 4.0,            # -, est
+    "chronic_threshold": 0.45,     # -, memory level of half-max chronic signalling, est:
+                                   # pulses every 2 days keep the memory below it, sustained
+                                   # exposure crosses it (pinned by B2 in space)
+    "hill_chronic": 4.0,           # -, est (switch-like: chronic vs acute exposure)
     # P3 chronic IFN-γ recruits Tregs; IFN-γ lowers NSDHL -> tumor TGF-β1
     "rec_treg": 3e-4,              # volume fraction/h per vessel density, est
-    "p3_treg": 6.0,                # -, fold increase at full memory, est (pinned by B2: Tregs ≥ 1.1x)
+    "p3_treg": 2.0,                # -, fold increase at full chronic signalling, est; pinned by
+                                   # B2 (Tregs ≥ 1.1x) and the clinical combination (6 lets
+                                   # anti-PD-1's own IFN-γ recruit enough Tregs that adding
+                                   # IFN-γ-1b does worse than anti-PD-1 alone)
     "secr_tgfb": 1.0,              # ng/mL/h per tumor volume fraction, est
     "p3_tgfb": 3.0,                # -, fold increase by IFN-γ (NSDHL), est
     "ec50_p3": 0.5,                # ng/mL, est
@@ -318,7 +331,12 @@ def tme_model(grid=None, n_doses=4, boundaries=None, cd8_chi: float = 2.0, nk_ch
         c_wall = C + p["a3_endothelial"] * hill(i_wall, p["ec50_a3"])
         chemo = p["rec_basal"] + (1.0 - p["rec_basal"]) * hill(c_wall, p["ec50_cxcl"])   # A3
         secr_supp = 1.0 / (1.0 + p["p1_secretion_inhibition"] * pd)                       # P1
-        exhaustion = p["p2_exhaustion"] * E * (pd * engaged + p["p2_chronic"] * Hm)       # P2
+        # chronic signalling: a threshold (Hill) of the slow exposure memory, so pulses that
+        # let the memory fall between doses stay below it and sustained exposure crosses it
+        chronic = hill(Hm, p["chronic_threshold"], p["hill_chronic"])                     # P2/P3
+        # P2: PD-1 signalling drives exhaustion; chronic signalling amplifies it (so PD-1
+        # blockade also blocks the chronic channel)
+        exhaustion = p["p2_exhaustion"] * E * pd * (engaged + p["p2_chronic"] * chronic)  # P2
         dE = (p["rec_cd8"] * V * chemo * free
               + p["a7_prolif_cd8"] * hill(L2, p["ec50_il2"]) * E * free                  # A7
               - exhaustion - p["death_cd8"] * E)
@@ -326,7 +344,7 @@ def tme_model(grid=None, n_doses=4, boundaries=None, cd8_chi: float = 2.0, nk_ch
         dK = (p["rec_nk"] * V * chemo * free
               + p["a7_prolif_nk"] * hill(L2, p["ec50_il2"]) * K * free                   # A7
               - p["death_nk"] * K)
-        dR = (p["rec_treg"] * V * (1.0 + p["p3_treg"] * Hm) * free                        # P3
+        dR = (p["rec_treg"] * V * (1.0 + p["p3_treg"] * chronic) * free                   # P3
               + p["a7_prolif_treg"] * hill(L2, p["ec50_il2_treg"]) * R * free
               * (1.0 + p["p7_tgfb_treg"] * hill(B, p["ec50_tgfb"]))                       # P7
               - p["death_treg"] * R)
@@ -356,7 +374,7 @@ def tme_model(grid=None, n_doses=4, boundaries=None, cd8_chi: float = 2.0, nk_ch
         h_pdl1 = hill(I, p["ec50_pdl1"], p["hill_pdl1"])
         target = p["pdl1_basal"] + (1.0 - p["pdl1_basal"]) * p["p1_induction"] * (1.0 - blocker) * h_pdl1
         dP = p["decay_pdl1"] * target + p["p1_on_rate"] * h_pdl1 * (target - P)           # P1
-        dH = p["decay_memory"] * hill(I, p["ec50_memory"], p["hill_pdl1"])
+        dH = p["decay_memory"] * hill(I, p["ec50_memory"], p["hill_memory"])
         dV = (p["angiogenesis"] * tum * (1.0 - V)
               - p["a8_antiangio"] * hill(I, p["ec50_a8"]) * V)                            # A8
 
