@@ -129,3 +129,20 @@ def test_depot_release_rate_is_not_a_dose_scale():
         fast = dict(p, decay_depot_il12=4.0 * p["decay_depot_il12"])
         diff = float(jnp.max(jnp.abs(f(fast, 0.05) - f(p, 4 * 0.05))))
         assert diff > 0.01, diff
+
+
+def test_fit_config_rejects_inconsistent_random_effect_settings():
+    """Bad [fit] input is one line naming the key: an ω held for a parameter without a random
+    effect, a start list of the wrong length, an unknown posterior method."""
+    from pathlib import Path
+
+    from tmepde.config import ConfigError, load_config
+
+    cfg = str(Path(__file__).parents[1] / "configs" / "fit" / "ct26.toml")
+    assert load_config(cfg).data["fit"]["omega_fixed"] == ["growth_tumor"]  # the shipped file is valid
+    for override, key in (('fit.omega_fixed=["kill_cd8"]', "fit.omega_fixed[0]"),
+                          ("fit.omega_start=[0.3]", "fit.omega_start"),
+                          ('fit.posterior="mcmc"', "fit.posterior")):
+        with pytest.raises(ConfigError) as err:
+            load_config(cfg, [override])
+        assert key in str(err.value) and "\n" not in str(err.value), str(err.value)
