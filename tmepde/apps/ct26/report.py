@@ -249,6 +249,13 @@ def write_json(out: dict, path: Path) -> Path:
         "posterior_attribution": out.get("post_animals"),
         "vpc_quantiles_inside": {a: v["quantiles_inside"] for a, v in out["vpc"].items()},
         "command": command(out),
+        "posterior_vpc_quantiles_inside": out.get("post_inside"),
+        "nuts": None if out.get("posterior") is None else dict(
+            chains=int(out["posterior"].samples.shape[0]), draws=int(out["posterior"].samples.shape[1]),
+            max_r_hat=float(out["posterior"].r_hat.max()), min_ess=float(out["posterior"].ess.min()),
+            r_hat_eta_max=out["posterior"].extra["r_hat_eta_max"], ess_eta_min=out["posterior"].extra["ess_eta_min"],
+            divergences=int(out["posterior"].divergences), accept=float(out["posterior"].accept),
+            wall_s=float(out.get("wall_nuts_s", out["posterior"].wall_s))),
         "sd_individual": out["sd_individual"], "sd_population": out["sd_population"],
         "counterfactual": out["counterfactual"], "quick": out["quick"],
         "wall_fit_s": out["wall_fit_s"], "wall_profile_s": out["wall_profile_s"],
