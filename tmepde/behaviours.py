@@ -105,7 +105,8 @@ def _members(base: Mapping, sets: Sequence[Mapping], b7: bool):
     return out
 
 
-def run_wellmixed(sets: Sequence[Mapping] = ({},), *, b7: bool = True, chunk: int = 256) -> list[dict]:
+def run_wellmixed(sets: Sequence[Mapping] = ({},), *, b7: bool = True, chunk: int = 256,
+                  progress: bool = False) -> list[dict]:
     """All arms of every parameter set in ``sets`` (overrides of the defaults), vmapped.
 
     Returns one dict per set: ``{arm: {species: (T,) array}}`` at cell 0 (the state stays
@@ -122,10 +123,13 @@ def run_wellmixed(sets: Sequence[Mapping] = ({},), *, b7: bool = True, chunk: in
     run = jax.jit(jax.vmap(lambda p: sim.run(p, y0, n_saves)[:, :, 0]))
     n = len(members)
     parts = []
+    chunk = min(chunk, n)
     for start in range(0, n, chunk):
         take = np.minimum(np.arange(start, start + chunk), n - 1)  # fixed shape: one compile
         sub = jax.tree_util.tree_map(lambda v: v[take], stacked)
         parts.append(np.asarray(run(sub))[: min(chunk, n - start)])
+        if progress:
+            print(f"well-mixed members {min(start + chunk, n)}/{n}", flush=True)
     ys = np.concatenate(parts)  # (members, time, species)
     per_set = len(ARMS) + (2 * B7_PATIENTS if b7 else 0)
     out = []
