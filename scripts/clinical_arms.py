@@ -101,7 +101,9 @@ def main(argv=None) -> int:
     rows = []
     for v, (name, over) in enumerate(variants):
         for a, arm in enumerate(arms):
-            tot = lambda s: float(field(s)[v, a, 1:].sum(-1).mean() / field(s)[v, 0, 1:].sum(-1).mean())
+            def tot(s):  # time-mean total relative to untreated; None when untreated has none
+                ref = field(s)[v, 0, 1:].sum(-1).mean()
+                return float(field(s)[v, a, 1:].sum(-1).mean() / ref) if ref > 0 else None
             rows.append({
                 "variant": name, "overrides": over, "arm": arm,
                 "burden_vs_day0": float(burden[v, a, -1] / burden[v, a, 0]),
@@ -115,8 +117,9 @@ def main(argv=None) -> int:
     for r in rows:
         lines.append(f"{r['variant']} | {r['arm']} | {r['burden_vs_day0']:.3f} | {r['burden_vs_untreated']:.3f} | "
                      f"{r['ifng_mean']:.3f}/{r['ifng_peak']:.3f} | {r['ifng_added_over_plasma']:.3f} | "
-                     f"{r['pdl1_mean']:.3f} | {r['cd8_ex_vs_untreated']:.2f}, {r['treg_vs_untreated']:.2f}, "
-                     f"{r['mdsc_vs_untreated']:.2f}")
+                     f"{r['pdl1_mean']:.3f} | " + ", ".join(
+                         "–" if r[k] is None else f"{r[k]:.2f}"
+                         for k in ("cd8_ex_vs_untreated", "treg_vs_untreated", "mdsc_vs_untreated")))
     print(head)
     print("\n".join(lines))
     if args.out:
