@@ -33,20 +33,6 @@ def test_latin_hypercube_is_stratified_within_bounds():
     assert sets[5] == dict(zip(names, vals[5]))
 
 
-def test_shared_arms_match_the_behaviour_tests():
-    """The library's treatments are the ones tests/test_tme_behaviours.py asserts on (a drift
-    check: the robustness study must test the same behaviours)."""
-    import test_tme_behaviours as t
-
-    assert set(bh.ARMS) <= set(t.ARMS)
-    for name, arm in bh.ARMS.items():
-        assert set(arm) == set(t.ARMS[name]), name
-        for k, v in arm.items():
-            np.testing.assert_allclose(np.asarray(v, float), np.asarray(t.ARMS[name][k], float), err_msg=name)
-    assert (t.DAYS, t.SAVE, t.N_PATIENTS) == (bh.DAYS, bh.SAVE, bh.B7_PATIENTS)
-    assert all(k in tme.DEFAULTS for k in bh.MECHANISM_STRENGTHS)
-
-
 def test_separation_finds_the_deciding_factor():
     """separation() on a synthetic cohort where response is decided by one factor alone
     (responder iff ln a > 0): a has rank correlation −1 with the best change, the largest

@@ -17,37 +17,11 @@ import tmepde as tp
 from tmepde.batch import sample_lognormal
 from tmepde.models import tme
 
-DAYS = 14
-SAVE = 6.0
-IT_DOSE = 50.0           # ng IFN-γ per intratumoral injection (low, acute course)
-IT_TIMES = [0.0, 48.0, 96.0, 144.0]
+# The treatments (doses, schedules, mechanism switches) live in tmepde.behaviours, shared with
+# scripts/robustness.py, so the robustness sample runs exactly the arms asserted here.
+from tmepde.behaviours import A1_APOPTOSIS_OFF, ARMS, CONTINUOUS, DAYS, P1_P4_OFF, PD1, PULSED, SAVE
+
 N_PATIENTS = 48
-
-PULSED = dict(it_ifng_times=IT_TIMES, it_ifng_amounts=[IT_DOSE] * 4)
-CONTINUOUS = dict(inf_ifng_start=0.0, inf_ifng_stop=DAYS * 24.0,
-                  inf_ifng_rate=4 * IT_DOSE / (DAYS * 24.0))          # same total, 14 days
-LOW_CONTINUOUS = dict(inf_ifng_start=0.0, inf_ifng_stop=DAYS * 24.0,
-                      inf_ifng_rate=40 * IT_DOSE / (DAYS * 24.0))     # 10x: inside P6's window
-HIGH_CONTINUOUS = dict(inf_ifng_start=0.0, inf_ifng_stop=DAYS * 24.0,
-                       inf_ifng_rate=80 * IT_DOSE / (DAYS * 24.0))    # 20x the total
-PD1 = dict(sys_pd1_times=[0.0, 0, 0, 0], sys_pd1_amounts=[2e8, 0, 0, 0])  # 200 mg i.v.
-BLOCKER = dict(sys_pdl1i_times=list(np.arange(14) * 24.0), sys_pdl1i_amounts=[2e6] * 14)
-TGFBI = dict(sys_tgfbi_times=[0.0, 0, 0, 0], sys_tgfbi_amounts=[7e8, 0, 0, 0])  # 10 mg/kg
-P3_OFF = dict(p3_tgfb=0.0)
-P1_P4_OFF = dict(p1_induction=0.0, p2_exhaustion=0.0, p3_treg=0.0, p3_tgfb=0.0, p4_mdsc=0.0)
-A1_APOPTOSIS_OFF = dict(a1_apoptosis=0.0)
-P6_OFF = dict(p6_stemness=0.0)
-
-ARMS = {
-    "ctrl": {}, "pulsed": PULSED, "continuous": CONTINUOUS, "high": HIGH_CONTINUOUS,
-    "low": LOW_CONTINUOUS, "low|p6off": {**LOW_CONTINUOUS, **P6_OFF},
-    "pulsed|p1-p4off": {**PULSED, **P1_P4_OFF}, "continuous|p1-p4off": {**CONTINUOUS, **P1_P4_OFF},
-    "pulsed|a1off": {**PULSED, **A1_APOPTOSIS_OFF},
-    "continuous|a1off": {**CONTINUOUS, **A1_APOPTOSIS_OFF},
-    "high|a1off": {**HIGH_CONTINUOUS, **A1_APOPTOSIS_OFF},
-    "pd1": PD1, "pulsed+pd1": {**PULSED, **PD1}, "pulsed+blocker": {**PULSED, **BLOCKER},
-    "pd1+tgfbi": {**PD1, **TGFBI}, "ctrl|p3off": P3_OFF, "pd1|p3off": {**PD1, **P3_OFF},
-}
 
 
 @pytest.fixture(scope="module")
