@@ -155,7 +155,7 @@ PARAMETERS: dict[str, tuple[str, str, float, float, str]] = {
 # Per-agent pharmacokinetic and exchange parameters: one row per family.
 FAMILIES: dict[str, tuple[str, str, str]] = {
     "pk_<agent>_ke": ("therapy", "1/h", "elimination: IFN-γ-1b s.c. t½ 5.9 h (Actimmune label, 12.3); pembrolizumab t½ 22 d, nivolumab 25 d (labels)"),
-    "pk_<agent>_V": ("therapy", "mL", "volume of distribution (labels; `tmepde.therapy`); IFN-γ-1b V/F 177.6 L fitted with ka to the label's Cmax 0.60 ng/mL, AUC 8.29 ng·h/mL per 100 µg/m² (linear: 0.30 ng/mL per clinical 50 µg/m²; `tme.IFNG_1B_SC`)"),
+    "pk_<agent>_V": ("therapy", "mL", "volume of distribution (labels; `tmepde.therapy`); IFN-γ-1b V/F 177.6 L fitted with ka to the label's Cmax 0.60 ng/mL, AUC 8.29 ng·h/mL per 100 µg/m² (linear: 0.30 ng/mL per clinical 50 µg/m²; `therapy.IFNG_1B_SC`)"),
     "pk_<agent>_ka": ("therapy", "1/h", "s.c./oral absorption: IFN-γ-1b 0.48 /h, peak 7.2 h after the nominal dose time (label: ≈ 7 h)"),
     "pk_<agent>_F": ("therapy", "1", "bioavailability"),
     "perm_<agent>": ("therapy", "1/h", "vessel exchange per unit vessel density, est (IFN-γ 20 /h: tissue/plasma = partition·perm·V/(perm·V + decay + uptake·φ); an upper estimate: tumor PS for a 34 kDa protein ≈ 0.07–0.4 /h, Yuan 1995, Baxter & Jain 1989)"),

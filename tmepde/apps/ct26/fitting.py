@@ -24,7 +24,7 @@ from typing import Mapping
 import numpy as np
 
 from .data import FLOOR_MM3, IL12_ARM, INJECTION_DAYS, PBS_ARM, load_data, population_data
-from .model import WellMixedCt26
+from .model import IL12_AMOUNTS, WellMixedCt26
 
 CONTROLLED_MM3 = 100.0      # mm³: a tumor below this at the last study day counts as regressing
 PSEUDO = ("v0_mm3", "il12_dose_ng", "il12_response")
@@ -90,7 +90,7 @@ def setup(config, *, quick: bool = False) -> Ct26Setup:
         raise ValueError(f"fit.cohort_params: {missing} must also be fixed effects (in fit.growth_params "
                          "or fit.immune_params): a random effect is a per-animal deviation from one")
     raw = dict(config.data["model"].get("params", {}))
-    amounts = raw.pop("it_il12_amounts", [300.0])
+    amounts = raw.pop(IL12_AMOUNTS, [300.0])
     dose = float(np.atleast_1d(amounts)[0]) or 300.0
     day0 = int(min(a.days[0] for a in arms.values()))
     n_days = int(max(arms[a].days.max() for a in (PBS_ARM, IL12_ARM))) - day0
@@ -133,7 +133,6 @@ def _run_fit(config, *, quick: bool, log) -> dict:
     steps = min(fc["max_steps"], 6) if quick else fc["max_steps"]
     t0 = time.perf_counter()
     s = setup(config, quick=quick)
-    n_re = len(s.re_names)
     log(f"population fit: fixed {s.names}, random {s.re_names}, {int(s.data.observed.sum())} volumes, "
         f"{int(s.data.censored.sum())} censored, {len(s.arm_of)} animals")
     omega0 = np.array(fc.get("omega_start") or [OMEGA0.get(n, 0.3) for n in s.re_names], float)

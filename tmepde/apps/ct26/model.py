@@ -31,12 +31,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from tmepde.models.tme import DEFAULTS, tme_model
+from tmepde.therapy import local_prefix, schedule_keys, systemic_prefix
 
 DYNAMIC = ("tumor", "cd8", "ifng", "il12", "depot_il12")
 RHO0 = 0.6                 # tumor-cell volume fraction in the tumor (packed tissue)
 BACKGROUND = {"vessel": 0.3, "pdl1": DEFAULTS["pdl1_basal"], "cd8": 0.005, "nk": 0.0025,
               "treg": 0.0015, "mdsc": 0.0015, "m1": 0.0025, "m2": 0.01}
-N_DOSES = {"sys_ifng": 1, "sys_pd1": 1, "sys_pdl1i": 1, "sys_tgfbi": 1, "it_ifng": 1, "it_il12": 3}
+N_DOSES = {**{systemic_prefix(a): 1 for a in ("ifng", "pd1", "pdl1i", "tgfbi")},
+           local_prefix("ifng"): 1, local_prefix("il12"): 3}
+IL12_TIMES, IL12_AMOUNTS = schedule_keys(local_prefix("il12"))  # the virus's IL-12 injections
 
 
 class WellMixedCt26:
@@ -58,7 +61,7 @@ class WellMixedCt26:
         p = {k: np.asarray(v, float) for k, v in self.model.default_params().items()}
         p["secr_il12"] = np.asarray(0.0)      # IL-12 from the virus only
         p["a2_mhc"] = np.asarray(5.0)         # CT26 is MHC-I high (est)
-        p["it_il12_times"] = np.asarray(injection_hours, float)
+        p[IL12_TIMES] = np.asarray(injection_hours, float)
         p["dose_width_h"] = np.asarray(2.0 * dt)  # >= 2 dt: the pulse delivers its amount
         for k, v in (params or {}).items():
             if k not in p:
@@ -76,7 +79,7 @@ class WellMixedCt26:
         """
         f = jnp.result_type(float)
         q = dict(p)
-        q["it_il12_amounts"] = jnp.ones(3, f) * il12_dose_ng
+        q[IL12_AMOUNTS] = jnp.ones(3, f) * il12_dose_ng
         dt = self.dt
         y0 = {"tumor": jnp.log(v0_mm3), "cd8": jnp.asarray(self._frozen["cd8"], f),
               "ifng": jnp.zeros((), f), "il12": jnp.zeros((), f), "depot_il12": jnp.zeros((), f)}

@@ -11,7 +11,7 @@ import numpy as np
 
 from .data import FLOOR_MM3, IL12_ARM, PBS_ARM
 from .fitting import CONTROLLED_MM3, PSEUDO, parameter_values, u_names, u_value
-from .model import RHO0, radius_um
+from .model import IL12_AMOUNTS, RHO0, radius_um
 
 Z95 = 1.959963984540054   # standard normal 97.5 % quantile
 
@@ -133,7 +133,7 @@ def report(out: dict) -> str:
         v = out["vpc"][arm]
         lines.append(f"- VPC {arm}: data 5 / 50 / 95 % inside the 90 % prediction band on "
                      + " / ".join(f"{x:.0%}" for x in v["quantiles_inside"]) + " of measurement days"
-                     + (f" (posterior predictive band: "
+                     + (" (posterior predictive band: "
                         + " / ".join(f"{x:.0%}" for x in out["post_inside"][arm]) + ")" if out.get("post_inside") else ""))
     ratio = math.exp(out["pop_log_ratio_end"])
     lines += [
@@ -278,9 +278,9 @@ def write_fitted_toml(config, out: dict, path: Path) -> Path:
     for k, v in values.items():
         if k not in PSEUDO:
             mp[k] = float(v)
-    n_inj = len(np.atleast_1d(mp.get("it_il12_amounts", [0.0] * 3)))
+    n_inj = len(np.atleast_1d(mp.get(IL12_AMOUNTS, [0.0] * 3)))
     # the typical animal's effective dose: dose scale x response fraction (η = 0)
-    mp["it_il12_amounts"] = [float(values.get("il12_dose_ng", out["setup"].dose_ng))
+    mp[IL12_AMOUNTS] = [float(values.get("il12_dose_ng", out["setup"].dose_ng))
                              * float(values.get("il12_response", 1.0))] * n_inj
     v0 = values.get("v0_mm3", float(out["setup"].base["v0_mm3"]))
     for name, frac in (("tumor", 0.98), ("stem", 0.02)):
