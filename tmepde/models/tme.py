@@ -35,8 +35,7 @@ SYSTEMIC = {  # agent -> tissue field it enters
 LOCAL = {"ifng": "depot_ifng", "il12": "depot_il12"}  # intratumoral / sustained release
 # PK of each systemic agent: the label fits of the agent library (tmepde.therapy), e.g.
 # IFN-γ-1b s.c. Cmax 0.60 ng/mL at 7.2 h per 100 µg/m² (Actimmune label, section 12.3).
-IFNG_1B_SC = therapy.IFNG_1B_SC
-PK = {"ifng": IFNG_1B_SC, "pd1": therapy.PEMBROLIZUMAB_IV,
+PK = {"ifng": therapy.IFNG_1B_SC, "pd1": therapy.PEMBROLIZUMAB_IV,
       "pdl1i": therapy.PDL1_BLOCKER_ORAL, "tgfbi": therapy.TGFB_BLOCKADE_IV}
 
 # Diffusivities (µm²/s) and linear decays (1/h). "est" = our estimate.
