@@ -10,6 +10,7 @@
 """
 
 import csv
+import dataclasses
 import json
 import math
 
@@ -146,3 +147,27 @@ def test_fit_config_rejects_inconsistent_random_effect_settings():
         with pytest.raises(ConfigError) as err:
             load_config(cfg, [override])
         assert key in str(err.value) and "\n" not in str(err.value), str(err.value)
+
+
+def test_report_says_not_identified_instead_of_a_zero_width_interval():
+    """A coordinate without a finite standard error (singular observed information) is written
+    'not identified' in the report rows, tables and JSON, never as an interval; the others keep
+    their Wald interval θ̂ ± 1.96 SE on the fitted scale."""
+    import types
+
+    from tmepde.apps.ct26 import report as rep
+    from tmepde.fit import PopulationFit
+
+    s = types.SimpleNamespace(names=["growth_tumor", "il12_response"], re_names=["il12_response"])
+    res = PopulationFit(s.names, s.re_names, theta=np.array([np.log(0.02), 0.0]), omega=np.array([30.0]),
+                        sigma=0.5, eta=np.zeros((2, 1)), nll=1.0, cov=np.eye(4), n_steps=1, history=[1.0],
+                        std_error=np.array([0.1, 0.5, np.inf, 0.07]),
+                        identified=np.array([True, True, False, True]))
+    rows = rep.comparison_rows({"setup": s, "fit": res, "profiles": {}})
+    by = {r["name"]: r for r in rows}
+    assert not by["omega_il12_response"]["identified"] and by["omega_il12_response"]["wald"] == [None, None]
+    lo, hi = by["growth_tumor"]["wald"]
+    assert lo == pytest.approx(0.02 * math.exp(-1.959964 * 0.1)) and hi == pytest.approx(0.02 * math.exp(1.959964 * 0.1))
+    assert rep._se_text(res, 2) == "not identified" and rep._se_text(res, 3) == "0.07"
+    # a result without the mask (built elsewhere) derives it from the standard errors
+    assert list(dataclasses.replace(res, identified=None).identified_mask) == [True, True, False, True]

@@ -3,6 +3,7 @@ uncertainty, and unidentifiable parameters are reported as such."""
 
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import tmepde as tp
 from tmepde.fit import FitParameter, fit
@@ -160,3 +161,51 @@ def test_nuts_matches_conjugate_linear_gaussian_posterior():
     np.testing.assert_allclose(draws.std(axis=0), sd, rtol=0.1)
     # the strong posterior correlation of intercept and quadratic term is reproduced too
     np.testing.assert_allclose(np.corrcoef(draws.T)[0, 2], S[0, 2] / (sd[0] * sd[2]), atol=0.06)
+
+
+# -- identifiability of the Laplace (observed-information) intervals -------------------------------
+def test_information_covariance_reports_singular_directions_not_zero_width():
+    """A zero or negative eigenvalue of the observed information gives no finite standard error
+    (the pseudo-inverse gives a zero-width interval there: its variance along a negative
+    direction clips to 0, along a null one it is dropped); identified coordinates get the
+    ordinary inverse."""
+    from tmepde.fit import _std_error, information_covariance
+
+    # coordinates 0, 1 well determined (correlated); 2 has negative curvature (the CT26
+    # logit-response ω: flat likelihood, finite-difference noise below zero)
+    H = np.array([[4.0, 1.0, 0.0], [1.0, 2.0, 0.0], [0.0, 0.0, -1e-3]])
+    free = np.ones(3, bool)
+    cov, ok = information_covariance(H, free)
+    assert list(ok) == [True, True, False]
+    np.testing.assert_allclose(cov[:2, :2], np.linalg.inv(H[:2, :2]), rtol=1e-12)
+    se = _std_error(cov, ok)
+    assert np.isinf(se[2]) and np.all(np.isfinite(se[:2]))
+    assert np.sqrt(np.clip(np.diag(np.linalg.pinv(H)), 0, None))[2] == 0.0   # what it replaces
+    # a null direction mixing two coordinates: neither is identified, a third one still is
+    c, s_ = np.cos(0.6), np.sin(0.6)
+    R = np.array([[c, -s_, 0], [s_, c, 0], [0, 0, 1]])
+    H2 = R @ np.diag([5.0, 0.0, 3.0]) @ R.T
+    cov2, ok2 = information_covariance(H2, free)
+    assert list(ok2) == [False, False, True]
+    assert cov2[2, 2] == pytest.approx(1 / 3.0)
+    assert np.all(np.isfinite(np.diag(np.linalg.pinv(H2))))                   # pinv: finite
+    # held coordinates are not estimated: zero rows, counted as identified
+    cov3, ok3 = information_covariance(H, np.array([True, True, False]))
+    assert list(ok3) == [True, True, True] and np.all(cov3[2] == 0)
+
+
+@pytest.mark.slow
+def test_population_fit_marks_a_random_effect_without_data_not_identified():
+    """Ablation: a third random effect that the prediction ignores has a flat marginal
+    likelihood in its ω (∫ N(η; 0, ω²) dη = 1 for every ω): reported not identified (infinite
+    standard error), while θ, the other ω and σ keep the standard errors of the fit without it."""
+    rng = np.random.default_rng(3)
+    data = _simulate(rng, 12, np.array([1.0, 0.35]), np.array([0.3, 0.12]), 0.15)
+    kw = dict(theta0=[1.0, 0.35], sigma0=0.15, max_steps=40, inner_steps=4)
+    ref = population_fit(_growth_predict, data, omega0=[0.3, 0.12], **kw)
+    res = population_fit(_growth_predict, data, omega0=[0.3, 0.12, 0.4], **kw)
+    assert list(res.identified_mask) == [True, True, True, True, False, True]
+    assert np.isinf(res.std_error[4]) and np.all(np.isnan(res.cov[4]))
+    keep = [0, 1, 2, 3, 5]
+    np.testing.assert_allclose(res.std_error[keep], ref.std_error, rtol=0.05)
+    np.testing.assert_allclose(res.u[keep], ref.u, atol=0.1 * ref.std_error.min())

@@ -211,7 +211,9 @@ class PopulationFit:
     theta: (p,) fixed effects; omega: (k,) random-effect s.d.; sigma: residual s.d.;
     eta: (N, k) conditional modes η̂_i; nll: −log marginal likelihood (Laplace);
     cov: (p + k + 1, p + k + 1) inverse observed information over
-    ``[theta, log omega, log sigma]``; std_error: its root diagonal.
+    ``[theta, log omega, log sigma]``; std_error: its root diagonal, ``inf`` for a coordinate
+    the information does not identify (see :func:`information_covariance`; its rows and
+    columns of ``cov`` are NaN); identified: (p + k + 1,) bool, False there.
     """
 
     names: list[str]
@@ -227,10 +229,18 @@ class PopulationFit:
     history: list[float]
     objective: Callable | None = dataclasses.field(default=None, repr=False)  # jitted value-and-grad
     free: np.ndarray | None = None  # (p + k + 1,) bool: False where held at its start (std_error 0)
+    identified: np.ndarray | None = None  # (p + k + 1,) bool: False where std_error is inf
 
     @property
     def free_mask(self) -> np.ndarray:
         return np.ones(self.u.size, bool) if self.free is None else np.asarray(self.free, bool)
+
+    @property
+    def identified_mask(self) -> np.ndarray:
+        """(p + k + 1,) bool: False for a free coordinate without a finite standard error."""
+        if self.identified is not None:
+            return np.asarray(self.identified, bool)
+        return np.isfinite(self.std_error) | ~self.free_mask
 
     @property
     def u(self) -> np.ndarray:
@@ -399,7 +409,9 @@ def population_fit(predict: Callable, data: PopulationData, theta0, omega0, sigm
 
     Outer optimiser: BFGS on ``[θ, log ω, log σ]`` with the inner η̂ warm-started from the last
     accepted point. Uncertainty: the inverse of the observed information, the Hessian of
-    −log L by central differences (step ``fd_step``) of its gradient.
+    −log L by central differences (step ``fd_step``) of its gradient; where it is singular
+    or not positive the coordinate is reported not identified (``std_error`` inf,
+    :func:`information_covariance`), not given the pseudo-inverse's zero-width interval.
     prior_sd: weak Gaussian prior on θ centred on ``theta0`` (None: none).
     fixed_omega: indices of random effects whose ω stays at ``omega0`` (e.g. a spread known
     from an untreated arm); their standard error is reported as 0.
@@ -418,21 +430,50 @@ def population_fit(predict: Callable, data: PopulationData, theta0, omega0, sigm
     free = np.ones(u0.size, bool)
     free[[p + int(i) for i in fixed_omega]] = False
     u, f, eta, n_steps, history = _bfgs(vg, u0, eta0, max_steps, free, log=log)
-    cov = _free_covariance(observed_information(vg, u, eta, fd_step), free)
-    se = np.sqrt(np.clip(np.diag(cov), 0, None))
+    cov, identified = information_covariance(observed_information(vg, u, eta, fd_step), free)
     return PopulationFit(list(names or [f"theta{i}" for i in range(p)]),
                          list(re_names or [f"eta{i}" for i in range(k)]),
-                         u[:p], np.exp(u[p:p + k]), float(np.exp(u[-1])), eta, f, cov, se,
-                         n_steps, history, vg, free)
+                         u[:p], np.exp(u[p:p + k]), float(np.exp(u[-1])), eta, f, cov,
+                         _std_error(cov, identified), n_steps, history, vg, free, identified)
 
 
-def _free_covariance(H, free) -> np.ndarray:
-    """Inverse of the observed information over the free coordinates; zero rows/columns for
-    the held ones (they are not estimated)."""
-    cov = np.zeros_like(H)
+def information_covariance(H, free, *, min_information: float = 1e-2, max_loading: float = 0.01):
+    """Inverse of the observed information ``H`` over the ``free`` coordinates, and which of
+    them it identifies: ``(cov, identified)``, shapes ``(n, n)`` and ``(n,)``.
+
+    A direction of ``H`` (an eigenvector of its free block) is not identified when its
+    eigenvalue is below ``min_information`` (a standard error above ``min_information^-1/2`` =
+    10 on the fitted scale, a factor e¹⁰ for a log parameter) or below 1e-8 of the largest
+    (rounding), or negative (not a maximum of the likelihood in that direction). A coordinate
+    whose unit vector puts more than ``max_loading`` of its squared length on such directions
+    has no finite standard error: ``identified`` False, its rows and columns of ``cov`` NaN
+    (the pseudo-inverse would print a zero-width or arbitrary interval there). The others get
+    the inverse restricted to the identified directions. Held (not free) coordinates are not
+    estimated: zero rows and columns, ``identified`` True.
+    """
+    H = 0.5 * (np.asarray(H, float) + np.asarray(H, float).T)
+    free = np.asarray(free, bool)
+    n = H.shape[0]
+    cov = np.zeros((n, n))
+    identified = np.ones(n, bool)
     idx = np.nonzero(free)[0]
-    cov[np.ix_(idx, idx)] = np.linalg.pinv(H[np.ix_(idx, idx)])
-    return cov
+    if idx.size == 0:
+        return cov, identified
+    lam, V = np.linalg.eigh(H[np.ix_(idx, idx)])
+    good = (lam >= min_information) & (lam > 1e-8 * np.max(np.abs(lam)))
+    block = (V[:, good] / lam[good]) @ V[:, good].T
+    bad = np.sum(V[:, ~good] ** 2, axis=1) > max_loading
+    block[bad, :] = np.nan
+    block[:, bad] = np.nan
+    cov[np.ix_(idx, idx)] = block
+    identified[idx[bad]] = False
+    return cov, identified
+
+
+def _std_error(cov, identified) -> np.ndarray:
+    """Root diagonal of ``cov``; ``inf`` where ``identified`` is False."""
+    se = np.sqrt(np.clip(np.nan_to_num(np.diag(cov)), 0, None))
+    return np.where(identified, se, np.inf)
 
 
 def observed_information(value_grad, u, eta, h=1e-3) -> np.ndarray:
@@ -456,6 +497,8 @@ def profile_likelihood(predict: Callable, data: PopulationData, result: Populati
 
     The objective compiled by :func:`population_fit` is reused (``result.objective``); the
     remaining arguments only matter without it.
+    A coordinate the information does not identify (infinite standard error) is stepped by
+    ``offsets`` × 1 on its fitted scale instead.
     Returns ``(values (m,), deviance 2ΔnLL (m,), (lower, upper))``: the other parameters
     re-optimised at each value; the interval is where the signed root deviance crosses
     ±z_(1+level)/2, interpolated linearly (None where the grid does not reach it: the
@@ -471,9 +514,11 @@ def profile_likelihood(predict: Callable, data: PopulationData, result: Populati
     free[index] = False
     u_hat = result.u
     vals, dev = [], []
+    se = float(result.std_error[index])
+    step = se if np.isfinite(se) and se > 0 else 1.0   # not identified: unit steps (fitted scale)
     for off in offsets:
         u0 = u_hat.copy()
-        u0[index] += off * result.std_error[index]
+        u0[index] += off * step
         _, f, _, _, _ = _bfgs(vg, u0, result.eta, max_steps, free)
         vals.append(u0[index])
         dev.append(2 * (f - result.nll))
@@ -506,10 +551,11 @@ def refit(result: PopulationFit, u0, *, max_steps: int = 60, fd_step: float = 1e
                                         result.free_mask)
     if f > result.nll:          # never worse than where we were
         return result
-    cov = _free_covariance(observed_information(vg, u, eta, fd_step), result.free_mask)
+    cov, identified = information_covariance(observed_information(vg, u, eta, fd_step), result.free_mask)
     return dataclasses.replace(result, theta=u[:p], omega=np.exp(u[p:p + k]), sigma=float(np.exp(u[-1])),
-                               eta=eta, nll=f, cov=cov, std_error=np.sqrt(np.clip(np.diag(cov), 0, None)),
-                               n_steps=result.n_steps + n_steps, history=result.history + history[1:])
+                               eta=eta, nll=f, cov=cov, std_error=_std_error(cov, identified),
+                               identified=identified, n_steps=result.n_steps + n_steps,
+                               history=result.history + history[1:])
 
 
 # -- posterior sampling (NUTS) -------------------------------------------------------------------

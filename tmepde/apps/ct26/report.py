@@ -14,6 +14,7 @@ from .fitting import CONTROLLED_MM3, PSEUDO, parameter_values, u_names, u_value
 from .model import IL12_AMOUNTS, RHO0, radius_um
 
 Z95 = 1.959963984540054   # standard normal 97.5 % quantile
+NOT_IDENTIFIED = "not identified"   # the observed information is singular along the coordinate
 
 
 def plausible_range(name: str, s) -> tuple[float, float] | None:
@@ -47,7 +48,9 @@ def comparison_rows(out: dict) -> list[dict]:
         se = res.std_error[j]
         prof = out["profiles"].get(n, (None, None, (None, None)))[2]
         row = dict(name=n, estimate=val(res.u[j]), wald=[val(res.u[j] - Z95 * se), val(res.u[j] + Z95 * se)],
-                   profile=[None if b is None else val(b) for b in prof])
+                   profile=[None if b is None else val(b) for b in prof], identified=True)
+        if not res.identified_mask[j]:      # no finite Wald interval, not a zero-width one
+            row.update(wald=[None, None], identified=False)
         if not res.free_mask[j]:
             row.update(wald=[None, None], fixed=True)
         if post is not None and n in post.names:
@@ -95,7 +98,8 @@ def report(out: dict) -> str:
     for j, n in enumerate(s.names):
         se = res.std_error[j]
         to_value = lambda z, j=j: u_value(s, j, z)   # noqa: E731
-        wald = _interval(res.theta[j] - Z95 * se, res.theta[j] + Z95 * se, to_value)
+        wald = (_interval(res.theta[j] - Z95 * se, res.theta[j] + Z95 * se, to_value)
+                if res.identified_mask[j] else NOT_IDENTIFIED)
         prof = _interval(*out["profiles"][n][2], to_value)
         rng = plausible_range(n, s)
         flag = ""
@@ -119,9 +123,9 @@ def report(out: dict) -> str:
     ]
     p = len(s.names)
     for k, n in enumerate(s.re_names):
-        lines.append(f"| `{n}` | {res.omega[k]:.3g} | {res.std_error[p + k]:.2g} |")
+        lines.append(f"| `{n}` | {res.omega[k]:.3g} | {_se_text(res, p + k)} |")
     lines += [
-        f"| residual σ (log volume) | {res.sigma:.3g} | {res.std_error[-1]:.2g} |",
+        f"| residual σ (log volume) | {res.sigma:.3g} | {_se_text(res, -1)} |",
         "",
         *_uncertainty_section(out),
         "## Goodness of fit",
@@ -172,6 +176,13 @@ def report(out: dict) -> str:
     return "\n".join(lines)
 
 
+def _se_text(res, j: int) -> str:
+    """Standard error of coordinate ``j`` for the report: 'fixed', 'not identified' or a number."""
+    if not res.free_mask[j]:
+        return "fixed"
+    return f"{res.std_error[j]:.2g}" if res.identified_mask[j] else NOT_IDENTIFIED
+
+
 def command(out: dict) -> str:
     """The command line that makes this report (for the committed results: ``-o results/ct26``)."""
     return ("tmepde fit configs/fit/ct26.toml" + (" --quick" if out["quick"] else "")
@@ -209,14 +220,17 @@ def _uncertainty_section(out: dict) -> list[str]:
         sep += "---|---|---|---|"
     lines += [head, sep]
     for r in rows:
-        line = f"| `{r['name']}` | {r['estimate']:.4g} | {_fmt_iv(r['wald'])} | {_fmt_iv(r['profile'])} |"
+        wald = _fmt_iv(r["wald"]) if r["identified"] else NOT_IDENTIFIED
+        line = f"| `{r['name']}` | {r['estimate']:.4g} | {wald} | {_fmt_iv(r['profile'])} |"
         if r.get("fixed"):
             line = f"| `{r['name']}` | {r['estimate']:.4g} (fixed: fit.omega_fixed) | – | – |" + (" – | – | – | – |" if post is not None else "")
         elif post is not None:
             line += f" {r['posterior_median']:.4g} | {_fmt_iv(r['posterior'])} | {r['r_hat']:.3f} | {r['ess']:.0f} |"
         lines.append(line)
     lines += ["", "Model units (ω: s.d. of the random effect on its fitted scale, log or logit; σ: of log "
-              "volume). '–': the profile did not reach the 95 % deviance on that side of its grid.", ""]
+              "volume). '–': the profile did not reach the 95 % deviance on that side of its grid. "
+              f"'{NOT_IDENTIFIED}': the observed information is singular or not positive along that "
+              "coordinate (tmepde.fit.information_covariance), so there is no Wald interval.", ""]
     return lines
 
 
@@ -241,7 +255,9 @@ def write_json(out: dict, path: Path) -> Path:
     doc = {
         "fixed_effects": parameter_values(s, res),
         "theta_log": dict(zip(s.names, map(float, res.theta))),
-        "std_error_log": dict(zip(s.names, map(float, res.std_error[:len(s.names)]))),
+        # null: not identified (singular observed information), not an infinite number
+        "std_error_log": {n: float(res.std_error[j]) if res.identified_mask[j] else None
+                          for j, n in enumerate(s.names)},
         "omega": dict(zip(s.re_names, map(float, res.omega))),
         "sigma": res.sigma, "neg_log_likelihood": res.nll, "bfgs_steps": res.n_steps,
         "profile_interval_fitted_scale": {n: list(v[2]) for n, v in out["profiles"].items()},
@@ -322,8 +338,9 @@ def write_fit_h5(out: dict, path: Path) -> Path:
     laplace = types.SimpleNamespace(
         names=[r["name"] for r in rows], values={r["name"]: r["estimate"] for r in rows},
         # model-unit s.e. by the delta method: half the Wald interval over 1.96 on the fitted scale
-        std_error={r["name"]: 0.0 if r.get("fixed") else (r["wald"][1] - r["wald"][0]) / (2 * Z95) for r in rows},
-        identifiable={r["name"]: True for r in rows})
+        std_error={r["name"]: 0.0 if r.get("fixed") else np.nan if not r["identified"]
+                   else (r["wald"][1] - r["wald"][0]) / (2 * Z95) for r in rows},
+        identifiable={r["name"]: bool(r["identified"]) for r in rows})
     stages = {"laplace": laplace}
     if post is not None:
         stages["posterior"] = types.SimpleNamespace(
