@@ -4,6 +4,7 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from tmepde import behaviours as bh
 from tmepde.models import tme
@@ -44,3 +45,19 @@ def test_separation_finds_the_deciding_factor():
     assert sep["a"]["rho"] == -1.0
     assert sep["a"]["smd"] > 2.0 and abs(sep["b"]["smd"]) < 0.4
     assert sep["a"]["logit"] > 3 * abs(sep["b"]["logit"])
+
+
+@pytest.mark.slow
+def test_b5_holds_at_both_ends_of_the_uptake_range():
+    """B5 at the ends of the ±30 % uptake range (the 1D harness of tmepde.behaviours): at 0.7 ×
+    uptake_ifng the dense-tissue decay length stays ≤ 40 µm (Centofanti 2023), at 1.3 × the
+    sparse PD-L1 reach stays ≥ 800 µm (Hoekstra 2020), and at 1.3 × with PD-L1 induction cut
+    to 0.7 it does not (the reach is then limited by the PD-L1 ceiling 1/6 + 5/6·0.7 = 0.75,
+    whose half-way point needs 1.7× the IFN-γ)."""
+    u = tme.DEFAULTS["uptake_ifng"]
+    (lo, ok_lo), (hi, ok_hi), (cut, ok_cut) = bh.b5_criteria(
+        [{"uptake_ifng": 0.7 * u}, {"uptake_ifng": 1.3 * u}, {"uptake_ifng": 1.3 * u, "p1_induction": 0.7}])
+    print("B5 at 0.7x uptake", lo, "1.3x", hi, "1.3x with p1_induction 0.7", cut)
+    assert lo["dense λ µm"] <= 40 and ok_lo
+    assert hi["sparse reach µm"] >= 800 and ok_hi
+    assert cut["sparse reach µm"] < 800 and not ok_cut

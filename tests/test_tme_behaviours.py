@@ -279,7 +279,7 @@ def test_b5_bystander_reach_sparse_vs_dense():
 
 
 def test_b5_fails_without_uptake():
-    """Ablation: without cellular uptake the dense-tissue decay length is √(D/decay) ≈ 500 µm."""
+    """Ablation: without cellular uptake the dense-tissue decay length is √(D/decay) ≈ 620 µm."""
     x, h, p, (sparse, dense) = _b5_profiles(uptake_ifng=0.0)
     lam = np.median(_local_lambda(dense["ifng"][:40], h, 2)[(x[2:38] >= 20) & (x[2:38] <= 150)])
     print("B5 dense λ without uptake", lam)

@@ -58,7 +58,7 @@ PARAMETERS: dict[str, tuple[str, str, float, float, str]] = {
     "a6_ifng_to_il12": ("A6", "1", 0.0, 10.0, EST),
     "ec50_a6": ("A6", "ng/mL", 0.2, 5.0, EST),
     "uptake_il12": ("A6", "1/h", 0.2, 5.0, EST),
-    "uptake_ifng": ("B5", "1/h", 30.0, 80.0, "first-order clearance Vmax/Km per unit cell fraction; pinned by B5: dense-tissue decay length √(D/k) ≤ 40 µm (Centofanti 2023: 30–40 µm) needs ≥ 37 /h, sparse PD-L1 reach ≥ 800 µm (Hoekstra 2020) needs ≤ ~80 /h; spQSP-IO 3.6 /h per tumor voxel"),
+    "uptake_ifng": ("B5", "1/h", 30.0, 80.0, "first-order clearance Vmax/Km per unit cell fraction = n·R·k_e/Kd: 1e9 cells/mL, R ≈ 600 free IFNGR1 per cell (200–25,000, Farrar & Schreiber 1993), Kd 0.1 nM, k_e ≈ 0.1 /min (est); pinned by B5: dense-tissue decay length √(D/k) ≤ 40 µm (Centofanti 2023: 30–40 µm) needs ≥ 38 /h, sparse PD-L1 reach ≥ 800 µm (Hoekstra 2020) needs ≤ ~100 /h (≤ 53 /h at 0.7 × PD-L1 induction); spQSP-IO 3.6 /h per tumor voxel"),
     "km_ifng": ("B5", "ng/mL", 0.3, 30.0, "IFNGR1 Kd 1e-10–1e-9 M (Bach 1997) × 33 kDa IFN-γ dimer (2 × 16.5 kDa, Actimmune label)"),
     "secr_il2": ("A7", "ng/mL/h", 10.0, 200.0, EST),
     "a7_prolif_cd8": ("A7", "1/h", 0.01, 0.06, EST + " (doubling 0.5–3 days)"),
@@ -139,7 +139,7 @@ PARAMETERS: dict[str, tuple[str, str, float, float, str]] = {
     "chi_cd8": ("A3", "µm²/s per ng/mL", 0.5, 10.0, EST + " (chemotaxis up CXCL9/10)"),
     "chi_nk": ("A3", "µm²/s per ng/mL", 0.5, 10.0, EST),
     # -- transport: linear decay (1/h) ------------------------------------------------------------
-    "decay_ifng": ("B5", "1/h", 0.15, 0.35, "6.5e-5 /s, t½ 2–4.5 h (" + SPQSP + "; Hofstra 1998)"),
+    "decay_ifng": ("B5", "1/h", 0.15, 0.35, "cell-free: t½ 4.5 h, the long end of the measured 2–4.5 h (" + SPQSP + " 6.5e-5 /s; Hofstra 1998), whose clearance already contains the receptor uptake modelled by uptake_ifng"),
     "decay_il2": ("A7", "1/h", 0.1, 6.9, "t½ 0.1–7 h (" + QSPIO + ")"),
     "decay_il12": ("A6", "1/h", 0.01, 0.1, "0.023 /h (" + QSPIO + ")"),
     "decay_tgfb": ("P3", "1/h", 0.3, 1.0, "14.3 /day (" + QSPIO + ")"),
