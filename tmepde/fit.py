@@ -610,13 +610,16 @@ class NutsResult:
 
 def nuts(potential: Callable, init, *, names: Sequence[str] | None = None, chains: int = 4,
          warmup: int = 500, samples: int = 500, seed: int = 0, target_accept: float = 0.8,
-         max_tree_depth: int = 8, chunk: int = 100, init_jitter: float = 0.1, log=None) -> NutsResult:
+         max_tree_depth: int = 8, chunk: int = 100, init_jitter: float = 0.1, dense_mass: bool = False,
+         log=None) -> NutsResult:
     """NUTS draws from ``exp(−potential(q))`` for a flat parameter vector ``q``.
 
     potential: (p,) -> scalar, JAX-traceable (its gradient is ``jax.grad``); init: (p,) start
     (each chain starts at ``init`` plus N(0, init_jitter²) so that R-hat can see disagreement).
     Chains run vectorised (one batched potential call per leapfrog step for all chains), with
-    windowed step-size and diagonal mass-matrix adaptation during ``warmup``.
+    windowed step-size and mass-matrix adaptation during ``warmup`` (diagonal, or dense with
+    ``dense_mass``: a full covariance estimate, which takes out linear correlations such as a
+    ridge between two fixed effects, at O(p²) per step).
     chunk: draws per progress line (``log``); the sampler state carries over between chunks.
     """
     try:
@@ -636,7 +639,8 @@ def nuts(potential: Callable, init, *, names: Sequence[str] | None = None, chain
     # both (numpyro's adaptation schedule lives in the state, keyed on the step counter).
     chunk = max(1, min(chunk, samples))
     warmup = -(-warmup // chunk) * chunk
-    kernel = NUTS(potential_fn=potential, target_accept_prob=target_accept, max_tree_depth=max_tree_depth)
+    kernel = NUTS(potential_fn=potential, target_accept_prob=target_accept, max_tree_depth=max_tree_depth,
+                  dense_mass=dense_mass)
     t0 = time.perf_counter()
     state = kernel.init(jax.random.split(jax.random.PRNGKey(seed), chains), warmup, q0, (), {})
     step = kernel.sample   # vectorised over chains: init with a batch of keys makes it so
@@ -674,7 +678,7 @@ def posterior_nuts(predict: Callable, data: PopulationData, start: PopulationFit
                    prior_mean=None, prior_sd=None, omega_prior=None, sigma_prior=None,
                    chains: int = 4, warmup: int = 300, samples: int = 300, seed: int = 0,
                    target_accept: float = 0.8, max_tree_depth: int = 7, chunk: int = 50,
-                   log=None) -> NutsResult:
+                   dense_mass: bool = False, log=None) -> NutsResult:
     """Joint posterior of a population model by NUTS: fixed effects θ, log ω, log σ and every
     subject's random effects, with no Laplace approximation.
 
@@ -723,7 +727,7 @@ def posterior_nuts(predict: Callable, data: PopulationData, start: PopulationFit
     names = list(start.names) + [f"omega_{start.re_names[i]}" for i in free_om] + ["sigma"]
     res = nuts(potential, q0, names=names + [f"xi{i}" for i in range(n_sub * k)], chains=chains,
                warmup=warmup, samples=samples, seed=seed, target_accept=target_accept,
-               max_tree_depth=max_tree_depth, chunk=chunk, log=log)
+               max_tree_depth=max_tree_depth, chunk=chunk, dense_mass=dense_mass, log=log)
     x = res.samples
     log_om = np.broadcast_to(np.log(start.omega), (*x.shape[:2], k)).copy()
     log_om[..., free_om] = x[..., p:p + kf]
