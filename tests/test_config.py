@@ -236,3 +236,30 @@ value = 1.0
         loads_config(text.replace("u0.npy", "bad.npy"), base_dir=tmp_path)
     with pytest.raises(ValueError, match="expected the grid shape"):
         initial.from_file(g, tmp_path / "bad.npy")
+
+
+@pytest.mark.parametrize("dt, save_every, t_end, key, message", [
+    (0.1, 0.25, None, "time.save_every",
+     "time.save_every (0.25 h) must be a whole multiple of time.dt (0.1 h); e.g. save_every = 0.2"),
+    (0.1, 0.2, 1.1, "time.t_end",
+     "time.t_end (1.1 h) must be a whole multiple of time.save_every (0.2 h); e.g. t_end = 1.2"),
+    (0.0, 0.2, None, "time.dt", "time.dt must be a positive number of hours, got 0.0"),
+    (float("nan"), 0.2, None, "time.dt", "time.dt must be a positive number of hours, got nan"),
+])
+def test_simulator_and_config_reject_a_time_grid_with_the_same_line(dt, save_every, t_end, key, message):
+    # One validator of the time grid: the Simulator (and simulate) say what the config says.
+    import tmepde as tp
+    from tmepde.models.examples import gray_scott
+
+    model, grid = gray_scott(), Grid((4, 4), 10.0)
+    with pytest.raises(ValueError) as err:
+        if t_end is None:
+            tp.Simulator(model, grid, dt=dt, save_every=save_every)
+        else:
+            tp.simulate(model, grid, {"u": 1.0, "v": 0.0}, t_end=t_end, dt=dt, save_every=save_every)
+    assert str(err.value) == message and getattr(err.value, "key", None) == key
+    if math.isfinite(dt) and dt > 0:
+        with pytest.raises(ConfigError) as err:
+            loads_config(BASE, [f"time.dt={dt}", f"time.save_every={save_every}",
+                                f"time.t_end={t_end or 2.0}"])
+        assert err.value.path == key and str(err.value) == message

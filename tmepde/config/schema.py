@@ -12,6 +12,7 @@ import math
 from typing import Callable, Mapping, Sequence
 
 from ..model import did_you_mean
+from ..timegrid import whole_multiple
 
 __all__ = ["ConfigError", "ConfigWarning", "REQUIRED", "FROM_MODEL", "DOMAIN_CENTER", "OPTIONAL",
            "Type", "Key", "NUMBER", "INTEGER", "STRING", "BOOLEAN", "INT_LIST", "NUMBER_LIST",
@@ -166,15 +167,6 @@ def short(v) -> str:
     """``repr`` of a config value, cut to one short line."""
     text = repr(v).replace("\n", " ")
     return text if len(text) <= 80 else text[:77] + "..."
-
-
-def whole_multiple(a: float, b: float) -> int | None:
-    """``a / b`` if it is a whole number >= 1, else None."""
-    r = a / b
-    if not math.isfinite(r):
-        return None
-    n = round(r)
-    return n if n >= 1 and abs(r - n) <= 1e-9 * max(1.0, r) else None
 
 
 def fmt(x: float) -> str:

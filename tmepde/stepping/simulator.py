@@ -13,6 +13,7 @@ import jax.numpy as jnp
 from ..discretization import Discretization
 from ..grid import Grid
 from ..model import Model
+from ..timegrid import check_time_grid, whole_multiple
 from . import imex
 from .base import SCHEMES, Carry, StepContext
 from .loop import advance as _advance_loop
@@ -40,22 +41,15 @@ class Simulator:
                  fused_transforms: bool = True):
         if scheme not in SCHEMES:
             raise ValueError(f"solver.scheme must be one of {tuple(SCHEMES)}, got {scheme!r}")
-        if not (isinstance(dt, (int, float)) and math.isfinite(dt) and dt > 0):
-            raise ValueError(f"time.dt must be a positive number of hours, got {dt!r}")
         save_every = dt if save_every is None else save_every
-        ratio = save_every / dt
-        if save_every <= 0 or abs(ratio - round(ratio)) > 1e-9 * max(1.0, ratio) or round(ratio) < 1:
-            raise ValueError(
-                f"time.save_every ({save_every} h) must be a positive whole multiple of "
-                f"time.dt ({dt} h); e.g. set save_every = {max(1, round(ratio)) * dt}"
-            )
+        steps_per_save = check_time_grid(dt, save_every)  # the time grid's one validator
         if not (isinstance(start_window, (int, float)) and math.isfinite(start_window) and start_window >= 0):
             raise ValueError(f"solver.start_window must be a number of hours >= 0, got {start_window!r}")
         self.model = model
         self.grid = grid
         self.dt = float(dt)
         self.save_every = float(save_every)
-        self.steps_per_save = int(round(ratio))
+        self.steps_per_save = steps_per_save
         self.scheme = scheme
         self.stepper = SCHEMES[scheme]
         self.dtype = jnp.dtype(dtype) if dtype is not None else jnp.zeros(()).dtype
@@ -142,12 +136,8 @@ def simulate(model: Model, grid: Grid, y0, *, t_end: float, dt: float, save_ever
     Returns ``(times (T,), fields {species: (T, *shape)})`` with T = number of saves + 1.
     """
     sim = Simulator(model, grid, dt=dt, save_every=save_every, scheme=scheme, dtype=dtype)
-    n_saves = (t_end - t0) / sim.save_every
-    if abs(n_saves - round(n_saves)) > 1e-9 * max(1.0, n_saves) or round(n_saves) < 1:
-        raise ValueError(
-            f"time.t_end - t0 ({t_end - t0} h) must be a positive whole multiple of save_every "
-            f"({sim.save_every} h)")
-    n_saves = int(round(n_saves))
+    check_time_grid(sim.dt, sim.save_every, t_end - t0)  # the run's length plays t_end's part
+    n_saves = whole_multiple(t_end - t0, sim.save_every)
     if params is None:
         params = model.default_params(sim.dtype)
     if isinstance(y0, Mapping):
