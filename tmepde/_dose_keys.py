@@ -29,7 +29,7 @@ from typing import Iterable, Mapping
 
 __all__ = ["SYSTEMIC", "LOCAL", "WELL_MIXED_VOLUME", "NONNEGATIVE_SUFFIXES", "systemic_prefix",
            "local_prefix", "infusion_prefix", "schedule_keys", "pk_keys", "infusion_keys", "deposit_keys",
-           "is_dose_amount_key", "schedule_prefixes", "infusion_prefixes"]
+           "is_dose_amount_key", "is_dosing_key", "schedule_prefixes", "infusion_prefixes"]
 
 SYSTEMIC = "sys"
 LOCAL = "it"
@@ -86,6 +86,12 @@ def deposit_keys(agent: str, ndim: int = 3) -> tuple[tuple[str, ...], str]:
 def is_dose_amount_key(name: str) -> bool:
     """Whether ``name`` holds dose amounts (ng) of a schedule, e.g. ``sys_ifng_amounts``."""
     return name.endswith(_AMOUNTS)
+
+
+def is_dosing_key(name: str) -> bool:
+    """Whether ``name`` is one of the dosing names above (schedule, PK, infusion, injection
+    site or well-mixed volume), e.g. ``pk_ifng_ke`` or ``it_il12_width``."""
+    return name.startswith(tuple(f"{p}_" for p in (SYSTEMIC, LOCAL, _PK, _INFUSION)))
 
 
 def schedule_prefixes(names: Iterable[str]) -> list[str]:

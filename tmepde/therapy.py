@@ -52,7 +52,7 @@ from jax.scipy.special import log_ndtr, ndtr
 
 from ._dose_keys import (LOCAL, NONNEGATIVE_SUFFIXES, SYSTEMIC, WELL_MIXED_VOLUME, _require,
                          deposit_keys, infusion_keys, infusion_prefix, infusion_prefixes,
-                         is_dose_amount_key, local_prefix, pk_keys, schedule_keys,
+                         is_dose_amount_key, is_dosing_key, local_prefix, pk_keys, schedule_keys,
                          schedule_prefixes, systemic_prefix)
 
 if TYPE_CHECKING:  # shape annotations only (jaxtyping); nothing is checked at run time
@@ -62,7 +62,7 @@ __all__ = [
     # naming of dose parameters in a flat parameter dict
     "SYSTEMIC", "LOCAL", "WELL_MIXED_VOLUME", "NONNEGATIVE_SUFFIXES", "systemic_prefix",
     "local_prefix", "infusion_prefix", "schedule_keys", "pk_keys", "infusion_keys", "deposit_keys",
-    "is_dose_amount_key", "schedule_prefixes", "infusion_prefixes",
+    "is_dose_amount_key", "is_dosing_key", "schedule_prefixes", "infusion_prefixes",
     # typed dosing
     "Schedule", "PK", "Infusion", "Deposit", "SystemicDosing", "LocalDosing", "systemic", "local",
     "systemic_params", "local_params", "plasma_concentration", "local_input", "dose_events",

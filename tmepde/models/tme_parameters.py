@@ -11,6 +11,8 @@ weakly identified ones.
 
 from __future__ import annotations
 
+from .._dose_keys import is_dosing_key
+
 EST = "est"
 QSPIO = "QSPIO-TNBC (Wang 2019)"
 SPQSP = "spQSP-IO (Gong 2021)"
@@ -166,7 +168,9 @@ FAMILIES: dict[str, tuple[str, str, str]] = {
     "decay_<species>, D_<species> not listed": ("transport", "1/h, µm²/s", "0 (declared in `TRANSPORT`)"),
 }
 
-_FAMILY_PREFIXES = ("pk_", "perm_", "partition_", "sys_", "it_", "inf_")
+# Per-agent vessel-exchange rows ("perm_<agent>", "partition_<agent>"); dosing names are
+# tmepde.therapy's (is_dosing_key).
+_VESSEL_EXCHANGE_PREFIXES = ("perm_", "partition_")
 
 
 def _fmt(v: float) -> str:
@@ -196,7 +200,8 @@ def markdown_table(params=None) -> str:
 
 def unlisted(params) -> list[str]:
     """Default parameters that have neither a row nor a family row (should be empty)."""
-    return sorted(k for k in params if k not in PARAMETERS and not k.startswith(_FAMILY_PREFIXES)
+    return sorted(k for k in params if k not in PARAMETERS and not is_dosing_key(k)
+                  and not k.startswith(_VESSEL_EXCHANGE_PREFIXES)
                   and not (k.startswith(("decay_", "D_")) and float(params[k]) == 0.0))
 
 
