@@ -157,6 +157,10 @@ def test_multistart_converges_like_lbfgs_on_the_constrained_toy():
     exact = np.asarray(target) - 3 * MU / (288 + 5 * MU)
     for p in tr.info["points"]:  # each start on its own, not just the best
         np.testing.assert_allclose(space.decode(jnp.asarray(p))["a_amounts"], exact, atol=1e-3)
+    # bookkeeping: without restarts every evaluated trial is a start's first point, an
+    # accepted step or a rejected one
+    assert tr.info["accepted"] + tr.info["backtracks"] + 4 == tr.info["calls"] * 4
+    assert tr.info["accepted"] > 0
     with pytest.raises(ValueError, match="points must be"):
         minimize_multistart(J, z0, points=pts[:, :3])
 

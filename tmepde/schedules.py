@@ -468,7 +468,8 @@ def minimize_multistart(J: Callable | None, z0, *, starts: int = 8, spread: floa
     ``batched(Z (K, n)) -> (F (K,), G (K, n), R (K,))``: values, gradients and the value to
     report (``R``; default ``F``) — pass one compiled for the batch to share it; the default
     is ``jit(vmap(value_and_grad(J)))``. Evaluations in the trace count candidates (K per
-    call). ``info``: ``calls``, the final value of each start and the number of respawns.
+    call). ``info``: ``calls``, the final value of each start, the numbers of respawns, of
+    accepted steps and of rejected trials (``backtracks``), all starts together.
     ``chart``: ``(to_w, to_z, dz_dw)`` (e.g. :meth:`ScheduleSpace.sine_chart`): search in
     ``w`` (points, perturbations and restarts there) with ``J`` still compiled in ``z``; the
     trace's points are ``z``. ``log``: one line per batched call."""
@@ -526,7 +527,7 @@ def minimize_multistart(J: Callable | None, z0, *, starts: int = 8, spread: floa
     trial = X.copy()
     best = {"value": np.inf, "z": z0.copy()}
     history: list = []
-    respawns, calls = 0, 0
+    respawns, calls, accepted, backtracked = 0, 0, 0, 0
     t0 = time.perf_counter()
 
     def new_direction(i):
@@ -563,6 +564,7 @@ def minimize_multistart(J: Callable | None, z0, *, starts: int = 8, spread: floa
                 x[i], f[i], g[i] = trial[i], F[i], G[i]
                 new_direction(i)
             elif ok and F[i] <= f[i] + c1 * alpha[i] * slope[i]:
+                accepted += 1
                 s, y = trial[i] - x[i], G[i] - g[i]
                 if s @ y > 1e-10 * np.linalg.norm(s) * np.linalg.norm(y):  # keep H positive definite
                     S[i].append(s), Y[i].append(y)
@@ -576,6 +578,7 @@ def minimize_multistart(J: Callable | None, z0, *, starts: int = 8, spread: floa
                     new_direction(i)
             else:
                 backtracks[i] += 1
+                backtracked += 1
                 if backtracks[i] > 30:  # the line search failed
                     if S[i]:
                         S[i].clear(), Y[i].clear()
@@ -594,7 +597,8 @@ def minimize_multistart(J: Callable | None, z0, *, starts: int = 8, spread: floa
             log(f"multistart call {calls:3d} ({K} starts): best J {best['value']:.6g}, "
                 f"starts at {np.array2string(np.sort(f)[:4], precision=4)}..., {history[-1][0]:.1f} s")
     return Trace(best["z"], best["value"], history, time.perf_counter() - t0, calls * K, compile_s,
-                 {"calls": calls, "starts": K, "final": f.tolist(), "respawns": respawns, "points": x.copy()})
+                 {"calls": calls, "starts": K, "final": f.tolist(), "respawns": respawns, "points": x.copy(),
+                  "accepted": accepted, "backtracks": backtracked})
 
 
 def cma_popsize(size: int) -> int:
