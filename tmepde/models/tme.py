@@ -100,6 +100,12 @@ DEFAULTS = {
     "cxcl_basal": 0.1,             # -, basal fraction of max secretion, est
     "ec50_a3": 0.5,                # ng/mL IFN-γ, est
     "a3_endothelial": 2.0,         # ng/mL CXCL9/10 on IFN-γ-activated endothelium, est
+    "a3_adhesion": 0.4,            # -, fold increase minus 1 of effector extravasation by
+                                   # IFN-γ-induced endothelial ICAM-1/VCAM-1 (Dustin 1986;
+                                   # Lugade 2008), est; ≤ 0.4 keeps B6's A1 ablation and B8
+    "ec50_endothelium": 0.1,       # ng/mL at the vessel wall: endothelial ICAM-1/MHC responses
+                                   # at 1–100 U/mL (Pober 1986) = 0.05–5 ng/mL at 2e7 U/mg;
+                                   # low end, as the IRF1 target PD-L1 (0.1 ng/mL), est
     "uptake_cxcl": 5.0,            # 1/h per effector volume fraction, est
     "ec50_cxcl": 1.0,              # ng/mL CXCL9/10 for half-max recruitment, est
     "rec_cd8": 2e-3,               # volume fraction/h per unit vessel density, est
@@ -110,6 +116,10 @@ DEFAULTS = {
     "ec50_a4": 1.0,                # ng/mL, est
     "m1_to_m2": 0.01,              # 1/h basal, est
     "rec_mac": 5e-4,               # volume fraction/h per vessel density, est
+    "a4_systemic": 1.0,            # -, share of recruited monocytes that arrive M1 at
+                                   # saturating plasma IFN-γ (blood monocytes activated by
+                                   # s.c. IFN-γ-1b: HLA-DR, Döcke 1997), est
+    "ec50_monocyte": 0.1,          # ng/mL plasma IFN-γ, est
     "death_mac": 0.01,             # 1/h, est
     # A5 NK boost
     "a5_nk": 1.0,                  # -, est
@@ -161,6 +171,9 @@ DEFAULTS = {
     "ec50_apd1": 500.0,            # ng/mL anti-PD-1 for half receptor occupancy, est
     # P2 exhaustion
     "p2_exhaustion": 0.1 / 24,     # 1/h; 0.05–0.1 /day (QSPIO; SPQSP_PDAC)
+    "p2_pd_independent": 0.4,      # -, PD-1-independent exhaustion, in units of the PD-1
+                                   # signal pd (≈ 0.4 untreated: full blockade halves the
+                                   # exhaustion rate instead of abolishing it), est
     "p2_chronic": 3.0,             # -, weight of chronic signalling (0.3 /day at full gate,
                                    # the top of the 0.05-0.3 /day range), est; pinned by B2
     "death_cd8_ex": 0.005,         # 1/h, est
@@ -336,13 +349,21 @@ def tme_model(grid=None, n_doses=4, boundaries=None, cd8_chi: float = 2.0, nk_ch
         i_wall = I + p["partition_ifng"] * plasma("ifng", t, p)
         c_wall = C + p["a3_endothelial"] * hill(i_wall, p["ec50_a3"])
         chemo = p["rec_basal"] + (1.0 - p["rec_basal"]) * hill(c_wall, p["ec50_cxcl"])   # A3
+        # A3 adhesion: firm arrest on ICAM-1/VCAM-1, which IFN-γ induces on endothelium, is a
+        # separate step of the extravasation cascade (Springer 1994), so it multiplies the
+        # chemokine-gated rate; the endothelium sees the plasma-borne IFN-γ undiluted
+        adhesion = 1.0 + p["a3_adhesion"] * hill(i_wall, p["ec50_endothelium"])          # A3
+        chemo = chemo * adhesion
         secr_supp = 1.0 / (1.0 + p["p1_secretion_inhibition"] * pd)                       # P1
         # chronic signalling: a threshold (Hill) of the slow exposure memory, so pulses that
         # let the memory fall between doses stay below it and sustained exposure crosses it
         chronic = hill(Hm, p["chronic_threshold"], p["hill_chronic"])                     # P2/P3
         # P2: PD-1 signalling drives exhaustion; chronic signalling amplifies it (so PD-1
         # blockade also blocks the chronic channel)
-        exhaustion = p["p2_exhaustion"] * E * pd * (engaged + p["p2_chronic"] * chronic)  # P2
+        # a PD-1-independent share: chronic antigen exhausts T cells without PD-1 too
+        # (Odorizzi 2015: PD-1-deficient CD8 T cells still exhaust), so blockade slows it only
+        exhaustion = (p["p2_exhaustion"] * E * (pd + p["p2_pd_independent"])              # P2
+                      * (engaged + p["p2_chronic"] * chronic))
         dE = (p["rec_cd8"] * V * chemo * free
               + p["a7_prolif_cd8"] * hill(L2, p["ec50_il2"]) * E * free                  # A7
               - exhaustion - p["death_cd8"] * E)
@@ -358,8 +379,11 @@ def tme_model(grid=None, n_doses=4, boundaries=None, cd8_chi: float = 2.0, nk_ch
                - p["death_mdsc"] * Md)
         polar = p["a4_polarize"] * hill(I, p["ec50_a4"]) * M2                             # A4
         revert = p["m1_to_m2"] * (1.0 + hill(L10, p["ec50_il10"]) + hill(B, p["ec50_tgfb"])) * M1
-        dM1 = polar - revert - p["death_mac"] * M1
-        dM2 = p["rec_mac"] * V * free - polar + revert - p["death_mac"] * M2
+        # A4 in the blood: plasma IFN-γ activates circulating monocytes, so a share of the
+        # recruits enters already M1 (systemic IFN-γ acts on cells it reaches undiluted)
+        primed = p["a4_systemic"] * hill(plasma("ifng", t, p), p["ec50_monocyte"])        # A4
+        dM1 = p["rec_mac"] * V * free * primed + polar - revert - p["death_mac"] * M1
+        dM2 = p["rec_mac"] * V * free * (1.0 - primed) - polar + revert - p["death_mac"] * M2
 
         # -- cytokines --------------------------------------------------------------
         il12_boost = 1.0 + p["a6_il12_to_ifng"] * hill(L12, p["ec50_il12"])               # A6
