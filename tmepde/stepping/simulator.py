@@ -55,7 +55,9 @@ class Simulator:
         self.dtype = jnp.dtype(dtype) if dtype is not None else jnp.zeros(()).dtype
         self.fused_transforms = fused_transforms
         self.chemotaxis_limiter = chemotaxis_limiter
-        self.disc = Discretization(model, grid, cg_tol=cg_tol, fused_transforms=fused_transforms)
+        # Implicit schemes solve slowly diffusing species on the stencil (Discretization._slow_diffusion).
+        self.disc = Discretization(model, grid, cg_tol=cg_tol, fused_transforms=fused_transforms,
+                                   stencil_dt=self.dt if self.stepper.implicit else None)
         self._options = dict(dt=dt, save_every=save_every, scheme=scheme, dtype=dtype, cg_tol=cg_tol,
                              chemotaxis_limiter=chemotaxis_limiter, start_window=start_window,
                              fused_transforms=fused_transforms)
