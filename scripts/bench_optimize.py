@@ -116,6 +116,8 @@ def main(argv=None) -> int:
     p.add_argument("--spread", type=float, default=0.3, help="perturbation of the extra starts (in the search "
                    "coordinates)")
     p.add_argument("--memory", type=int, default=10, help="L-BFGS memory (pairs) of each start")
+    p.add_argument("--initial-step", choices=("unit", "interpolated"), default="unit",
+                   help="first trial step of each L-BFGS direction (tmepde.schedules.minimize_multistart)")
     p.add_argument("--chart", choices=("sine", "logit"), default="sine",
                    help="coordinates of the gradient search: amounts as cap (1 + sin w)/2 (Box 1966) or the "
                         "shared logits")
@@ -208,6 +210,7 @@ def main(argv=None) -> int:
         load0 = os.getloadavg()[0]
         tr = minimize_multistart(None, z0, starts=K, spread=args.spread, seed=0, max_steps=10**6,
                                  memory=args.memory, max_seconds=args.grad_seconds, batched=ms_batched,
+                                 initial_step=args.initial_step,
                                  chart=chart, log=lambda line, K=K: log(f"[{K} starts] {line}"))
         tr.compile_s = compile_s[f"value_and_gradient_{K}"]
         tr.info["load"] = (load0, os.getloadavg()[0])

@@ -163,6 +163,12 @@ def test_multistart_converges_like_lbfgs_on_the_constrained_toy():
     assert tr.info["accepted"] > 0
     with pytest.raises(ValueError, match="points must be"):
         minimize_multistart(J, z0, points=pts[:, :3])
+    # the interpolated first step (Nocedal & Wright eq. 3.60) reaches the same exact minimiser
+    tr = minimize_multistart(J, z0, points=pts, max_steps=150, tol=1e-15, respawn=False, initial_step="interpolated")
+    for p in tr.info["points"]:
+        np.testing.assert_allclose(space.decode(jnp.asarray(p))["a_amounts"], exact, atol=1e-3)
+    with pytest.raises(ValueError, match="initial_step"):
+        minimize_multistart(J, z0, points=pts, initial_step="cubic")
 
 
 def test_augmented_lagrangian_with_batched_starts_reaches_the_exact_optimum():

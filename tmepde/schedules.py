@@ -452,7 +452,8 @@ def multistart_points(z0, starts: int, spread: float, seed: int = 0) -> np.ndarr
 def minimize_multistart(J: Callable | None, z0, *, starts: int = 8, spread: float = 0.5, seed: int = 0,
                         max_steps: int = 100, max_seconds: float = np.inf, memory: int = 10, tol: float = 1e-9,
                         respawn: bool = True, points=None, batched: Callable | None = None,
-                        chart: tuple | None = None, log: Callable | None = None) -> Trace:
+                        chart: tuple | None = None, initial_step: str = "unit",
+                        log: Callable | None = None) -> Trace:
     """Batched multi-start L-BFGS: ``starts`` independent L-BFGS searches advanced in lockstep,
     every step one vmapped value-and-gradient call on all of them — on this engine a batch of
     K costs far less than K single calls, as a CMA-ES generation does.
@@ -472,7 +473,9 @@ def minimize_multistart(J: Callable | None, z0, *, starts: int = 8, spread: floa
     accepted steps and of rejected trials (``backtracks``), all starts together.
     ``chart``: ``(to_w, to_z, dz_dw)`` (e.g. :meth:`ScheduleSpace.sine_chart`): search in
     ``w`` (points, perturbations and restarts there) with ``J`` still compiled in ``z``; the
-    trace's points are ``z``. ``log``: one line per batched call."""
+    trace's points are ``z``. ``initial_step``: first trial step of a new direction, ``"unit"``
+    (α = 1, the quasi-Newton step) or ``"interpolated"`` (α = min(1, 1.01 · 2 Δf / g·d) from
+    the last decrease; Nocedal & Wright 2006, eq. 3.60). ``log``: one line per batched call."""
     if chart is not None:
         to_w, to_z, dz_dw = chart
         inner = batched
@@ -492,10 +495,12 @@ def minimize_multistart(J: Callable | None, z0, *, starts: int = 8, spread: floa
         P = None if points is None else to_w(np.asarray(points, np.float64))
         tr = minimize_multistart(None, w0, starts=starts, spread=spread, seed=seed, max_steps=max_steps,
                                  max_seconds=max_seconds, memory=memory, tol=tol, respawn=respawn, points=P,
-                                 batched=batched_w, log=log)
+                                 batched=batched_w, initial_step=initial_step, log=log)
         tr.z = to_z(tr.z)
         tr.info["points"] = to_z(tr.info["points"])
         return tr
+    if initial_step not in ("unit", "interpolated"):
+        raise ValueError(f"minimize_multistart: initial_step must be 'unit' or 'interpolated', got {initial_step!r}")
     z0 = np.asarray(z0, np.float64)
     X = np.asarray(multistart_points(z0, starts, spread, seed) if points is None else points, np.float64)
     if X.ndim != 2 or X.shape[1] != z0.size:
@@ -515,6 +520,7 @@ def minimize_multistart(J: Callable | None, z0, *, starts: int = 8, spread: floa
     rng = np.random.default_rng(seed + 7919)
     c1 = 1e-4
     f = np.full(K, np.inf)           # value at each start's accepted point
+    f_prev = np.full(K, np.inf)      # at the one before
     g = np.zeros((K, n))             # its gradient
     x = X.copy()                     # accepted points
     d = np.zeros((K, n))             # search directions
@@ -538,13 +544,16 @@ def minimize_multistart(J: Callable | None, z0, *, starts: int = 8, spread: floa
         d[i], slope[i], backtracks[i] = di, di @ g[i], 0
         gn = np.linalg.norm(g[i])
         alpha[i] = 1.0 if S[i] else min(1.0, 1.0 / max(gn, 1e-300))  # first step: unit length in z
+        if initial_step == "interpolated" and S[i] and np.isfinite(f_prev[i]) and f_prev[i] > f[i]:
+            # the minimiser of the quadratic through the last decrease (Nocedal & Wright 2006, eq. 3.60)
+            alpha[i] = min(1.0, 1.01 * 2 * (f[i] - f_prev[i]) / slope[i])
         trial[i] = x[i] + alpha[i] * d[i]
 
     def restart(i):
         nonlocal respawns
         respawns += 1
         S[i].clear(), Y[i].clear()
-        fresh[i] = True
+        fresh[i], f_prev[i] = True, np.inf
         trial[i] = best["z"] + spread * rng.normal(size=n)
 
     while calls < max_steps and time.perf_counter() - t0 < max_seconds:
@@ -571,6 +580,7 @@ def minimize_multistart(J: Callable | None, z0, *, starts: int = 8, spread: floa
                     if len(S[i]) > memory:
                         S[i].pop(0), Y[i].pop(0)
                 decrease = f[i] - F[i]
+                f_prev[i] = f[i]
                 x[i], f[i], g[i] = trial[i], F[i], G[i]
                 if decrease <= tol * max(1.0, abs(F[i])) and respawn:
                     restart(i)
