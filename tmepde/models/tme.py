@@ -100,9 +100,10 @@ DEFAULTS = {
     "cxcl_basal": 0.1,             # -, basal fraction of max secretion, est
     "ec50_a3": 0.5,                # ng/mL IFN-γ, est
     "a3_endothelial": 2.0,         # ng/mL CXCL9/10 on IFN-γ-activated endothelium, est
-    "a3_adhesion": 0.4,            # -, fold increase minus 1 of effector extravasation by
+    "a3_adhesion": 0.25,           # -, fold increase minus 1 of effector extravasation by
                                    # IFN-γ-induced endothelial ICAM-1/VCAM-1 (Dustin 1986;
-                                   # Lugade 2008), est; ≤ 0.4 keeps B6's A1 ablation and B8
+                                   # Lugade 2008), est; ≤ 0.25 keeps B2 in space with A1 off
+                                   # (an acute low-EC50 action favours continuous exposure)
     "ec50_endothelium": 0.1,       # ng/mL at the vessel wall: endothelial ICAM-1/MHC responses
                                    # at 1–100 U/mL (Pober 1986) = 0.05–5 ng/mL at 2e7 U/mg;
                                    # low end, as the IRF1 target PD-L1 (0.1 ng/mL), est
@@ -119,7 +120,8 @@ DEFAULTS = {
     "a4_systemic": 1.0,            # -, share of recruited monocytes that arrive M1 at
                                    # saturating plasma IFN-γ (blood monocytes activated by
                                    # s.c. IFN-γ-1b: HLA-DR, Döcke 1997), est
-    "ec50_monocyte": 0.1,          # ng/mL plasma IFN-γ, est
+    "ec50_monocyte": 0.05,         # ng/mL plasma IFN-γ: monocyte HLA-DR / CD64 from 1 U/mL,
+                                   # est
     "death_mac": 0.01,             # 1/h, est
     # A5 NK boost
     "a5_nk": 1.0,                  # -, est
