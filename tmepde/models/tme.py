@@ -100,10 +100,11 @@ DEFAULTS = {
     "cxcl_basal": 0.1,             # -, basal fraction of max secretion, est
     "ec50_a3": 0.5,                # ng/mL IFN-γ, est
     "a3_endothelial": 2.0,         # ng/mL CXCL9/10 on IFN-γ-activated endothelium, est
-    "a3_adhesion": 0.25,           # -, fold increase minus 1 of effector extravasation by
+    "a3_adhesion": 0.15,           # -, fold increase minus 1 of effector extravasation by
                                    # IFN-γ-induced endothelial ICAM-1/VCAM-1 (Dustin 1986;
                                    # Lugade 2008), est; ≤ 0.25 keeps B2 in space with A1 off
-                                   # (an acute low-EC50 action favours continuous exposure)
+                                   # (an acute low-EC50 action favours continuous exposure),
+                                   # ≤ 0.15 keeps B2, B6, B8 at ≥ 0.8 of the ±30 % sample
     "ec50_endothelium": 0.1,       # ng/mL at the vessel wall: endothelial ICAM-1/MHC responses
                                    # at 1–100 U/mL (Pober 1986) = 0.05–5 ng/mL at 2e7 U/mg;
                                    # low end, as the IRF1 target PD-L1 (0.1 ng/mL), est
