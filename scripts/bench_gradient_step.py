@@ -1,8 +1,8 @@
-"""One default-scenario step at 64² × 80 µm (state after 24 h): forward vs jax.grad (state and params) of a weighted sum, per part (whole step, reactions + chemotaxis, implicit solve, limiter), CPU time per call (best of process_time over 20 calls) and XLA cost analysis.
+"""One default-scenario step at 64² × 80 µm (state after 24 h): forward vs jax.grad (state and params) of a weighted sum, per part (whole step, reactions + chemotaxis, implicit solve, limiter), CPU time per call (process_time, mean of 20 calls) and XLA cost analysis.
 
     python scripts/bench_gradient_step.py
 """
-import time, os, sys
+import time
 import numpy as np, jax, jax.numpy as jnp
 from tmepde.config import load_config
 from tmepde.runner import build
