@@ -268,7 +268,7 @@ def write_markdown(out, path):
         f"Machine: {m['cpu_model']}, {m['cpu_cores']} cores (shared), jax {m['jax']} `{m['backend']}`; "
         f"BioFVM built with `g++ -O3 -march=native -fopenmp` from the given source, {out['threads']} "
         "OpenMP threads (scripts/biofvm_driver.cpp).", "",
-        f"Command: `nice -n 5 {out['command']}`", "",
+        f"Command: `{out['command']}`", "",
         f"Load: before `{out['uptime_before']}`; after `{out['uptime_after']}`.", "",
         f"Problem: D = {p['D_um2_per_min'][0]:.3g} µm²/min (substrate 0) and "
         f"{min(p['D_um2_per_min']):.3g}–{max(p['D_um2_per_min']):.3g}; decay "

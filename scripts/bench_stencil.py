@@ -230,7 +230,7 @@ def write_markdown(out, path):
         f"Machine: {m['cpu_model']}, {m['cpu_cores']} cores (shared), jax {m['jax']}, backend "
         f"`{m['backend']}`, Python {m['python']}.", "",
         f"Command: `{'XLA_FLAGS=' + repr(m['xla_flags']) + ' ' if m.get('xla_flags') else ''}"
-        f"nice -n 5 {out['command']}`", "",
+        f"{out['command']}`", "",
         f"Load: before `{out['uptime_before']}`; after `{out['uptime_after']}`.", "",
         f"Case: {out['case']}. C built with `gcc -O3 -fopenmp -march=native` "
         "(scripts/stencil_reference.c). Best of all timed calls; the variants alternate, so the "
