@@ -178,8 +178,12 @@ def fit(residual_fn: Callable[[dict], jax.Array], base_params: Mapping, fit_para
 # -- population (nonlinear mixed-effects) fits ---------------------------------------------------
 # Model: subject i has random effects η_i ~ N(0, diag ω²); its log-observations are
 # y_ij ~ N(μ_ij(θ, η_i), σ²) (log-normal, i.e. proportional error on the original scale),
-# and a right-censored point says only y > c_ij (a subject that left the study with a large
-# tumor), contributing log P(y > c) = log Φ((μ − c)/σ). The marginal likelihood integrates η out;
+# a right-censored point says only y > c_ij (a subject that left the study with a large
+# tumor), contributing log P(y > c) = log Φ((μ − c)/σ), and a left-censored point (a reading
+# below the limit of quantification) only y < c_ij, contributing log Φ((c − μ)/σ) (Beal 2001,
+# method M3). A finite mixture (e.g. responders and non-responders to a treatment) sums the
+# subject's class out: L_i = Σ_c π_c(θ) L_i,c, each L_i,c with its own inner mode η̂_i,c
+# (Lavielle 2014, ch. 9, mixtures of structural models). The marginal likelihood integrates η out;
 # the Laplace approximation (Pinheiro and Bates 1995; Wang 2007 for FOCE) replaces each
 # integral by the inner optimum η̂_i and the curvature there:
 #   −log L_i ≈ ℓ_i(η̂_i) + ½ log det H_i − (k/2) log 2π,  ℓ_i = −log p(y_i | η) p(η).
@@ -192,9 +196,11 @@ class PopulationData:
     """Observations of N subjects on a common grid of n_t times (log scale).
 
     y: (N, n_t) log-observations; observed: (N, n_t) 1 where y counts; censor: (N, n_t)
-    lower bounds (log scale) of right-censored points; censored: (N, n_t) 1 where the
-    point is right-censored (y > censor). covariates: a pytree with leading axis N
-    passed to ``predict`` per subject (e.g. the dose of the subject's arm).
+    bounds (log scale) of censored points; censored: (N, n_t) 1 where the point is
+    right-censored (y > censor: e.g. dropout at a large volume), −1 where it is
+    left-censored (y < censor: a reading below the limit of quantification, Beal 2001 M3),
+    0 elsewhere. covariates: a pytree with leading axis N passed to ``predict`` per subject
+    (e.g. the dose of the subject's arm).
     """
 
     y: np.ndarray
@@ -214,6 +220,9 @@ class PopulationFit:
     ``[theta, log omega, log sigma]``; std_error: its root diagonal, ``inf`` for a coordinate
     the information does not identify (see :func:`information_covariance`; its rows and
     columns of ``cov`` are NaN); identified: (p + k + 1,) bool, False there.
+    With a mixture (``population_fit(mixture=...)``): eta_components (C, N, k) the modes in
+    each class, membership (N, C) each subject's posterior class probabilities, and eta the
+    modes in the subject's most probable class.
     """
 
     names: list[str]
@@ -230,6 +239,15 @@ class PopulationFit:
     objective: Callable | None = dataclasses.field(default=None, repr=False)  # jitted value-and-grad
     free: np.ndarray | None = None  # (p + k + 1,) bool: False where held at its start (std_error 0)
     identified: np.ndarray | None = None  # (p + k + 1,) bool: False where std_error is inf
+    eta_components: np.ndarray | None = None  # (C, N, k) modes per mixture class
+    membership: np.ndarray | None = None      # (N, C) posterior class probabilities
+    mixture: Callable | None = dataclasses.field(default=None, repr=False)   # theta -> (C,) log weights
+    subjects: Callable | None = dataclasses.field(default=None, repr=False)  # jitted per-class −log L_i
+
+    @property
+    def eta_start(self) -> np.ndarray:
+        """Warm start of the inner modes for the compiled objective: (C, N, k) or (N, k)."""
+        return self.eta if self.eta_components is None else self.eta_components
 
     @property
     def free_mask(self) -> np.ndarray:
@@ -248,11 +266,14 @@ class PopulationFit:
 
 
 def _point_loss(mu, y, observed, censor, censored, sigma):
-    """Per-point −log likelihood (N(μ, σ²) density or P(y > c)), shape of ``mu``."""
+    """Per-point −log likelihood, shape of ``mu``: the N(μ, σ²) density where ``observed``;
+    −log P(y > c) = −log Φ((μ − c)/σ) where ``censored`` is 1 (right-censored); −log P(y < c)
+    = −log Φ((c − μ)/σ) where it is −1 (left-censored, below the limit of quantification)."""
     r = (y - mu) / sigma
     dens = 0.5 * r**2 + jnp.log(sigma) + 0.5 * jnp.log(2 * jnp.pi)
-    surv = -jax.scipy.special.log_ndtr((mu - censor) / sigma)
-    return observed * dens + censored * surv
+    side = jnp.sign(censored)
+    tail = -jax.scipy.special.log_ndtr(side * (mu - censor) / sigma)
+    return observed * dens + jnp.abs(censored) * tail
 
 
 def _subject_terms(predict, hessian):
@@ -318,34 +339,83 @@ def _inner(terms, n_iter):
     return solve
 
 
+def _mixture_size(mixture, n_theta: int) -> int:
+    """Number of classes of ``mixture(theta) -> (C,) log weights`` (1 without a mixture)."""
+    if mixture is None:
+        return 1
+    return int(jax.eval_shape(mixture, jax.ShapeDtypeStruct((n_theta,), jnp.result_type(float))).shape[0])
+
+
+def make_subject_laplace(predict: Callable, data: PopulationData, n_theta: int, n_re: int, *,
+                         hessian: str = "gauss-newton", inner_steps: int = 20, mixture=None):
+    """``subjects(u, eta0) -> (L, η̂)``, not jitted: per-subject Laplace −log L_i.
+
+    Without ``mixture``: L (N,), η̂ (N, k), ``eta0`` (N, k). With ``mixture`` (a function
+    ``theta -> (C,) log class weights``, summing to 0 in exp): ``predict`` takes the class as a
+    fourth argument, ``predict(theta, eta, x, c)`` with ``c`` a float 0.0 .. C − 1, and L
+    (C, N) is the Laplace −log L_i,c of each subject in each class (η̂, eta0: (C, N, k)).
+    """
+    if hessian not in ("exact", "gauss-newton"):
+        raise ValueError(f"hessian must be 'exact' or 'gauss-newton', got {hessian!r}")
+    n_c = _mixture_size(mixture, n_theta)
+    pred = predict if mixture is None else (lambda th, e, xc: predict(th, e, xc[0], xc[1]))
+    _, terms = _subject_terms(pred, hessian)
+    solve = _inner(terms, inner_steps)
+    arrays = tuple(jnp.asarray(a) for a in (data.y, data.observed, data.censor, data.censored))
+    n_sub = data.y.shape[0]
+    cov = data.covariates if data.covariates is not None else jnp.zeros(n_sub)
+
+    def per_subject(u, eta0, x):
+        theta, log_omega, log_sigma = u[:n_theta], u[n_theta:n_theta + n_re], u[-1]
+        common = (theta, log_omega, log_sigma)
+        axes = (0, None, None, None, 0, 0, 0, 0, 0)
+        eta = jax.vmap(solve, axes)(jax.lax.stop_gradient(eta0), *jax.lax.stop_gradient(common), *arrays, x)
+        eta = jax.lax.stop_gradient(eta)
+        vals, _, H = jax.vmap(terms, axes)(eta, *common, *arrays, x)
+        logdet = jnp.linalg.slogdet(H)[1]
+        return vals + 0.5 * logdet - 0.5 * n_re * jnp.log(2 * jnp.pi), eta
+
+    if mixture is None:
+        return lambda u, eta0: per_subject(u, eta0, cov)
+    classes = jnp.broadcast_to(jnp.arange(n_c, dtype=jnp.result_type(float))[:, None], (n_c, n_sub))
+
+    def per_class(u, eta0):
+        return jax.vmap(lambda e, c: per_subject(u, e, (cov, c)))(eta0, classes)
+
+    return per_class
+
+
+def mixture_membership(L, log_weights) -> np.ndarray:
+    """(N, C) posterior class probabilities of each subject, ∝ π_c L_i,c (L: (C, N) −log L)."""
+    a = np.asarray(log_weights)[:, None] - np.asarray(L)
+    a = np.exp(a - a.max(axis=0))
+    return (a / a.sum(axis=0)).T
+
+
 def make_population_objective(predict: Callable, data: PopulationData, n_theta: int, n_re: int, *,
                               hessian: str = "gauss-newton", inner_steps: int = 20,
-                              prior_mean=None, prior_sd=None):
+                              prior_mean=None, prior_sd=None, mixture=None):
     """``objective(u, eta0) -> (−log L, η̂)``, jitted, with ``u = [θ, log ω, log σ]``.
 
     predict(theta (p,), eta (k,), x) -> μ (n_t,): the log-scale prediction of one subject
     with covariates ``x`` (one leaf slice of ``data.covariates``); it must be JAX-traceable.
     prior_mean/prior_sd: optional Gaussian prior on θ (weak regularisation, added to −log L).
+    mixture: optional ``theta -> (C,) log class weights``; then ``predict(theta, eta, x, c)``
+    and −log L = −Σ_i log Σ_c π_c exp(−L_i,c), the class summed out
+    (:func:`make_subject_laplace`); η̂ and ``eta0`` are (C, N, k).
     The gradient (``jax.grad`` of the first output) treats η̂ as fixed: exact for ℓ(η̂) by the
     envelope theorem, approximate for ½ log det H.
     """
-    if hessian not in ("exact", "gauss-newton"):
-        raise ValueError(f"hessian must be 'exact' or 'gauss-newton', got {hessian!r}")
-    _, terms = _subject_terms(predict, hessian)
-    solve = _inner(terms, inner_steps)
-    arrays = tuple(jnp.asarray(a) for a in (data.y, data.observed, data.censor, data.censored))
-    cov = data.covariates if data.covariates is not None else jnp.zeros(data.y.shape[0])
+    subjects = make_subject_laplace(predict, data, n_theta, n_re, hessian=hessian, inner_steps=inner_steps,
+                                    mixture=mixture)
 
     def laplace(u, eta0):
-        theta, log_omega, log_sigma = u[:n_theta], u[n_theta:n_theta + n_re], u[-1]
-        common = (theta, log_omega, log_sigma)
-        axes = (0, None, None, None, 0, 0, 0, 0, 0)
-        eta = jax.vmap(solve, axes)(jax.lax.stop_gradient(eta0), *jax.lax.stop_gradient(common),
-                                    *arrays, cov)
-        eta = jax.lax.stop_gradient(eta)
-        vals, _, H = jax.vmap(terms, axes)(eta, *common, *arrays, cov)
-        logdet = jnp.linalg.slogdet(H)[1]
-        total = jnp.sum(vals + 0.5 * logdet - 0.5 * n_re * jnp.log(2 * jnp.pi))
+        L, eta = subjects(u, eta0)
+        theta = u[:n_theta]
+        if mixture is None:
+            total = jnp.sum(L)
+        else:
+            total = -jnp.sum(jax.scipy.special.logsumexp(mixture(theta)[:, None] - L, axis=0))
         if prior_sd is not None:
             total = total + 0.5 * jnp.sum(((theta - prior_mean) / prior_sd) ** 2)
         return total, eta
@@ -403,7 +473,7 @@ def population_fit(predict: Callable, data: PopulationData, theta0, omega0, sigm
                    names: Sequence[str] | None = None, re_names: Sequence[str] | None = None,
                    hessian: str = "gauss-newton", inner_steps: int = 20, max_steps: int = 60,
                    prior_sd: float | None = None, fd_step: float = 1e-2, fixed_omega=(),
-                   log=None) -> PopulationFit:
+                   mixture=None, log=None) -> PopulationFit:
     """Maximum (Laplace-)marginal-likelihood fit of fixed effects θ, random-effect s.d. ω
     and residual s.d. σ (all in ``z``; see :func:`make_population_objective` for ``predict``).
 
@@ -415,6 +485,8 @@ def population_fit(predict: Callable, data: PopulationData, theta0, omega0, sigm
     prior_sd: weak Gaussian prior on θ centred on ``theta0`` (None: none).
     fixed_omega: indices of random effects whose ω stays at ``omega0`` (e.g. a spread known
     from an untreated arm); their standard error is reported as 0.
+    mixture: optional ``theta -> (C,) log class weights``: a finite mixture of subject classes
+    summed out of the likelihood (``predict(theta, eta, x, c)``; :func:`make_population_objective`).
     log: progress lines (e.g. ``print``): the first evaluation, then every outer step.
     """
     theta0 = np.asarray(theta0, float)
@@ -424,17 +496,34 @@ def population_fit(predict: Callable, data: PopulationData, theta0, omega0, sigm
         raise ValueError(f"omega0 and sigma0 must be > 0, got {omega0!r}, {sigma0!r}")
     prior_mean = None if prior_sd is None else jnp.asarray(theta0)
     obj, vg = make_population_objective(predict, data, p, k, hessian=hessian, inner_steps=inner_steps,
-                                        prior_mean=prior_mean, prior_sd=prior_sd)
+                                        prior_mean=prior_mean, prior_sd=prior_sd, mixture=mixture)
+    subjects = None if mixture is None else jax.jit(make_subject_laplace(
+        predict, data, p, k, hessian=hessian, inner_steps=inner_steps, mixture=mixture))
     u0 = np.concatenate([theta0, np.log(omega0), [np.log(sigma0)]])
-    eta0 = np.zeros((data.y.shape[0], k))
+    eta0 = np.zeros((_mixture_size(mixture, p), data.y.shape[0], k)[int(mixture is None):])
     free = np.ones(u0.size, bool)
     free[[p + int(i) for i in fixed_omega]] = False
     u, f, eta, n_steps, history = _bfgs(vg, u0, eta0, max_steps, free, log=log)
     cov, identified = information_covariance(observed_information(vg, u, eta, fd_step), free)
+    modes = _class_modes(mixture, subjects, u, eta, p)
     return PopulationFit(list(names or [f"theta{i}" for i in range(p)]),
                          list(re_names or [f"eta{i}" for i in range(k)]),
-                         u[:p], np.exp(u[p:p + k]), float(np.exp(u[-1])), eta, f, cov,
-                         _std_error(cov, identified), n_steps, history, vg, free, identified)
+                         u[:p], np.exp(u[p:p + k]), float(np.exp(u[-1])), modes.pop("eta"), f, cov,
+                         _std_error(cov, identified), n_steps, history, vg, free, identified,
+                         mixture=mixture, subjects=subjects, **modes)
+
+
+def _class_modes(mixture, subjects, u, eta, n_theta: int) -> dict:
+    """Fields of a :class:`PopulationFit` for the inner modes ``eta`` at ``u``: without a
+    mixture just ``eta``; with one, the per-class modes, the membership and the modes of each
+    subject's most probable class."""
+    if mixture is None:
+        return dict(eta=np.asarray(eta))
+    L, eta = subjects(jnp.asarray(u), jnp.asarray(eta))
+    member = mixture_membership(L, mixture(jnp.asarray(u[:n_theta])))
+    eta = np.asarray(eta)
+    best = np.argmax(member, axis=1)
+    return dict(eta=eta[best, np.arange(eta.shape[1])], eta_components=eta, membership=member)
 
 
 def information_covariance(H, free, *, min_information: float = 1e-2, max_loading: float = 0.01):
@@ -509,7 +598,7 @@ def profile_likelihood(predict: Callable, data: PopulationData, result: Populati
     if vg is None:      # a result without its compiled objective (e.g. loaded from disk)
         prior_mean = None if prior_sd is None else jnp.asarray(theta_prior)
         _, vg = make_population_objective(predict, data, p, k, hessian=hessian, inner_steps=inner_steps,
-                                          prior_mean=prior_mean, prior_sd=prior_sd)
+                                          prior_mean=prior_mean, prior_sd=prior_sd, mixture=result.mixture)
     free = result.free_mask.copy()
     free[index] = False
     u_hat = result.u
@@ -519,7 +608,7 @@ def profile_likelihood(predict: Callable, data: PopulationData, result: Populati
     for off in offsets:
         u0 = u_hat.copy()
         u0[index] += off * step
-        _, f, _, _, _ = _bfgs(vg, u0, result.eta, max_steps, free)
+        _, f, _, _, _ = _bfgs(vg, u0, result.eta_start, max_steps, free)
         vals.append(u0[index])
         dev.append(2 * (f - result.nll))
     vals, dev = np.asarray(vals), np.asarray(dev)
@@ -547,15 +636,16 @@ def refit(result: PopulationFit, u0, *, max_steps: int = 60, fd_step: float = 1e
     if vg is None:
         raise ValueError("refit needs a PopulationFit from population_fit (with its objective)")
     p, k = result.theta.size, result.omega.size
-    u, f, eta, n_steps, history = _bfgs(vg, np.asarray(u0, float), result.eta, max_steps,
+    u, f, eta, n_steps, history = _bfgs(vg, np.asarray(u0, float), result.eta_start, max_steps,
                                         result.free_mask)
     if f > result.nll:          # never worse than where we were
         return result
     cov, identified = information_covariance(observed_information(vg, u, eta, fd_step), result.free_mask)
     return dataclasses.replace(result, theta=u[:p], omega=np.exp(u[p:p + k]), sigma=float(np.exp(u[-1])),
-                               eta=eta, nll=f, cov=cov, std_error=_std_error(cov, identified),
+                               nll=f, cov=cov, std_error=_std_error(cov, identified),
                                identified=identified, n_steps=result.n_steps + n_steps,
-                               history=result.history + history[1:])
+                               history=result.history + history[1:],
+                               **_class_modes(result.mixture, result.subjects, u, eta, p))
 
 
 # -- posterior sampling (NUTS) -------------------------------------------------------------------
@@ -678,7 +768,7 @@ def posterior_nuts(predict: Callable, data: PopulationData, start: PopulationFit
                    prior_mean=None, prior_sd=None, omega_prior=None, sigma_prior=None,
                    chains: int = 4, warmup: int = 300, samples: int = 300, seed: int = 0,
                    target_accept: float = 0.8, max_tree_depth: int = 7, chunk: int = 50,
-                   dense_mass: bool = False, log=None) -> NutsResult:
+                   dense_mass: bool = False, mixture=None, log=None) -> NutsResult:
     """Joint posterior of a population model by NUTS: fixed effects θ, log ω, log σ and every
     subject's random effects, with no Laplace approximation.
 
@@ -688,6 +778,10 @@ def posterior_nuts(predict: Callable, data: PopulationData, start: PopulationFit
     population fit had none); log ω ~ N(m, s²) and log σ ~ N(m, s²) from ``omega_prior`` /
     ``sigma_prior`` = (m, s) (default: centred on the fit with s = 1, a factor e).
     start: a :class:`PopulationFit` (its θ̂, ω̂, σ̂, η̂ start every chain).
+    mixture: ``theta -> (C,) log class weights`` (default: the fit's); the class of each
+    subject is summed out of the potential (no discrete parameter to sample), one η_i shared
+    by the classes, ``predict(theta, eta, x, c)``; ``extra["membership"]`` (chains, draws, N, C)
+    holds each draw's class probabilities given its θ, η_i.
     Returns a :class:`NutsResult` over ``[θ, log ω, log σ]`` (names as in ``start``, then
     ``omega_<re>``, ``sigma``; an ω the fit held fixed stays fixed and is left out), with
     ``extra["eta"]`` (chains, draws, N, k).
@@ -701,7 +795,15 @@ def posterior_nuts(predict: Callable, data: PopulationData, start: PopulationFit
     om_m, om_s = omega_prior if omega_prior is not None else (np.log(start.omega), 1.0)
     sg_m, sg_s = sigma_prior if sigma_prior is not None else (np.log(start.sigma), 1.0)
     om_m, sg_m = jnp.asarray(om_m, float), jnp.asarray(sg_m, float)
-    batch = jax.vmap(predict, (None, 0, 0))
+    mixture = start.mixture if mixture is None else mixture
+    n_c = _mixture_size(mixture, p)
+    classes = jnp.arange(n_c, dtype=jnp.result_type(float))
+    batch = jax.vmap(predict, (None, 0, 0)) if mixture is None else jax.vmap(predict, (None, 0, 0, None))
+
+    def class_nll(theta, eta, log_sigma):
+        """(C, N) −log p(y_i | θ, η_i, class c)."""
+        sig = jnp.exp(log_sigma)
+        return jax.vmap(lambda c: jnp.sum(_point_loss(batch(theta, eta, cov, c), *arrays, sig), axis=1))(classes)
 
     free_om = np.nonzero(start.free_mask[p:p + k])[0]     # sampled ω; the others stay at ω̂
     kf = free_om.size
@@ -716,8 +818,12 @@ def posterior_nuts(predict: Callable, data: PopulationData, start: PopulationFit
     def potential(q):
         theta, log_omega, log_sigma, xi = unpack(q)
         log_omega_free = log_omega[free_om]
-        mu = batch(theta, xi * jnp.exp(log_omega), cov)
-        nll = jnp.sum(_point_loss(mu, *arrays, jnp.exp(log_sigma)))
+        if mixture is None:
+            mu = batch(theta, xi * jnp.exp(log_omega), cov)
+            nll = jnp.sum(_point_loss(mu, *arrays, jnp.exp(log_sigma)))
+        else:
+            per = class_nll(theta, xi * jnp.exp(log_omega), log_sigma)
+            nll = -jnp.sum(jax.scipy.special.logsumexp(mixture(theta)[:, None] - per, axis=0))
         prior = (0.5 * jnp.sum(xi**2) + 0.5 * jnp.sum(((theta - pm) / ps) ** 2)
                  + 0.5 * jnp.sum(((log_omega_free - om_m) / om_s) ** 2) + 0.5 * ((log_sigma - sg_m) / sg_s) ** 2)
         return jnp.where(jnp.isfinite(nll), nll + prior, jnp.inf)
@@ -735,5 +841,14 @@ def posterior_nuts(predict: Callable, data: PopulationData, start: PopulationFit
     m = p + kf + 1
     # convergence of the subject effects themselves: the worst R-hat and ESS among them
     extra = {"eta": eta, "r_hat_eta_max": float(np.max(res.r_hat[m:])), "ess_eta_min": float(np.min(res.ess[m:]))}
+    if mixture is not None:
+        def member(th, e, ls):
+            a = mixture(th)[:, None] - class_nll(th, e, ls)
+            return jax.nn.softmax(a, axis=0).T            # (N, C)
+
+        flat = x.reshape(-1, x.shape[-1])
+        probs = jax.jit(lambda xs: jax.lax.map(lambda q: member(*q), xs))(
+            (jnp.asarray(flat[:, :p]), jnp.asarray(eta.reshape(-1, n_sub, k)), jnp.asarray(flat[:, p + kf])))
+        extra["membership"] = np.asarray(probs).reshape(*x.shape[:2], n_sub, n_c)
     return NutsResult(names, x[..., :m], res.r_hat[:m], res.ess[:m], res.divergences, res.accept,
                       res.wall_s, extra)

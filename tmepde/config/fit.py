@@ -10,10 +10,11 @@ from .schema import (NUMBER, NUMBER_LIST, INTEGER, OPTIONAL, STRING, STRING_LIST
 __all__ = ["FIT", "FIT_PSEUDO", "check_param_names", "resolve_fit", "reference"]
 
 # Fit-only pseudo-parameters of the CT26 example, not model parameters: initial tumor-cell
-# volume (mm³), effective IL-12 per intratumoral injection (ng) and the fraction of it an
-# animal responds to (0..1, logit scale). Their meaning is defined by
+# volume (mm³), effective IL-12 per intratumoral injection (ng), the fraction of it an
+# animal responds to (0..1, logit scale) and the fraction of animals that respond at all
+# (0..1, logit scale; fitted: a responder / non-responder mixture). Their meaning is defined by
 # the CT26 fitting code that consumes them; this list only lets [fit] name them.
-FIT_PSEUDO = ("v0_mm3", "il12_dose_ng", "il12_response")
+FIT_PSEUDO = ("v0_mm3", "il12_dose_ng", "il12_response", "responder_fraction")
 FIT = {
     "data": Key(STRING, OPTIONAL, "csv of measured volumes (columns arm, mouse, day, volume_mm3); "
                 "absent = the packaged CT26 data set; relative to the config file", 'data = "volumes.csv"'),
@@ -32,6 +33,11 @@ FIT = {
                        "known independently, e.g. from the untreated arm), not fitted", 'omega_fixed = ["growth_tumor"]'),
     "prior_sd": Key(NUMBER, 1.0, "s.d. of a weak Gaussian prior on each fixed effect in log space (1 = a "
                     "factor e), centred on the config's value", "prior_sd = 1.0", positive("")),
+    "zeros": Key(STRING, "censored", "zero readings (no palpable tumor): \"censored\" = below the limit of "
+                 "quantification lloq_mm3 (left-censored, Beal 2001 M3), \"observed\" = a measured 0 mm³",
+                 'zeros = "censored"', one_of(["censored", "observed"])),
+    "lloq_mm3": Key(NUMBER, OPTIONAL, "caliper limit of quantification (mm³) of censored zero readings; absent = "
+                    "the smallest non-zero reading of the fitted arms", "lloq_mm3 = 9.36", positive("")),
     "sigma": Key(NUMBER, 0.3, "starting s.d. of log-volume residuals (fitted)", "sigma = 0.3", positive("")),
     "max_steps": Key(INTEGER, 40, "outer BFGS steps of the population fit", "max_steps = 40", positive("")),
     "posterior": Key(STRING, "laplace", "uncertainty beyond the Laplace (observed-information) and profile "
@@ -79,8 +85,10 @@ def reference() -> list[str]:
         "Optional: fitting to measured tumor volumes with `tmepde fit CONFIG` (ignored by",
         "`tmepde run`); the worked example is configs/fit/ct26.toml (docs/fitting.md), a population",
         "(mixed-effects) fit. Fitted names are model parameters or the fit-only `v0_mm3` (initial tumor volume, mm³)",
-        "`il12_dose_ng` (effective IL-12 per intratumoral injection, ng) and `il12_response` (the fraction",
-        "of that dose an animal responds to, 0–1, fitted on the logit scale: as a random effect, logit-normal).",
+        "`il12_dose_ng` (effective IL-12 per intratumoral injection, ng), `il12_response` (the fraction",
+        "of that dose an animal responds to, 0–1, fitted on the logit scale: as a random effect, logit-normal)",
+        "and `responder_fraction` (the fraction of animals that respond to IL-12 at all, logit scale: fitting it",
+        "makes the population a responder / non-responder mixture with each animal's class summed out).",
         "",
         *key_table(FIT),
         "",

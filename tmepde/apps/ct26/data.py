@@ -4,7 +4,9 @@ Data: ``tmepde/data/ct26/ct26_tumor_volumes.csv`` (Ryapolova and Babaev 2026; RE
 subcutaneous CT26 tumors in BALB/c mice, arms PBS, rVSV-GFP and rVSV-mIL12-mGMCSF,
 intratumoral injections on days 11, 14 and 17. Animals leave the table when sacrificed with a
 large tumor; a fit treats the next scheduled measurement as right-censored (volume above the
-last one measured), not as missing at random.
+last one measured), not as missing at random. A reading of 0 (no palpable tumor) is below the
+caliper's limit of quantification: a fit given that limit treats it as left-censored (volume
+below the limit; Beal 2001, method M3), not as a measured volume of 0.
 """
 
 from __future__ import annotations
@@ -23,6 +25,16 @@ PBS_ARM = "PBS"
 IL12_ARM = "rVSV-mIL12-mGMCSF"
 INJECTION_DAYS = (11, 14, 17)
 FLOOR_MM3 = 10.0          # mm³ added inside the log: caliper detection floor, so 0 enters as log 10
+
+
+def smallest_reading(arms: list["Arm"]) -> float:
+    """Smallest non-zero volume (mm³) of ``arms``: the lowest volume the calipers quantified,
+    taken as the limit of quantification of the zero readings."""
+    v = np.concatenate([a.volumes.ravel() for a in arms])
+    v = v[np.isfinite(v) & (v > 0)]
+    if v.size == 0:
+        raise ValueError("fit.lloq_mm3: the data hold no non-zero volume to take the limit from; set it")
+    return float(v.min())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,12 +75,16 @@ def load_data(path: str | Path | None = None) -> dict[str, Arm]:
     return out
 
 
-def population_data(arms: list[Arm], day0: int, n_days: int, doses: list[float]) -> PopulationData:
+def population_data(arms: list[Arm], day0: int, n_days: int, doses: list[float],
+                    lloq_mm3: float | None = None) -> PopulationData:
     """Observation arrays on days ``day0 .. day0 + n_days`` for the animals of ``arms``.
 
     y = log(V + FLOOR_MM3). A mouse whose last measurement precedes its arm's last day left
     the study with a large tumor: its arm's next measurement day is a right-censored point,
-    ``log V > log(V_last + FLOOR_MM3)``. covariates: the IL-12 dose of each animal's arm (ng).
+    ``log V > log(V_last + FLOOR_MM3)``. lloq_mm3: limit of quantification (mm³); given, a
+    zero reading is left-censored, ``log(V + FLOOR_MM3) < log(lloq_mm3 + FLOOR_MM3)``
+    (``censored`` −1); None: it enters as an observed log FLOOR_MM3. covariates: the IL-12
+    dose of each animal's arm (ng).
     """
     n_t = n_days + 1
     ys, obs, cen, cmask, cov = [], [], [], [], []
@@ -78,7 +94,10 @@ def population_data(arms: list[Arm], day0: int, n_days: int, doses: list[float])
             for d, day in enumerate(arm.days):
                 v = arm.volumes[m, d]
                 if np.isfinite(v) and 0 <= day - day0 < n_t:
-                    y[day - day0], o[day - day0] = math.log(v + FLOOR_MM3), 1.0
+                    if v == 0 and lloq_mm3 is not None:
+                        c[day - day0], cm[day - day0] = math.log(lloq_mm3 + FLOOR_MM3), -1.0
+                    else:
+                        y[day - day0], o[day - day0] = math.log(v + FLOOR_MM3), 1.0
             last = arm.last_day(m)
             later = arm.days[arm.days > last]
             if later.size and later[0] - day0 < n_t:

@@ -3,10 +3,14 @@
 Fixed effects θ: log of ``fit.growth_params + fit.immune_params`` (model parameters of the TME
 model, or ``v0_mm3`` / ``il12_dose_ng``; ``il12_response``, the fraction of the IL-12 dose an
 animal responds to, on the logit scale, so that as a random effect it is logit-normal: a
-regressor can be explained by its response to IL-12 rather than by its own kill rate). Random effects: ``fit.cohort_params`` (a subset),
+regressor can be explained by its response to IL-12 rather than by its own kill rate;
+``responder_fraction``, logit scale: the probability that an animal responds to IL-12 at all,
+which makes the population a two-class mixture, responders (dose × ``il12_response``) and
+non-responders (no IL-12 effect), with each animal's class summed out of the likelihood).
+Random effects: ``fit.cohort_params`` (a subset),
 one per animal, ``z_i = θ + η_i`` with ``η_i ~ N(0, diag ω²)``. Residuals: log(V + 10 mm³)
-~ N(μ, σ²) (proportional error); dropout at large volume right-censored
-(:func:`tmepde.apps.ct26.data.population_data`). Marginal likelihood by the FOCE Laplace
+~ N(μ, σ²) (proportional error); dropout at large volume right-censored, zero readings
+left-censored at the limit of quantification (:func:`tmepde.apps.ct26.data.population_data`). Marginal likelihood by the FOCE Laplace
 approximation of :func:`tmepde.fit.population_fit`; optionally (``fit.posterior = "nuts"``) the
 joint posterior by :func:`tmepde.fit.posterior_nuts`. Arms: PBS (no IL-12) and
 rVSV-mIL12-mGMCSF (IL-12 deposits on days 11, 14, 17); the arms differ only in the dose, so
@@ -23,14 +27,16 @@ from typing import Mapping
 
 import numpy as np
 
-from .data import FLOOR_MM3, IL12_ARM, INJECTION_DAYS, PBS_ARM, load_data, population_data
+from .data import FLOOR_MM3, IL12_ARM, INJECTION_DAYS, PBS_ARM, load_data, population_data, smallest_reading
 from .model import IL12_AMOUNTS, WellMixedCt26
 
 CONTROLLED_MM3 = 100.0      # mm³: a tumor below this at the last study day counts as regressing
-PSEUDO = ("v0_mm3", "il12_dose_ng", "il12_response")
+PSEUDO = ("v0_mm3", "il12_dose_ng", "il12_response", "responder_fraction")
 # Fitted on the logit scale (a fraction in 0..1), not the log scale: the animal's IL-12
-# response fraction, so a per-animal random effect on it is logit-normal.
-LOGIT = ("il12_response",)
+# response fraction, so a per-animal random effect on it is logit-normal, and the fraction
+# of responders of the mixture.
+LOGIT = ("il12_response", "responder_fraction")
+MIXTURE = "responder_fraction"   # fitted: responder / non-responder mixture
 # Settings of the reduced model: time step (h), inner Newton and outer BFGS steps, profile grid.
 FULL = dict(dt=2.0, inner_steps=20, profile_offsets=(-3.0, -1.5, 1.5, 3.0), profile_steps=5,
             n_vpc=400, n_post=200)
@@ -61,9 +67,22 @@ class Ct26Setup:
     mouse_of: list[int]
     day0: int
     dose_ng: float
+    lloq_mm3: float | None = None   # limit of quantification of the zero readings (None: observed)
 
-    def predict(self, theta, eta, dose):
-        """log(V + floor) of one animal on days day0.. (JAX-traceable)."""
+    @property
+    def mixture(self):
+        """``theta -> (2,) log weights`` of (non-responder, responder), or None (one class)."""
+        if MIXTURE not in self.names:
+            return None
+        import jax
+        import jax.numpy as jnp
+
+        j = self.names.index(MIXTURE)
+        return lambda theta: jnp.stack([jax.nn.log_sigmoid(-theta[j]), jax.nn.log_sigmoid(theta[j])])
+
+    def predict(self, theta, eta, dose, responder=1.0):
+        """log(V + floor) of one animal on days day0.. (JAX-traceable). responder: the mixture
+        class, 1 (responds to IL-12) or 0 (IL-12 has no effect); ignored without a mixture."""
         import jax.numpy as jnp
 
         import jax
@@ -74,7 +93,10 @@ class Ct26Setup:
             p[n] = jax.nn.sigmoid(z[i]) if n in LOGIT else jnp.exp(z[i])
         v0 = p.pop("v0_mm3")
         # effective IL-12 per injection = dose of the arm x fitted dose scale x response fraction
+        # (x the class: a non-responder gets no IL-12 effect)
         scale = p.pop("il12_dose_ng") / self.dose_ng * p.pop("il12_response")
+        if p.pop(MIXTURE, None) is not None:
+            scale = scale * responder
         return self.model.log_volumes(p, v0, dose * scale, FLOOR_MM3)
 
 
@@ -109,15 +131,26 @@ def setup(config, *, quick: bool = False) -> Ct26Setup:
     base["il12_dose_ng"] = np.asarray(dose)
     # not fitted: every animal responds fully; fitted: starts at one half (logit 0)
     base["il12_response"] = np.asarray(0.5 if "il12_response" in names else 1.0)
+    base[MIXTURE] = np.asarray(0.5)      # responders among the animals (used only when fitted)
     unknown = [n for n in names if n not in base]
     if unknown:
         raise ValueError(f"fit: {unknown} are not parameters of the reduced CT26 model "
                          f"(tmepde.apps.ct26.model; diffusivities have no meaning well mixed)")
+    if MIXTURE in re_names or (MIXTURE in names and "il12_response" in re_names):
+        raise ValueError(f"fit.cohort_params: with {MIXTURE!r} (a responder / non-responder mixture) "
+                         f"neither it nor il12_response can be a random effect; drop them from fit.cohort_params")
+    if MIXTURE not in names:
+        base.pop(MIXTURE)
     theta0 = np.array([_to_z(n, float(base[n])) for n in names])
-    data = population_data([arms[PBS_ARM], arms[IL12_ARM]], day0, n_days, [0.0, dose])
+    lloq = fc.get("lloq_mm3")
+    if lloq is None and fc.get("zeros", "censored") == "censored":
+        lloq = smallest_reading([arms[PBS_ARM], arms[IL12_ARM]])
+    if fc.get("zeros", "censored") != "censored":
+        lloq = None
+    data = population_data([arms[PBS_ARM], arms[IL12_ARM]], day0, n_days, [0.0, dose], lloq)
     arm_of = [PBS_ARM] * len(arms[PBS_ARM].mice) + [IL12_ARM] * len(arms[IL12_ARM].mice)
     mouse_of = list(arms[PBS_ARM].mice) + list(arms[IL12_ARM].mice)
-    return Ct26Setup(model, base, names, re_names, theta0, data, arms, arm_of, mouse_of, day0, dose)
+    return Ct26Setup(model, base, names, re_names, theta0, data, arms, arm_of, mouse_of, day0, dose, lloq)
 
 
 def run_fit(config, *, quick: bool = False, log=print) -> dict:
@@ -140,12 +173,14 @@ def _run_fit(config, *, quick: bool, log) -> dict:
     t0 = time.perf_counter()
     s = setup(config, quick=quick)
     log(f"population fit: fixed {s.names}, random {s.re_names}, {int(s.data.observed.sum())} volumes, "
-        f"{int(s.data.censored.sum())} censored, {len(s.arm_of)} animals")
+        f"{int((s.data.censored > 0).sum())} right-censored, {int((s.data.censored < 0).sum())} left-censored "
+        f"(below {s.lloq_mm3} mm³), {len(s.arm_of)} animals" + (", responder mixture" if s.mixture else ""))
     omega0 = np.array(fc.get("omega_start") or [OMEGA0.get(n, 0.3) for n in s.re_names], float)
     fixed = [s.re_names.index(n) for n in fc.get("omega_fixed", [])]
     res = population_fit(s.predict, s.data, s.theta0, omega0, fc["sigma"],
                          names=s.names, re_names=s.re_names, inner_steps=settings["inner_steps"],
-                         max_steps=steps, prior_sd=fc["prior_sd"], fixed_omega=fixed, log=log)
+                         max_steps=steps, prior_sd=fc["prior_sd"], fixed_omega=fixed, mixture=s.mixture,
+                         log=log)
     t_fit = time.perf_counter() - t0
     log(f"-log L {res.nll:.2f} after {res.n_steps} BFGS steps ({t_fit:.0f} s)")
     # Profiles of every fitted coordinate [θ, log ω, log σ]; a profile point below the optimum
@@ -215,22 +250,50 @@ def _run_fit(config, *, quick: bool, log) -> dict:
     return out
 
 
+def responder_classes(s: Ct26Setup, res) -> np.ndarray:
+    """(N,) class of each animal for its individual prediction: 1 responder, 0 non-responder
+    (its most probable class under the fit; all 1 without a mixture)."""
+    if res.membership is None:
+        return np.ones(len(s.arm_of))
+    return np.argmax(res.membership, axis=1).astype(float)
+
+
+def responder_probability(s: Ct26Setup, theta) -> float:
+    """Fraction of responders π of the mixture at fixed effects ``theta`` (1 without one)."""
+    return float(from_z(MIXTURE, theta[s.names.index(MIXTURE)])) if s.mixture else 1.0
+
+
+def censor_simulated(s: Ct26Setup, y):
+    """Simulated log(V + floor) below the limit of quantification read as the calipers read
+    them (0 mm³, i.e. log floor), so that simulated and measured percentiles compare."""
+    if s.lloq_mm3 is None:
+        return y
+    return np.where(y < math.log(s.lloq_mm3 + FLOOR_MM3), math.log(FLOOR_MM3), y)
+
+
 def summarise(s: Ct26Setup, res, *, n_vpc: int = 400, seed: int = 0) -> dict:
-    """Individual/population predictions, residual s.d., per-animal IL-12 counterfactual, VPC."""
+    """Individual/population predictions, residual s.d., per-animal IL-12 counterfactual, VPC.
+
+    Residual s.d. over the quantified volumes only; the left-censored zero readings are
+    summarised apart (how many the individual prediction puts below the limit, and the mean
+    probability the model gives them). With a mixture, an animal's individual and population
+    (η = 0) predictions are those of its most probable class."""
     import jax
     import jax.numpy as jnp
 
     theta = jnp.asarray(res.theta)
     doses = jnp.asarray(s.data.covariates)
-    pred = jax.jit(jax.vmap(s.predict, (None, 0, 0)))
-    ipred = np.asarray(pred(theta, jnp.asarray(res.eta), doses))
-    ppred = np.asarray(pred(theta, jnp.zeros_like(jnp.asarray(res.eta)), doses))
-    no_il12 = np.asarray(pred(theta, jnp.asarray(res.eta), 0.0 * doses))
+    cls = responder_classes(s, res)
+    pred = jax.jit(jax.vmap(s.predict, (None, 0, 0, 0)))
+    ipred = np.asarray(pred(theta, jnp.asarray(res.eta), doses, cls))
+    ppred = np.asarray(pred(theta, jnp.zeros_like(jnp.asarray(res.eta)), doses, cls))
+    no_il12 = np.asarray(pred(theta, jnp.asarray(res.eta), 0.0 * doses, cls))
     obs = s.data.observed > 0
     sd_ind = float(np.std((s.data.y - ipred)[obs]))
     sd_pop = float(np.std((s.data.y - ppred)[obs]))
     # Where the individual misfit sits: per arm, and at the zero readings (no palpable tumor,
-    # entered as log FLOOR_MM3) against the measured volumes; and a model-free reference.
+    # entered as log FLOOR_MM3 when not censored) against the measured volumes; and a
+    # model-free reference.
     zero = obs & np.isclose(s.data.y, math.log(FLOOR_MM3))
     resid = s.data.y - ipred
     arm_of = np.array(s.arm_of)[:, None]
@@ -238,6 +301,13 @@ def summarise(s: Ct26Setup, res, *, n_vpc: int = 400, seed: int = 0) -> dict:
     sd_breakdown["measured volumes (> 0)"] = float(np.std(resid[obs & ~zero]))
     if zero.any():
         sd_breakdown[f"{int(zero.sum())} zero readings (rms)"] = float(np.sqrt(np.mean(resid[zero] ** 2)))
+    left = s.data.censored < 0
+    censored_fit = None
+    if left.any():
+        z = (s.data.censor[left] - ipred[left]) / res.sigma
+        p_below = np.array([0.5 * math.erfc(-v / math.sqrt(2.0)) for v in z])
+        censored_fit = dict(n=int(left.sum()), lloq_mm3=s.lloq_mm3, below=int(np.sum(z > 0)),
+                            mean_p_below=float(p_below.mean()), min_p_below=float(p_below.min()))
     vol = lambda lv: np.exp(lv) - FLOOR_MM3   # noqa: E731
     end = s.data.y.shape[1] - 1
     counterfactual = []
@@ -252,29 +322,37 @@ def summarise(s: Ct26Setup, res, *, n_vpc: int = 400, seed: int = 0) -> dict:
             mouse=int(s.mouse_of[i]), v_end=float(vol(ipred[i, end])), v_end_no_il12=float(vol(no_il12[i, end])),
             phenotype="regressing" if vol(ipred[i, end]) < CONTROLLED_MM3 else "escaping",
             phenotype_no_il12="regressing" if vol(no_il12[i, end]) < CONTROLLED_MM3 else "escaping",
-            data_phenotype=data_ph, eta=[float(e) for e in res.eta[i]]))
-    # VPC: virtual animals η ~ N(0, Ω), observations with residual noise, per arm.
+            data_phenotype=data_ph, eta=[float(e) for e in res.eta[i]],
+            p_responder=None if res.membership is None else float(res.membership[i, 1])))
+    # VPC: virtual animals η ~ N(0, Ω), class ~ Bernoulli(π), observations with residual
+    # noise and the caliper's limit of quantification, per arm.
     rng = np.random.default_rng(seed)
+    pi = responder_probability(s, res.theta)
     vpc = {}
+    k = len(s.re_names)
     for arm, dose in ((PBS_ARM, 0.0), (IL12_ARM, s.dose_ng)):
-        eta = rng.standard_normal((n_vpc, len(s.re_names))) * res.omega
-        mu = np.asarray(pred(theta, jnp.asarray(eta), jnp.full(n_vpc, dose)))
-        ysim = mu + res.sigma * rng.standard_normal(mu.shape)
+        eta = rng.standard_normal((n_vpc, k)) * res.omega
+        c = (rng.random(n_vpc) < pi).astype(float)
+        mu = np.asarray(pred(theta, jnp.asarray(eta), jnp.full(n_vpc, dose), jnp.asarray(c)))
+        ysim = censor_simulated(s, mu + res.sigma * rng.standard_normal(mu.shape))
         sim_q = np.percentile(ysim, [5, 50, 95], axis=0)
         a = s.arms[arm]
         data_q = np.array([np.nanpercentile(np.log(a.volumes[:, d] + FLOOR_MM3), [5, 50, 95])
                            for d in range(len(a.days))]).T
-        pop = np.asarray(pred(theta, jnp.zeros((1, len(s.re_names))), jnp.full(1, dose)))[0]
+        pop = np.asarray(pred(theta, jnp.zeros((2, k)), jnp.full(2, dose), jnp.array([1.0, 0.0])))
         inside = np.mean([(sim_q[0, day - s.day0] <= data_q[1, d] <= sim_q[2, day - s.day0])
                           for d, day in enumerate(a.days)])
         q_inside = _quantiles_inside(sim_q, data_q, a.days - s.day0)
         vpc[arm] = dict(days=s.day0 + np.arange(mu.shape[1]), sim_q=sim_q, data_days=a.days,
-                        data_q=data_q, pop=pop, n_measured=np.isfinite(a.volumes).sum(axis=0),
+                        data_q=data_q, pop=pop[0], pop_nonresponder=pop[1],
+                        n_measured=np.isfinite(a.volumes).sum(axis=0),
                         median_inside=float(inside), quantiles_inside=q_inside)
     pbs_end, il_end = vpc[PBS_ARM]["pop"][end], vpc[IL12_ARM]["pop"][end]
     return dict(ipred=ipred, ppred=ppred, no_il12=no_il12, sd_individual=sd_ind, sd_population=sd_pop,
-                sd_breakdown=sd_breakdown, sd_reference=reference_sd(s),
-                counterfactual=counterfactual, vpc=vpc, pop_log_ratio_end=float(il_end - pbs_end))
+                sd_breakdown=sd_breakdown, sd_reference=reference_sd(s), censored_fit=censored_fit,
+                responder_fraction=pi if s.mixture else None,
+                counterfactual=counterfactual, vpc=vpc, pop_log_ratio_end=float(il_end - pbs_end),
+                median_log_ratio_end=float(vpc[IL12_ARM]["sim_q"][1, end] - vpc[PBS_ARM]["sim_q"][1, end]))
 
 
 def reference_sd(s: Ct26Setup, degree: int = 3) -> float:
@@ -323,9 +401,11 @@ def post_u(s: Ct26Setup, post) -> np.ndarray:
 
 def posterior_summary(s: Ct26Setup, post, *, n_draws: int = 200, seed: int = 1) -> dict:
     """Posterior predictive checks from NUTS draws: per arm, the 5/50/95 % band of new
-    animals' observations (each draw: its own θ, ω, σ, a new η ~ N(0, Ω) and residual noise);
-    per IL-12 animal, the probability that it is regressing on the last day and that it
-    escapes without IL-12 (each draw: the animal's own sampled η)."""
+    animals' observations (each draw: its own θ, ω, σ, a new η ~ N(0, Ω), with a mixture a
+    class drawn with the draw's responder fraction, residual noise and the limit of
+    quantification); per IL-12 animal, the probability that it is regressing on the last day
+    and that it escapes without IL-12 (each draw: the animal's own sampled η and, with a
+    mixture, a class drawn from its class probabilities given that η)."""
     import jax
     import jax.numpy as jnp
 
@@ -335,15 +415,19 @@ def posterior_summary(s: Ct26Setup, post, *, n_draws: int = 200, seed: int = 1) 
     rng = np.random.default_rng(seed)
     pick = rng.choice(flat.shape[0], size=min(n_draws, flat.shape[0]), replace=False)
     theta, omega, sigma = flat[pick, :p], np.exp(flat[pick, p:p + k]), np.exp(flat[pick, -1])
-    pred = jax.jit(jax.vmap(s.predict, (0, 0, 0)))
+    pred = jax.jit(jax.vmap(s.predict, (0, 0, 0, 0)))
     n = pick.size
+    pi = np.array([responder_probability(s, th) for th in theta])
+    member = post.extra.get("membership")
+    member = None if member is None else member.reshape(-1, *member.shape[2:])[pick]   # (n, N, C)
     bands, inside = {}, {}
     for arm, dose in ((PBS_ARM, 0.0), (IL12_ARM, s.dose_ng)):
         reps = max(1, 800 // n)     # several new animals per draw: a smooth band
         new_eta = rng.standard_normal((n * reps, k)) * np.repeat(omega, reps, axis=0)
         th = np.repeat(theta, reps, axis=0)
-        mu = np.asarray(pred(jnp.asarray(th), jnp.asarray(new_eta), jnp.full(n * reps, dose)))
-        ysim = mu + np.repeat(sigma, reps)[:, None] * rng.standard_normal(mu.shape)
+        c = (rng.random(n * reps) < np.repeat(pi, reps)).astype(float)
+        mu = np.asarray(pred(jnp.asarray(th), jnp.asarray(new_eta), jnp.full(n * reps, dose), jnp.asarray(c)))
+        ysim = censor_simulated(s, mu + np.repeat(sigma, reps)[:, None] * rng.standard_normal(mu.shape))
         bands[arm] = np.percentile(ysim, [5, 50, 95], axis=0)
         a = s.arms[arm]
         data_q = np.array([np.nanpercentile(np.log(a.volumes[:, d] + FLOOR_MM3), [5, 50, 95])
@@ -356,12 +440,14 @@ def posterior_summary(s: Ct26Setup, post, *, n_draws: int = 200, seed: int = 1) 
         if arm != IL12_ARM:
             continue
         e = jnp.asarray(eta[pick, i])
-        on = vol(np.asarray(pred(jnp.asarray(theta), e, jnp.full(n, s.dose_ng)))[:, end])
-        off = vol(np.asarray(pred(jnp.asarray(theta), e, jnp.zeros(n)))[:, end])
+        c = jnp.ones(n) if member is None else jnp.asarray((rng.random(n) < member[:, i, 1]).astype(float))
+        on = vol(np.asarray(pred(jnp.asarray(theta), e, jnp.full(n, s.dose_ng), c))[:, end])
+        off = vol(np.asarray(pred(jnp.asarray(theta), e, jnp.zeros(n), c))[:, end])
         reg = on < CONTROLLED_MM3
         per_animal.append(dict(mouse=int(s.mouse_of[i]), p_regressing=float(reg.mean()),
                                p_escape_without_il12=float((off >= CONTROLLED_MM3).mean()),
                                p_attributed=float((reg & (off >= CONTROLLED_MM3)).sum() / max(reg.sum(), 1)),
+                               p_responder=None if member is None else float(member[:, i, 1].mean()),
                                v_end_q=np.percentile(on, [5, 50, 95]).tolist(),
                                v_end_no_il12_q=np.percentile(off, [5, 50, 95]).tolist()))
     return dict(post_bands=bands, post_animals=per_animal, post_inside=inside)

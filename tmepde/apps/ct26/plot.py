@@ -53,11 +53,13 @@ def plot_fit(out: dict, path: Path) -> Path:
                 ax.plot(days, np.exp(out[key][i]), ":", color=c, lw=1)
             cm = s.data.censored[i] > 0
             ax.plot(days[cm], np.exp(s.data.censor[i][cm]), "^", color=c, ms=6, mfc="none")
+            lm = s.data.censored[i] < 0      # zero readings: below the limit of quantification
+            ax.plot(days[lm], np.exp(s.data.censor[i][lm]), "v", color=c, ms=6, mfc="none")
         ax.set_yscale("log")
         ax.set_xlabel("day")
         ax.set_ylabel(f"volume + {FLOOR_MM3:g} mm³")
         ax.set_title(f"{arm}: individual fits" + (" (dotted: same animal without IL-12)" if key else "")
-                     + "; △ censored")
+                     + "; △ right-, ▽ left-censored")
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

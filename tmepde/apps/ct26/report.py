@@ -22,7 +22,7 @@ def plausible_range(name: str, s) -> tuple[float, float] | None:
     ``v0_mm3`` the range of the first measured volumes."""
     from tmepde.models.tme_parameters import PARAMETERS
 
-    if name == "il12_response":
+    if name in ("il12_response", "responder_fraction"):
         return 0.0, 1.0
     if name == "v0_mm3":
         first = np.concatenate([s.arms[a].volumes[:, 0] for a in (PBS_ARM, IL12_ARM)])
@@ -74,10 +74,13 @@ def report(out: dict) -> str:
         f"# CT26 population fit (`{command(out)}`)",
         "",
         "Nonlinear mixed-effects fit (FOCE Laplace marginal likelihood, `tmepde.fit.population_fit`) of",
-        f"{int(s.data.observed.sum())} caliper volumes of {n_pbs} PBS and {n_il} {IL12_ARM} mice, with "
-        f"{int(s.data.censored.sum())} right-censored points",
+        f"{int(s.data.observed.sum())} quantified caliper volumes of {n_pbs} PBS and {n_il} {IL12_ARM} mice, with "
+        f"{int((s.data.censored > 0).sum())} right-censored points",
         "(a mouse that left the study with a large tumor: at its arm's next measurement the volume exceeds",
-        "its last one). Residual model: log(V + "
+        "its last one)"
+        + (f" and {int((s.data.censored < 0).sum())} zero readings left-censored below the limit of quantification "
+           f"{s.lloq_mm3:g} mm³ (the smallest non-zero reading unless fit.lloq_mm3 is set; likelihood "
+           "Φ((log LOQ − μ)/σ), Beal 2001 method M3)" if s.lloq_mm3 is not None else "") + ". Residual model: log(V + "
         f"{FLOOR_MM3:g} mm³) ~ N(μ, σ²). Model: the **well-mixed reduction** of the TME",
         "model (`tmepde.apps.ct26.model`: its own reaction terms for tumor, CTL, IFN-γ, IL-12 and the IL-12",
         "depot; the other species frozen at the initial infiltrate), because the spherical model is too slow",
@@ -85,7 +88,11 @@ def report(out: dict) -> str:
         "3 intratumoral IL-12 doses of `il12_dose_ng`"
         + (" times the animal's response fraction `il12_response` (logit-normal across animals when a "
            "random effect: an animal regresses because it responds to IL-12, not because of its own kill "
-           "rate)." if "il12_response" in s.names else "."),
+           "rate)." if "il12_response" in s.names else ".")
+        + (" Responders and non-responders: a two-class mixture, a responder gets the IL-12 dose's effect, a "
+           "non-responder none, the fraction of responders `responder_fraction` is fitted and each animal's "
+           "class is summed out of the likelihood (Laplace per class; in NUTS the potential sums it out, so "
+           "no discrete parameter is sampled)." if s.mixture else ""),
         f"Wall time: fit {out['wall_fit_s']:.0f} s, profiles {out['wall_profile_s']:.0f} s, total "
         f"{out.get('wall_s', float('nan')):.0f} s (compile included). −log L = {res.nll:.2f} after "
         f"{res.n_steps} BFGS steps.",
@@ -130,8 +137,11 @@ def report(out: dict) -> str:
         *_uncertainty_section(out),
         "## Goodness of fit",
         "",
-        f"- log-residual s.d., individual predictions (η̂): **{out['sd_individual']:.3f}** (goal ≤ 0.3)",
-        f"- log-residual s.d., population predictions (η = 0): **{out['sd_population']:.3f}** (goal ≤ 0.6)",
+        f"- log-residual s.d. over the {int(s.data.observed.sum())} quantified volumes, individual predictions (η̂"
+        + (", animal's most probable class" if s.mixture else "") + f"): **{out['sd_individual']:.3f}** (goal ≤ 0.3)",
+        "- log-residual s.d. over the quantified volumes, population predictions (η = 0"
+        + (", animal's most probable class" if s.mixture else "") + f"): **{out['sd_population']:.3f}** (goal ≤ 0.6)",
+        *_censored_lines(out),
         "- where the individual misfit sits (s.d. of individual residuals): "
         + "; ".join(f"{k} {v:.3f}" for k, v in out["sd_breakdown"].items())
         + f". Model-free reference: a cubic in time fitted to each animal alone leaves "
@@ -149,19 +159,25 @@ def report(out: dict) -> str:
         "## Treatment effect",
         "",
         f"Typical animal (η = 0) on day {end_day}: PBS {math.exp(out['vpc'][PBS_ARM]['pop'][end]) - FLOOR_MM3:.4g} mm³, "
-        f"{IL12_ARM} {math.exp(out['vpc'][IL12_ARM]['pop'][end]) - FLOOR_MM3:.4g} mm³ "
-        f"(ratio of V + {FLOOR_MM3:g} mm³: {ratio:.3g}).",
+        f"{IL12_ARM} {math.exp(out['vpc'][IL12_ARM]['pop'][end]) - FLOOR_MM3:.4g} mm³"
+        + (" (responder)" if s.mixture else "")
+        + f" (ratio of V + {FLOOR_MM3:g} mm³: {ratio:.3g})"
+        + (f"; a non-responder {math.exp(out['vpc'][IL12_ARM]['pop_nonresponder'][end]) - FLOOR_MM3:.4g} mm³. "
+           f"Fitted fraction of responders {out['responder_fraction']:.3g}. Arm medians of the VPC (the mixture "
+           f"included): ratio {math.exp(out['median_log_ratio_end']):.3g}." if s.mixture else "."),
         "",
         f"Per animal of the {IL12_ARM} arm, fitted volume on day {end_day} with its own random effects, and",
         f"the same animal without IL-12 (counterfactual); regressing = below {CONTROLLED_MM3:g} mm³ on day {end_day}",
         "(data: measured to the last day and below it).",
         "",
-        "| mouse | η (" + ", ".join(s.re_names) + ") | V fit | phenotype (fit) | phenotype (data) | V without IL-12 | phenotype without IL-12 |",
-        "|---|---|---|---|---|---|---|",
+        "| mouse | η (" + ", ".join(s.re_names) + ") |" + (" P(responder) |" if s.mixture else "")
+        + " V fit | phenotype (fit) | phenotype (data) | V without IL-12 | phenotype without IL-12 |",
+        "|---|---|---|---|---|---|---|" + ("---|" if s.mixture else ""),
     ]
     cf = out["counterfactual"]
     for c in cf:
         lines.append(f"| {c['mouse']} | " + ", ".join(f"{e:+.2f}" for e in c["eta"])
+                     + (f" | {c['p_responder']:.2f}" if s.mixture else "")
                      + f" | {c['v_end']:.3g} | {c['phenotype']} | {c['data_phenotype']} | "
                      f"{c['v_end_no_il12']:.3g} | {c['phenotype_no_il12']} |")
     reg = [c for c in cf if c["phenotype"] == "regressing"]
@@ -174,10 +190,20 @@ def report(out: dict) -> str:
         "",
         *_attribution_section(out),
         f"Figure: {out.get('figure', 'the _fit.png next to this file')} (top: VPC per arm; bottom: "
-        "individual fits, dotted = without IL-12, △ = censored). Numbers: the _fit.json next to it.",
+        "individual fits, dotted = without IL-12, △ = right-, ▽ = left-censored). Numbers: the _fit.json next to it.",
         "",
     ]
     return "\n".join(lines)
+
+
+def _censored_lines(out: dict) -> list[str]:
+    """The left-censored zero readings against the individual predictions (not in the s.d.)."""
+    c = out.get("censored_fit")
+    if not c:
+        return []
+    return [f"- {c['n']} zero readings, left-censored below {c['lloq_mm3']:g} mm³ (not in the s.d. above): the "
+            f"individual prediction lies below the limit at {c['below']} of them; model probability of a reading "
+            f"below the limit there: mean {c['mean_p_below']:.2f}, lowest {c['min_p_below']:.2f}."]
 
 
 def _se_text(res, j: int) -> str:
@@ -245,13 +271,17 @@ def _attribution_section(out: dict) -> list[str]:
     pa = out.get("post_animals")
     if not pa:
         return []
+    mix = pa[0].get("p_responder") is not None
     lines = ["Posterior attribution: over the NUTS draws (each with the animal's own sampled random "
-             "effects), the probability that the animal regresses with IL-12, that it escapes without it, "
+             "effects" + (" and a class drawn from its class probabilities" if mix else "")
+             + "), the probability that the animal regresses with IL-12, that it escapes without it, "
              "and of escaping without IL-12 given regression with it.", "",
-             "| mouse | P(regressing) | P(escaping without IL-12) | P(escape without \\| regress with) | "
-             "V day-end 5–95 % | V without IL-12 5–95 % |", "|---|---|---|---|---|---|"]
+             "| mouse |" + (" P(responder) |" if mix else "") + " P(regressing) | P(escaping without IL-12) | "
+             "P(escape without \\| regress with) | V day-end 5–95 % | V without IL-12 5–95 % |",
+             "|---|---|---|---|---|---|" + ("---|" if mix else "")]
     for a in pa:
-        lines.append(f"| {a['mouse']} | {a['p_regressing']:.2f} | {a['p_escape_without_il12']:.2f} | "
+        lines.append(f"| {a['mouse']} |" + (f" {a['p_responder']:.2f} |" if mix else "")
+                     + f" {a['p_regressing']:.2f} | {a['p_escape_without_il12']:.2f} | "
                      f"{a['p_attributed']:.2f} | {a['v_end_q'][0]:.3g}–{a['v_end_q'][2]:.3g} | "
                      f"{a['v_end_no_il12_q'][0]:.3g}–{a['v_end_no_il12_q'][2]:.3g} |")
     return lines + [""]
@@ -281,6 +311,9 @@ def write_json(out: dict, path: Path) -> Path:
             wall_s=float(out.get("wall_nuts_s", out["posterior"].wall_s))),
         "sd_individual": out["sd_individual"], "sd_population": out["sd_population"],
         "sd_individual_breakdown": out["sd_breakdown"], "sd_reference_cubic_per_animal": out["sd_reference"],
+        "sd_over": "quantified volumes (zero readings left-censored)" if s.lloq_mm3 is not None else "all volumes",
+        "left_censored": out.get("censored_fit"), "responder_fraction": out.get("responder_fraction"),
+        "median_log_ratio_end": out.get("median_log_ratio_end"),
         "counterfactual": out["counterfactual"], "quick": out["quick"],
         "wall_fit_s": out["wall_fit_s"], "wall_profile_s": out["wall_profile_s"],
     }
