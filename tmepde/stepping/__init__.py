@@ -18,6 +18,9 @@ Schemes (``scheme=``, registered in :data:`SCHEMES`):
 ``ssprk3``  explicit strong-stability-preserving RK3 (Shu–Osher): positivity with the
             chemotaxis flux limiter.
 ``euler``   explicit forward Euler (the one-RHS kernel the benchmarks time).
+``etd1``    exponential Euler / Cox–Matthews ETD2RK, order 1 / 2: diffusion + decay
+``etdrk2``  integrated exactly through the fast transforms (φ-functions), the rest explicit;
+            exact on linear constant-coefficient problems at any dt (:mod:`~tmepde.stepping.etd`).
 
 Modules: :mod:`~tmepde.stepping.base` (:class:`Carry`, :class:`StepContext`, the
 :class:`Scheme` protocol, :func:`register`), :mod:`~tmepde.stepping.explicit` (Runge–Kutta
@@ -31,6 +34,7 @@ from __future__ import annotations
 from .base import SCHEMES, Carry, Scheme, StepContext, register
 from . import imex as _imex  # registers sbdf2, sbdf3, sbdf4, sbdf1 (in this order)
 from . import explicit as _explicit  # registers rk4, ssprk3, euler
+from . import etd as _etd  # registers etd1, etdrk2
 from .explicit import ButcherTableau, ExplicitRK, ShuOsherTableau
 from .imex import ImexBDF, ImexEuler, imex_bdf_coefficients
 from .simulator import Simulator, simulate
