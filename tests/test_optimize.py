@@ -13,7 +13,7 @@ import tmepde as tp
 from tmepde import therapy
 from tmepde.cli import main
 from tmepde.config import ConfigError, loads_config
-from tmepde.schedules import multistart_points
+from tmepde.schedules import minimize_multistart, multistart_points
 
 MODEL = '''
 import numpy as np
@@ -215,3 +215,46 @@ def test_bad_optimize_values_are_named(tmp_path, monkeypatch):
         loads_config(text.replace(f"min_interval = {GAP}", "min_interval = 50.0"), base_dir=tmp_path)
     with pytest.raises(ConfigError, match="optimize.tolerance"):
         loads_config(text.replace("rounds = 6", "rounds = 6\ntolerance = -1"), base_dir=tmp_path)
+
+
+def _valley_then_plateau(z):
+    """50 x² − exp(−y²/2): minimum −1 at the origin. From (1, 3) the first pairs carry the
+    x-curvature (100, so H0 ≈ 1/100) while y sits where J is concave (|y| > 1): every later
+    pair has s·y ≤ 0 and is not stored, so plain L-BFGS keeps the 1/100 scale on a
+    gradient of ~0.03 and crawls."""
+    return 50 * z[0] ** 2 - jnp.exp(-z[1] ** 2 / 2)
+
+
+def test_stale_memory_floor_escapes_the_short_step_crawl():
+    jax.config.update("jax_enable_x64", True)
+    z0 = jnp.array([1.0, 3.0])
+    kw = dict(starts=1, max_steps=60, tol=1e-15, respawn=False)
+    floor = minimize_multistart(_valley_then_plateau, z0, stale_after=3, **kw)
+    assert floor.value == pytest.approx(-1.0, abs=1e-9)  # the analytic minimum
+    np.testing.assert_allclose(floor.z, [0.0, 0.0], atol=1e-4)
+    assert floor.info["stale_resets"] >= 1
+    calls = next(n for _, n, v in floor.history if v <= -1 + 1e-6)
+    assert calls <= 40, calls
+    # ablation: without the floor the same 60 calls stay on the plateau (J > −0.02, the
+    # minimum is −1) with every step accepted
+    crawl = minimize_multistart(_valley_then_plateau, z0, stale_after=None, **kw)
+    assert crawl.value > -0.02 and crawl.info["stale_resets"] == 0
+    assert crawl.info["backtracks"] == 0 and crawl.info["accepted"] == 59
+    with pytest.raises(ValueError, match="stale_after"):
+        minimize_multistart(_valley_then_plateau, z0, stale_after=0, **kw)
+
+
+def test_stale_memory_floor_keeps_lbfgs_on_rosenbrock():
+    """Where the pairs keep positive curvature the floor must not get in the way: Rosenbrock's
+    minimum (1, …, 1), J = 0, in 8 dimensions within 120 batched calls, both first steps."""
+    jax.config.update("jax_enable_x64", True)
+
+    def rosenbrock(z):
+        return jnp.sum(100 * (z[1:] - z[:-1] ** 2) ** 2 + (1 - z[:-1]) ** 2)
+
+    z0 = jnp.asarray(np.tile([-1.2, 1.0], 4))
+    for step in ("unit", "interpolated"):
+        tr = minimize_multistart(rosenbrock, z0, starts=1, max_steps=120, tol=1e-15, respawn=False,
+                                 initial_step=step, stale_after=3)
+        assert tr.value < 1e-12, (step, tr.value)
+        np.testing.assert_allclose(tr.z, np.ones(8), atol=1e-5)

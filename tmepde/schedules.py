@@ -452,7 +452,7 @@ def multistart_points(z0, starts: int, spread: float, seed: int = 0) -> np.ndarr
 def minimize_multistart(J: Callable | None, z0, *, starts: int = 8, spread: float = 0.5, seed: int = 0,
                         max_steps: int = 100, max_seconds: float = np.inf, memory: int = 10, tol: float = 1e-9,
                         respawn: bool = True, points=None, batched: Callable | None = None,
-                        chart: tuple | None = None, initial_step: str = "unit",
+                        chart: tuple | None = None, initial_step: str = "unit", stale_after: int | None = 3,
                         log: Callable | None = None) -> Trace:
     """Batched multi-start L-BFGS: ``starts`` independent L-BFGS searches advanced in lockstep,
     every step one vmapped value-and-gradient call on all of them — on this engine a batch of
@@ -475,7 +475,13 @@ def minimize_multistart(J: Callable | None, z0, *, starts: int = 8, spread: floa
     ``w`` (points, perturbations and restarts there) with ``J`` still compiled in ``z``; the
     trace's points are ``z``. ``initial_step``: first trial step of a new direction, ``"unit"``
     (α = 1, the quasi-Newton step) or ``"interpolated"`` (α = min(1, 1.01 · 2 Δf / g·d) from
-    the last decrease; Nocedal & Wright 2006, eq. 3.60). ``log``: one line per batched call."""
+    the last decrease; Nocedal & Wright 2006, eq. 3.60). ``stale_after`` (k; None: never) is the
+    step-length floor: a step whose pair has s·y ≤ 0 (no positive curvature, e.g. where ``J``
+    is concave) is not stored, so the direction keeps the scale ``H0 = s·y / y·y`` of older,
+    more curved pairs and can stay orders of magnitude too short, each step accepted; after k
+    such accepted steps in a row the memory is dropped and the next direction is steepest
+    descent with a first step of unit length in ``z`` (``info["stale_resets"]`` counts these).
+    ``log``: one line per batched call."""
     if chart is not None:
         to_w, to_z, dz_dw = chart
         inner = batched
@@ -495,12 +501,14 @@ def minimize_multistart(J: Callable | None, z0, *, starts: int = 8, spread: floa
         P = None if points is None else to_w(np.asarray(points, np.float64))
         tr = minimize_multistart(None, w0, starts=starts, spread=spread, seed=seed, max_steps=max_steps,
                                  max_seconds=max_seconds, memory=memory, tol=tol, respawn=respawn, points=P,
-                                 batched=batched_w, initial_step=initial_step, log=log)
+                                 batched=batched_w, initial_step=initial_step, stale_after=stale_after, log=log)
         tr.z = to_z(tr.z)
         tr.info["points"] = to_z(tr.info["points"])
         return tr
     if initial_step not in ("unit", "interpolated"):
         raise ValueError(f"minimize_multistart: initial_step must be 'unit' or 'interpolated', got {initial_step!r}")
+    if stale_after is not None and stale_after < 1:
+        raise ValueError(f"minimize_multistart: stale_after must be >= 1 or None, got {stale_after!r}")
     z0 = np.asarray(z0, np.float64)
     X = np.asarray(multistart_points(z0, starts, spread, seed) if points is None else points, np.float64)
     if X.ndim != 2 or X.shape[1] != z0.size:
@@ -527,16 +535,22 @@ def minimize_multistart(J: Callable | None, z0, *, starts: int = 8, spread: floa
     alpha = np.zeros(K)              # trial step along d
     slope = np.zeros(K)              # g·d at the accepted point (< 0)
     backtracks = np.zeros(K, int)
+    stale = np.zeros(K, int)         # consecutive accepted steps whose (s, y) pair was not stored
     fresh = np.ones(K, bool)         # trial is a new start (accept unconditionally)
     S = [[] for _ in range(K)]
     Y = [[] for _ in range(K)]
     trial = X.copy()
     best = {"value": np.inf, "z": z0.copy()}
     history: list = []
-    respawns, calls, accepted, backtracked = 0, 0, 0, 0
+    respawns, calls, accepted, backtracked, stale_resets = 0, 0, 0, 0, 0
     t0 = time.perf_counter()
 
     def new_direction(i):
+        nonlocal stale_resets
+        if stale_after is not None and stale[i] >= stale_after and S[i]:
+            stale_resets += 1  # the memory's scale is stale: steepest descent, unit length (below)
+            S[i].clear(), Y[i].clear()
+            stale[i] = 0
         di = _two_loop(g[i], S[i], Y[i])
         if not np.all(np.isfinite(di)) or di @ g[i] >= 0:  # not a descent direction: forget the memory
             S[i].clear(), Y[i].clear()
@@ -553,7 +567,7 @@ def minimize_multistart(J: Callable | None, z0, *, starts: int = 8, spread: floa
         nonlocal respawns
         respawns += 1
         S[i].clear(), Y[i].clear()
-        fresh[i], f_prev[i] = True, np.inf
+        fresh[i], f_prev[i], stale[i] = True, np.inf, 0
         trial[i] = best["z"] + spread * rng.normal(size=n)
 
     while calls < max_steps and time.perf_counter() - t0 < max_seconds:
@@ -575,8 +589,10 @@ def minimize_multistart(J: Callable | None, z0, *, starts: int = 8, spread: floa
             elif ok and F[i] <= f[i] + c1 * alpha[i] * slope[i]:
                 accepted += 1
                 s, y = trial[i] - x[i], G[i] - g[i]
+                stale[i] += 1
                 if s @ y > 1e-10 * np.linalg.norm(s) * np.linalg.norm(y):  # keep H positive definite
                     S[i].append(s), Y[i].append(y)
+                    stale[i] = 0
                     if len(S[i]) > memory:
                         S[i].pop(0), Y[i].pop(0)
                 decrease = f[i] - F[i]
@@ -608,7 +624,7 @@ def minimize_multistart(J: Callable | None, z0, *, starts: int = 8, spread: floa
                 f"starts at {np.array2string(np.sort(f)[:4], precision=4)}..., {history[-1][0]:.1f} s")
     return Trace(best["z"], best["value"], history, time.perf_counter() - t0, calls * K, compile_s,
                  {"calls": calls, "starts": K, "final": f.tolist(), "respawns": respawns, "points": x.copy(),
-                  "accepted": accepted, "backtracks": backtracked})
+                  "accepted": accepted, "backtracks": backtracked, "stale_resets": stale_resets})
 
 
 def cma_popsize(size: int) -> int:
