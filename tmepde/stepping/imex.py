@@ -236,7 +236,10 @@ class ImexBDF:
         xs = (jnp.asarray(gamma, dt_), jnp.asarray(a, dt_), jnp.asarray(b, dt_),
               t0 + jnp.asarray(times, dt_), jnp.asarray(valid))
 
-        @jax.checkpoint
+        # prevent_cse=False: both levels are scan bodies (see tmepde.stepping.loop)
+        checkpoint = functools.partial(jax.checkpoint, prevent_cse=False)
+
+        @checkpoint
         def one(c, x):
             hist_y, hist_n = c  # H states newest first; rates at all but the newest
             g, a_r, b_r, tt, ok = x
@@ -252,7 +255,7 @@ class ImexBDF:
             new = ((y_new,) + hist_y[:-1], rates[:-1])
             return jax.tree_util.tree_map(lambda u, v: jnp.where(ok, u, v), new, c), None
 
-        @jax.checkpoint
+        @checkpoint
         def one_block(c, xb):
             return jax.lax.scan(one, c, xb)[0], None
 

@@ -5,10 +5,18 @@ per save); every level under ``jax.checkpoint`` (Griewank & Walther 2000, ACM TO
 the two-level scheme). Reverse mode stores one carry per save and, while one save interval
 is recomputed, one per block and one per step of the block being recomputed: memory grows
 as ``n_saves + 2√n`` carries, not one per step.
+
+``prevent_cse=False`` on every level: the default wraps each recomputation in an optimisation
+barrier so that XLA cannot merge it with the forward pass it repeats (common-subexpression
+elimination would undo the rematerialisation). Inside ``lax.scan`` the recomputation runs in
+the backward loop's body, where there is no forward copy to merge with (JAX's documentation
+of ``jax.checkpoint`` says so), and the barrier only keeps XLA from fusing the recomputed step
+with its backward pass. Measured side by side in scripts/bench_gradient.py (``--layout``).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable, Mapping
 
@@ -27,16 +35,18 @@ def advance(step: Step, steps_per_save: int, carry: Carry, params: Mapping, n_sa
     block = max(1, math.isqrt(n))
     n_blocks, remainder = divmod(n, block)
 
-    @jax.checkpoint
+    checkpoint = functools.partial(jax.checkpoint, prevent_cse=False)
+
+    @checkpoint
     def one_step(c, _):
         return step(c, params), None
 
-    @jax.checkpoint
+    @checkpoint
     def one_block(c, _):
         c, _ = jax.lax.scan(one_step, c, None, length=block)
         return c, None
 
-    @jax.checkpoint
+    @checkpoint
     def one_save(c, _):
         c, _ = jax.lax.scan(one_block, c, None, length=n_blocks)
         if remainder:
