@@ -50,6 +50,51 @@ def test_data_ships_three_arms_of_eight_mice_and_censors_early_leavers():
     assert d.covariates[i] == 300.0 and d.covariates[0] == 0.0
 
 
+def test_zero_readings_are_left_censored_at_the_smallest_reading():
+    """With a limit of quantification, each 0 mm³ reading becomes a left-censored point at
+    log(LOQ + floor) instead of an observed log(floor); the limit defaults to the smallest
+    non-zero reading, counted here from the raw csv rows."""
+    with ct26data.DATA_PATH.open() as fh:
+        rows = [r for r in csv.DictReader(fh) if r["arm"] in ("PBS", "rVSV-mIL12-mGMCSF")]
+    vols = [float(r["volume_mm3"]) for r in rows]
+    n_zero = sum(v == 0 for v in vols)
+    arms = ct26data.load_data()
+    pair = [arms["PBS"], arms["rVSV-mIL12-mGMCSF"]]
+    loq = ct26data.smallest_reading(pair)
+    assert loq == min(v for v in vols if v > 0) == 9.36
+    plain = ct26data.population_data(pair, 11, 49, [0.0, 300.0])
+    m3 = ct26data.population_data(pair, 11, 49, [0.0, 300.0], lloq_mm3=loq)
+    left = m3.censored < 0
+    assert n_zero == 12 and left.sum() == n_zero
+    assert m3.observed.sum() == plain.observed.sum() - n_zero == len(rows) - n_zero
+    assert np.all(plain.observed[left] == 1) and np.allclose(plain.y[left], math.log(10.0))
+    assert np.allclose(m3.censor[left], math.log(loq + 10.0)) and (m3.censored > 0).sum() == 9
+
+
+def test_non_responder_class_is_the_untreated_animal():
+    """In the responder mixture of the shipped config, the non-responder class (0) of a dosed
+    animal predicts exactly the undosed animal, the responder class (1) does not; the class
+    weights are log(1 − π), log π of the fitted fraction."""
+    from pathlib import Path
+
+    from tmepde.apps.ct26.fitting import setup
+    from tmepde.config import load_config
+
+    cfg = load_config(str(Path(__file__).parents[1] / "configs" / "fit" / "ct26.toml"))
+    with jax.enable_x64(True):
+        s = setup(cfg, quick=True)
+        assert s.mixture is not None and s.lloq_mm3 == 9.36
+        f = jax.jit(s.predict)
+        th, eta = jnp.asarray(s.theta0), jnp.zeros(len(s.re_names))
+        untreated = f(th, eta, 0.0, 1.0)
+        assert float(jnp.max(jnp.abs(f(th, eta, 300.0, 0.0) - untreated))) == 0.0
+        assert float(untreated[-1] - f(th, eta, 300.0, 1.0)[-1]) > 0.5
+        j = s.names.index("responder_fraction")
+        z = th.at[j].set(0.7)
+        np.testing.assert_allclose(np.exp(np.asarray(s.mixture(z))), [1 - 1 / (1 + math.exp(-0.7)),
+                                                                       1 / (1 + math.exp(-0.7))], rtol=1e-12)
+
+
 def test_il12_acts_through_the_ifng_boost_only():
     with jax.enable_x64(True):
         m = WellMixedCt26(20, dt=6.0, params={"growth_tumor": 0.05, "kill_cd8": 1.0})

@@ -163,7 +163,7 @@ def test_mixture_likelihood_is_the_weighted_sum_over_classes():
             lik[c, i] = np.trapezoid(np.exp(ll), etas)
     explicit = -np.sum(np.log((1 - pi) * lik[0] + pi * lik[1]))
     assert got == pytest.approx(explicit, abs=1e-7), (got, explicit)
-    L, _ = make_subject_laplace(predict, data, 3, 1, inner_steps=4, mixture=log_w)(
+    L, _ = jax.jit(make_subject_laplace(predict, data, 3, 1, inner_steps=4, mixture=log_w))(
         u, jnp.zeros((2, 3, 1)))
     member = mixture_membership(L, log_w(jnp.asarray(theta)))
     np.testing.assert_allclose(member[:, 1], pi * lik[1] / ((1 - pi) * lik[0] + pi * lik[1]), atol=1e-7)
