@@ -68,7 +68,7 @@ def _error(text=BASE, overrides=()):
      "grid, time, model, solver, output, patient, species, initial, sweep, fit, optimize, sensitivity"),
     (["solver.scheme=rk5"], "solver.scheme",
      "solver.scheme must be one of 'sbdf2', 'sbdf3', 'sbdf4', 'sbdf1', 'rk4', 'ssprk3', 'euler', "
-     "got 'rk5'; "
+     "'etd1', 'etdrk2', got 'rk5'; "
      'e.g. scheme = "sbdf2"'),
     (["initial.u.type=blob"], "initial.u.type",
      "initial.u.type must be one of 'uniform', 'gaussian', 'disk', 'clusters', 'file', got 'blob'"),
