@@ -352,6 +352,21 @@ def best_at_cpu(tr, cpu_s: float) -> float:
     return min(vals) if vals else float("inf")
 
 
+HISTORY = [
+    "- 0394c4a (model of 728e92d, load 6–9, unit first step, variants 1/4/16, 5 CMA-ES seeds × 300 s): "
+    "CMA-ES median −6.709; at 60 s 1 start −6.685, 4 starts −6.677, 16 starts −6.564; the 1-start path "
+    "reached the median at call 55 (≈ 63 s, 1/4.8): 1/5 goal not met; seed 3 −6.800 at 57 s: equal-wall "
+    "goal not met. Cohort (32 patients): robust −7.343 against −7.279 for the median-patient optimum.",
+    "- 353a1d5 (run at 4a0c38c on a quiet machine, load 0.5–1.6, interpolated first step, no stale-memory "
+    "floor, variants 1/4, 5 seeds × 300 s): CMA-ES median −6.4727 (three seeds stalled near −6.47); 1 start "
+    "reached it at 30.6 s (1/9.8), 4 starts at 11.8 s (1/25.5); at 60 s −6.7236 / −6.7160, better than "
+    "every seed at equal wall. The 1-start path crawled early (J −5.907 → −5.945 in equal ~0.0005 steps "
+    "over calls 2–84). Traced on a later model: not the interpolated step (it was capped at α = 1 every "
+    "call) but the memory — one stored pair, every later pair rejected (s·y ≤ 0), so the direction kept "
+    "the first pair's scale H0 (|Δw| = 0.0027 per call, all accepted): what stale_after now resets.",
+]
+
+
 def report(r) -> str:
     cmas = r["cma"]
     m = r["machine"]
@@ -430,6 +445,7 @@ def report(r) -> str:
               "|---|---|---|---|---|---|"]
     lines += [f"| {k} | {v['J']:.4f} | {v['mean']:.4f} | {v['median']:.4f} | {v['worst']:.4f} | "
               f"{100 * v['responders']:.0f} % |" for k, v in r["cohort"].items()]
+    lines += ["", "## Earlier runs (absolute J values differ with the model)", "", *HISTORY]
     return "\n".join(lines) + "\n"
 
 
