@@ -177,8 +177,9 @@ DEFAULTS = {
     "p2_pd_independent": 0.4,      # -, PD-1-independent exhaustion, in units of the PD-1
                                    # signal pd (≈ 0.4 untreated: full blockade halves the
                                    # exhaustion rate instead of abolishing it), est
-    "p2_chronic": 3.0,             # -, weight of chronic signalling (0.3 /day at full gate,
-                                   # the top of the 0.05-0.3 /day range), est; pinned by B2
+    "p2_chronic": 6.0,             # -, weight of chronic signalling; it acts through PD-1
+                                   # (× pd ≈ 0.5 under IFN-γ), so 0.3 /day at full gate
+                                   # without blockade, est; pinned by B2 (A1 apoptosis off)
     "death_cd8_ex": 0.005,         # 1/h, est
     # chronic-exposure memory and the threshold of chronic signalling
     "ec50_memory": 0.2,            # ng/mL, est: the memory averages h(I; 0.2, 4), so
@@ -197,14 +198,16 @@ DEFAULTS = {
                                    # IFN-γ-1b does worse than anti-PD-1 alone)
     "secr_tgfb": 1.0,              # ng/mL/h per tumor volume fraction, est
     "p3_tgfb": 3.0,                # -, fold increase by IFN-γ (NSDHL), est
-    "ec50_p3": 0.5,                # ng/mL, est
+    "ec50_p3": 0.15,               # ng/mL, est: sub-ng/mL like the IRF1 targets; pinned by
+                                   # B8 (0.5: 0.80 of the ±30 % sample, 0.15: 0.84)
     "secr_tgfb_reg": 2.0,          # ng/mL/h per Treg/M2 volume fraction, est
     "a7_prolif_treg": 0.02,        # 1/h max, est
     "death_treg": 0.01,            # 1/h, est
     # P4 MDSC
     "rec_mdsc": 3e-4,              # volume fraction/h per vessel density, est
-    "p4_mdsc": 3.0,                # -, fold increase by IFN-γ (NLRP3/WNT5a/CXCR2), est
-    "ec50_p4": 0.2,                # ng/mL, est
+    "p4_mdsc": 3.0,                # -, fold increase at a full exposure memory (NLRP3/WNT5a/
+                                   # CXCR2, an adaptive resistance that builds over days of
+                                   # IFN-γ/PD-L1 signalling, Theivanthiran 2020), est
     "death_mdsc": 0.01,            # 1/h, est
     "mdsc_suppression": 20.0,      # -, per MDSC volume fraction, est
     "treg_suppression": 20.0,      # -, per Treg volume fraction, est
@@ -361,12 +364,13 @@ def tme_model(grid=None, n_doses=4, boundaries=None, cd8_chi: float = 2.0, nk_ch
         # chronic signalling: a threshold (Hill) of the slow exposure memory, so pulses that
         # let the memory fall between doses stay below it and sustained exposure crosses it
         chronic = hill(Hm, p["chronic_threshold"], p["hill_chronic"])                     # P2/P3
-        # P2: PD-1 signalling drives exhaustion; chronic signalling amplifies it (so PD-1
-        # blockade also blocks the chronic channel)
-        # a PD-1-independent share: chronic antigen exhausts T cells without PD-1 too
-        # (Odorizzi 2015: PD-1-deficient CD8 T cells still exhaust), so blockade slows it only
-        exhaustion = (p["p2_exhaustion"] * E * (pd + p["p2_pd_independent"])              # P2
-                      * (engaged + p["p2_chronic"] * chronic))
+        # P2: persistent antigen (engaged) exhausts through PD-1 signalling plus a
+        # PD-1-independent share (Odorizzi 2015: PD-1-deficient CD8 T cells still exhaust under
+        # chronic antigen), so blockade slows it only. Chronic IFN-γ signalling adds exhaustion
+        # through the PD-1 ligand it induces (× pd): PD-1 blockade removes that channel, so
+        # IFN-γ given on top of blockade does not exhaust the effectors the blockade frees
+        exhaustion = p["p2_exhaustion"] * E * ((pd + p["p2_pd_independent"]) * engaged     # P2
+                                               + pd * p["p2_chronic"] * chronic)
         dE = (p["rec_cd8"] * V * chemo * free
               + p["a7_prolif_cd8"] * hill(L2, p["ec50_il2"]) * E * free                  # A7
               - exhaustion - p["death_cd8"] * E)
@@ -378,7 +382,10 @@ def tme_model(grid=None, n_doses=4, boundaries=None, cd8_chi: float = 2.0, nk_ch
               + p["a7_prolif_treg"] * hill(L2, p["ec50_il2_treg"]) * R * free
               * (1.0 + p["p7_tgfb_treg"] * hill(B, p["ec50_tgfb"]))                       # P7
               - p["death_treg"] * R)
-        dMd = (p["rec_mdsc"] * V * (1.0 + p["p4_mdsc"] * hill(I, p["ec50_p4"])) * free    # P4
+        # P4 follows the exposure memory: the NLRP3/WNT5a/CXCR2 axis is an adaptive resistance
+        # that builds over days of IFN-γ/PD-L1 signalling (Theivanthiran 2020), not a response
+        # to the current level
+        dMd = (p["rec_mdsc"] * V * (1.0 + p["p4_mdsc"] * Hm) * free                       # P4
                - p["death_mdsc"] * Md)
         polar = p["a4_polarize"] * hill(I, p["ec50_a4"]) * M2                             # A4
         revert = p["m1_to_m2"] * (1.0 + hill(L10, p["ec50_il10"]) + hill(B, p["ec50_tgfb"])) * M1
