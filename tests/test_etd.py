@@ -117,6 +117,35 @@ def test_mass_balance_of_exchange(scheme):
     assert abs(y[0].sum() - y0["u"].sum()) / total0 > 1e-2  # mass did move between species
 
 
+# -- space-varying decay: the reference decay -------------------------------------------------
+def _uptake_norms(scheme, dt=2.0, steps=10):
+    """L2 norms after each step of u' = D∇²u - k(x) u, k 0.1/h on the left half and 20.1/h on
+    the right (k_max > 2 k_min), signed initial data, no positivity fix-ups."""
+    n = 16
+    grid = tp.Grid((n,), 10.0)
+    k = np.where(np.arange(n) < n // 2, 0.1, 20.1)
+    model = tp.Model([tp.Species("u", diffusivity=0.5, nonnegative=False)],
+                     local_decay=lambda t, y, p: {"u": jnp.asarray(k)})
+    sim = tp.Simulator(model, grid, dt=dt, save_every=dt, scheme=scheme)
+    y0 = np.cos(np.arange(n) * 0.7)[None]
+    ys = np.asarray(sim.run(model.default_params(sim.dtype), jnp.asarray(y0), steps))
+    return np.linalg.norm(ys[:, 0], axis=1), k
+
+
+def test_midpoint_reference_decay_is_contractive_at_large_steps(monkeypatch):
+    # ‖u⁺‖ ≤ (e^{-ah} + (1 - e^{-ah}) r) ‖u‖, a = (k_min + k_max)/2, r = (k_max - k_min)/(k_max + k_min).
+    norms, k = _uptake_norms("etd1")
+    a, r, h = (k.min() + k.max()) / 2, (k.max() - k.min()) / (k.max() + k.min()), 2.0
+    bound = np.exp(-a * h) + (1 - np.exp(-a * h)) * r
+    assert np.all(norms[1:] <= bound * norms[:-1] * (1 + 1e-12)), (norms, bound)
+    # Ablation: the minimum as reference (remainder up to 200x k_ref) blows up.
+    from tmepde.stepping import etd
+
+    monkeypatch.setattr(etd, "reference_decay", lambda k_tot: jnp.min(k_tot, axis=1, keepdims=True))
+    norms_min, _ = _uptake_norms("etd1")
+    assert norms_min[-1] > 1e6 * norms_min[0]
+
+
 # -- φ-functions -----------------------------------------------------------------------------
 def _phi_mp(z):
     mpmath.mp.dps = 800  # (e^z - 1 - z)/z² at z = 1e-300 cancels ~600 digits

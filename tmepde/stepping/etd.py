@@ -25,9 +25,12 @@ midpoint ``(k_min + k_max)/2`` of the species' total decay ``k(x) = k + k_loc(t,
 step's start, and the remainder ``(k_ref - k(x)) y`` stays in ``𝒩`` (explicit). With
 ``k ≥ 0`` the remainder's rate is at most ``(k_max - k_min)/2 < k_ref``, and a frozen mode's
 exponential-Euler amplification ``e^{-ah} - (b/a)(1 - e^{-ah})`` (``a ≥ k_ref``,
-``|b| < a``) stays in ``[-1, 1]`` for every ``h``; the minimum as reference would leave
-``|b| > a`` where ``k_max > 2 k_min``, unstable for large steps. ``L`` is fixed within a
-step (both stages), which keeps the order.
+``|b| < a``) stays in ``[-1, 1]`` for every ``h``; more generally
+``‖e^{hL} + hφ₁(hL)(k_ref - k)‖₂ ≤ e^{-k_ref h} + (1 - e^{-k_ref h}) r``,
+``r = (k_max - k_min)/(k_max + k_min) < 1``, since ``L`` is symmetric and ``hφ₁(hλ)`` is
+largest, ``(1 - e^{-k_ref h})/k_ref``, at ``λ = -k_ref``. The minimum as reference would
+leave ``|b| > a`` where ``k_max > 2 k_min``, unstable for large steps. ``L`` is fixed within
+a step (both stages), which keeps the order.
 
 Not supported (one-line ``ValueError``): diffusivity maps (no transform diagonalises
 ``∇·D(x)∇``) and spherical grids (radial shells, no fast transform); use ``sbdf2`` there.
@@ -73,6 +76,14 @@ def phi_functions(z):
     return jnp.where(small, p1, em1 / zb), jnp.where(small, p2, (em1 - zb) / (zb * zb))
 
 
+def reference_decay(k_tot):
+    """Constant decay (1/h) put in the exponential: the midpoint ``(k_min + k_max)/2`` over the
+    grid of each species' total decay ``k_tot`` (S, *shape) -> (S, 1, ..). The remainder's rate
+    is then below ``k_ref``, which keeps every step a contraction (module docstring)."""
+    axes = tuple(range(1, k_tot.ndim))
+    return (jnp.min(k_tot, axis=axes, keepdims=True) + jnp.max(k_tot, axis=axes, keepdims=True)) / 2
+
+
 class _Linear:
     """The step's linear part ``L`` per species group, frozen at the step's start.
 
@@ -97,10 +108,7 @@ class _Linear:
                     names = [disc.model.names[i] for i in g.index]
                     raise ValueError(f"solver.scheme = {scheme!r} does not support diffusivity maps "
                                      f"(species {names}); use scheme = \"sbdf2\"")
-                k_tot = k + jnp.take(k_loc, g.index, axis=0)
-                axes = tuple(range(1, k_tot.ndim))
-                # The midpoint keeps the explicit remainder below k_ref (module docstring).
-                k_ref = (jnp.min(k_tot, axis=axes, keepdims=True) + jnp.max(k_tot, axis=axes, keepdims=True)) / 2
+                k_ref = reference_decay(k + jnp.take(k_loc, g.index, axis=0))
                 z = -h * (D * jnp.asarray(g.transform.eigenvalues, dtype) + k_ref)
             p1, p2 = phi_functions(z)
             self.parts.append((g, D, k_ref, h * p1, h * p2 if need_phi2 else None))
@@ -167,4 +175,4 @@ class ExponentialRK:
 register(ExponentialRK("etd1", 1))
 register(ExponentialRK("etdrk2", 2))
 
-__all__ = ["ExponentialRK", "phi_functions", "PHI_SERIES_RADIUS"]
+__all__ = ["ExponentialRK", "phi_functions", "reference_decay", "PHI_SERIES_RADIUS"]
