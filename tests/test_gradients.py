@@ -44,7 +44,9 @@ def test_grad_matches_finite_differences(scheme):
         return jnp.sum(ys[-1, 0] * weights) + 10 * jnp.sum(ys[-1, 1])
 
     params = model.default_params()
-    grads = jax.grad(loss)(params)
+    # One jitted program (an eager jax.grad compiles the linearised and transposed start and
+    # loop apart: ~25 % more compile time)
+    grads = jax.jit(jax.grad(loss))(params)
     for key in ["D_chemokine", "D_cells", "decay_chemokine", "chi_cells", "uptake", "secretion"]:
         fd = _central_difference(loss, params, key)
         np.testing.assert_allclose(float(grads[key]), float(fd), rtol=1e-5, err_msg=key)
@@ -69,7 +71,7 @@ def test_grad_through_diffusivity_map_and_krylov_solve():
         return jnp.sum(sim.run(params, u0, 2)[-1, 0] * probe)
 
     params = model.default_params()
-    g = jax.grad(loss)(params)
+    g = jax.jit(jax.grad(loss))(params)
     np.testing.assert_allclose(float(g["r"]), float(_central_difference(loss, params, "r")), rtol=1e-5)
     # Directional derivative along a random perturbation of the whole map.
     direction = jnp.asarray(np.random.default_rng(1).random(grid.shape))
@@ -112,7 +114,7 @@ def test_grad_wrt_initial_condition():
     def loss(y):
         return jnp.sum(sim.run(params, y, 2)[-1, 1] ** 2)
 
-    g = jax.grad(loss)(y0)
+    g = jax.jit(jax.grad(loss))(y0)
     direction = jnp.asarray(rng.standard_normal(y0.shape))
     eps = 1e-5
     fd = (loss(y0 + eps * direction) - loss(y0 - eps * direction)) / (2 * eps)
