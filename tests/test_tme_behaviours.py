@@ -288,9 +288,9 @@ def test_b5_fails_without_uptake():
 
 # -- the clinical scenario (configs/default.toml) at a reduced grid ----------------------------
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="measured 0.962 at 64² (0.991 with the plasma-side actions "
-                   "off): endothelial adhesion strong enough for 0.95 (a3_adhesion 0.4: 0.937) "
-                   "breaks B2 in space with A1 off and the robustness of B2, B6, B8 (docs/model.md)")
+@pytest.mark.xfail(strict=True, reason="measured 0.974 at 64² (0.995 with the plasma-side actions "
+                   "off): endothelial adhesion strong enough for 0.95 breaks the robustness of "
+                   "B6 and B8 (a3_adhesion 0.4: 0.59, 0.66 of the ±30 % sample; docs/model.md)")
 def test_ifng_1b_alone_slows_growth_in_the_clinical_scenario():
     """IFN-γ-1b alone at the label schedule (50 µg/m² s.c. 3×/week, 30 days) on the default
     section coarsened to 64² × 80 µm: day-30 burden ≤ 0.95 × untreated (both arms without

@@ -40,7 +40,7 @@ PARAMETERS: dict[str, tuple[str, str, float, float, str]] = {
     "cxcl_basal": ("A3", "1", 0.0, 0.3, EST),
     "ec50_a3": ("A3", "ng/mL", 0.1, 2.0, EST),
     "a3_endothelial": ("A3", "ng/mL", 0.0, 10.0, EST + " (CXCL9/10 on IFN-γ-activated endothelium; vascular CXCR3 ligands gate T-cell entry, Mikucki 2015)"),
-    "a3_adhesion": ("A3", "1", 0.0, 3.0, EST + " (IFN-γ induces endothelial ICAM-1, Dustin 1986, and VCAM-1 on tumor vessels, which gates T-cell infiltration, Lugade 2008); pinned with a4_systemic by the clinical scenario (IFN-γ-1b alone ≤ 0.95 × untreated), bounded by B2 in space with A1 apoptosis off (≤ 0.25: an acute low-EC50 action favours continuous exposure; 0.4 gives 1.076 < 1.10) and by the well-mixed B2, B6, B8 under ±30 % (≤ 0.15: 0.81, 0.88, 0.84 of the 64-point sample; 0.25: 0.78, 0.75, 0.77)"),
+    "a3_adhesion": ("A3", "1", 0.0, 3.0, EST + " (IFN-γ induces endothelial ICAM-1, Dustin 1986, and VCAM-1 on tumor vessels, which gates T-cell infiltration, Lugade 2008); pinned with a4_systemic by the clinical scenario (IFN-γ-1b alone ≤ 0.95 × untreated), bounded by B2 in space with A1 apoptosis off (≤ 0.25: an acute low-EC50 action favours continuous exposure; 0.4 gives 1.076 < 1.10) and by the well-mixed B2, B6, B8 under ±30 % (≤ 0.15: 0.81, 0.88, 0.84 of the 64-point sample; 0.25: 0.78, 0.75, 0.77); with the PD-1-gated chronic channel (d900061) 0.4 gives B6 0.59, B8 0.66 of the sample"),
     "ec50_endothelium": ("A3", "ng/mL", 0.05, 5.0, "endothelial ICAM-1 / MHC induction at 1–100 U/mL IFN-γ (Pober 1986; Dustin 1986) × 2e7 U/mg (Actimmune label); 0.1 at the low end, as the IRF1 target PD-L1 (est)"),
     "uptake_cxcl": ("A3", "1/h", 1.0, 20.0, EST),
     "ec50_cxcl": ("A3", "ng/mL", 0.3, 3.0, EST),
