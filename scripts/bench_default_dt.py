@@ -10,6 +10,10 @@ that save) at day 30 and over all saves. The observed order between successive d
 ``log(e(dt₁)/e(dt₂)) / log(dt₁/dt₂)`` of the all-saves field error (SBDF2: 2).
 
     python scripts/bench_default_dt.py --shape 64 --out results/default_dt
+    python scripts/bench_default_dt.py --compare coarse.h5 fine.h5   # two result files (e.g. 256²)
+
+``--compare`` prints the same measures for two ``tmepde run`` result files of one scenario
+(the second the reference): burden at the last save and the largest field difference.
 """
 
 from __future__ import annotations
@@ -49,6 +53,30 @@ def run_arms(cfg, dt: float):
     return ys, time.process_time() - c0, time.perf_counter() - t0
 
 
+def compare(path: str, ref_path: str) -> int:
+    """Burden (tumor + stem total) and field differences of two result files, per save."""
+    from tmepde.io import open_result
+
+    with open_result(path) as r, open_result(ref_path) as q:
+        names = r.species
+        if list(r.time) != list(q.time) or names != q.species:
+            raise SystemExit(f"--compare: {path} and {ref_path} have different saves or species")
+        worst = (0.0, None, None)
+        for s in names:
+            a, b = r.series(s), q.series(s)
+            scale = np.max(np.abs(b), axis=tuple(range(1, b.ndim)))
+            e = np.max(np.abs(a - b), axis=tuple(range(1, b.ndim))) / np.where(scale > 0, scale, 1)
+            e = np.where(scale > 0, e, 0)
+            print(f"{s:12s} last save {e[-1]:.2e}  all saves {e.max():.2e} (t = {r.time[int(np.argmax(e))]:g} h)")
+            if e[-1] > worst[0]:
+                worst = (float(e[-1]), s, None)
+        burden = [x.series("tumor").sum(axis=(1, 2)) + x.series("stem").sum(axis=(1, 2)) for x in (r, q)]
+        print(f"burden at t = {r.time[-1]:g} h: {burden[0][-1]:.6g} vs {burden[1][-1]:.6g} "
+              f"({burden[0][-1] / burden[1][-1] - 1:+.2e}); largest field difference at the last save "
+              f"{worst[0]:.2e} ({worst[1]})")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default=str(ROOT / "configs" / "default.toml"))
@@ -58,7 +86,11 @@ def main(argv=None) -> int:
     ap.add_argument("--dtype", default=None, help="float32 or float64 (default: the config's)")
     ap.add_argument("--t-end", type=float, default=None, help="h (default: the config's)")
     ap.add_argument("--out", default=None, metavar="PREFIX", help="writes PREFIX.md and PREFIX.json")
+    ap.add_argument("--compare", nargs=2, metavar=("FILE", "REFERENCE"), default=None,
+                    help="compare two result files instead of running")
     args = ap.parse_args(argv)
+    if args.compare:
+        return compare(*args.compare)
 
     import jax
 
