@@ -370,8 +370,8 @@ class Discretization:
                     return u - gamma * (D * operators.laplacian(u, self.grid, g.bcs, homogeneous=True) - k * u)
 
                 # Implicit derivative: the operator is symmetric, so the backward pass is the same
-                # transform solve, and D, k, γ enter through the stencil (16² Gray–Scott gradient:
-                # compile and run ~13 % less than differentiating through the transforms).
+                # transform solve, and D, k, γ enter through the stencil (16² Gray–Scott gradient, one
+                # pair of runs: compile and run ~13 % less than differentiating through the transforms).
                 out.append(jax.lax.custom_linear_solve(
                     matvec, r, lambda _, b, g=g, mult=mult: g.transform.apply_multiplier(b, mult), symmetric=True))
                 continue

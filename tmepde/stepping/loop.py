@@ -11,7 +11,7 @@ barrier so that XLA cannot merge it with the forward pass it repeats (common-sub
 elimination would undo the rematerialisation). Inside ``lax.scan`` the recomputation runs in
 the backward loop's body, where there is no forward copy to merge with (JAX's documentation
 of ``jax.checkpoint`` says so), and the barrier only keeps XLA from fusing the recomputed step
-with its backward pass. Measured side by side in scripts/bench_gradient.py (``--layout``).
+with its backward pass (scripts/bench_gradient_layout.py measures both side by side).
 """
 
 from __future__ import annotations
