@@ -288,7 +288,7 @@ def test_b5_fails_without_uptake():
 
 # -- the clinical scenario (configs/default.toml) at a reduced grid ----------------------------
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="measured 0.974 at 64² (0.995 with the plasma-side actions "
+@pytest.mark.xfail(strict=True, reason="measured 0.965 at 64² (0.990 with the plasma-side actions "
                    "off): endothelial adhesion strong enough for 0.95 breaks the robustness of "
                    "B6 and B8 (a3_adhesion 0.4: 0.59, 0.66 of the ±30 % sample; docs/model.md)")
 def test_ifng_1b_alone_slows_growth_in_the_clinical_scenario():
@@ -317,3 +317,40 @@ def test_ifng_1b_alone_slows_growth_in_the_clinical_scenario():
     print("IFN-γ-1b / untreated, day 30:", b[1] / b[0], "plasma-side actions off:", b[3] / b[2])
     assert b[1] / b[0] <= 0.95
     assert b[3] / b[2] > 0.95
+
+
+# -- structure of the chronic arm (P2, P4): reaction rates at one point -----------------------
+def _rates(**state):
+    """Reaction rates of the TME model at one well-mixed point: the uniform state of the
+    behaviour harness with ``state`` overriding fields (scalars)."""
+    model = tme.tme_model()
+    p = model.params()
+    y = {s: jnp.asarray(0.0) for s in model.names}
+    y.update({k: jnp.asarray(float(v)) for k, v in tme.uniform_conditions().items()})
+    y.update({k: jnp.asarray(float(v)) for k, v in state.items()})
+    return {k: float(v) for k, v in model.reactions(0.0, y, p).items()}
+
+
+def test_chronic_exhaustion_acts_through_pd1():
+    """P2: a full exposure memory raises exhaustion (≥ 2× at PD-L1 0.6, IFN-γ 0.2 ng/mL)
+    without anti-PD-1; at saturating anti-PD-1 (1e6 ng/mL, occupancy 0.9995) the memory changes
+    exhaustion by < 1 %, while the PD-1-independent share (antigen-driven) keeps it > 0."""
+    base = dict(ifng=0.2, pdl1=0.6)
+    lo, hi = _rates(**base, memory=0.0)["cd8_ex"], _rates(**base, memory=1.0)["cd8_ex"]
+    lo_b = _rates(**base, memory=0.0, apd1=1e6)["cd8_ex"]
+    hi_b = _rates(**base, memory=1.0, apd1=1e6)["cd8_ex"]
+    print("exhaustion, memory 0/1:", lo, hi, "under blockade:", lo_b, hi_b)
+    assert hi >= 2.0 * lo  # no exhausted cells in the state: the rate is the exhaustion flux
+    assert abs(hi_b - lo_b) <= 0.01 * lo_b
+    assert lo_b > 0.0
+
+
+def test_mdsc_recruitment_follows_exposure_memory():
+    """P4: MDSC recruitment grows by 1 + p4_mdsc·memory (×4 at a full memory) and does not
+    depend on the current IFN-γ level (5 ng/mL with an empty memory recruits as 0)."""
+    loss = float(tme.DEFAULTS["death_mdsc"]) * tme.uniform_conditions()["mdsc"]  # add back death
+    r0, r1 = (_rates(memory=m)["mdsc"] + loss for m in (0.0, 1.0))
+    r_hot = _rates(memory=0.0, ifng=5.0)["mdsc"] + loss
+    print("MDSC recruitment, memory 0 / 1 / IFN-γ 5 ng/mL:", r0, r1, r_hot)
+    assert r1 / r0 == pytest.approx(1.0 + float(tme.DEFAULTS["p4_mdsc"]), rel=1e-6)
+    assert r_hot == pytest.approx(r0, rel=1e-6)

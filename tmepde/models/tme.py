@@ -352,7 +352,9 @@ def tme_model(grid=None, n_doses=4, boundaries=None, cd8_chi: float = 2.0, nk_ch
         # A3 at the vessel wall: endothelium sees local plus plasma-borne IFN-γ and displays
         # CXCL9/10 that effectors need to extravasate (Mikucki 2015), so systemic IFN-γ
         # recruits effectors even where tissue uptake keeps it from reaching tumor cells
-        i_wall = I + p["partition_ifng"] * plasma("ifng", t, p)
+        # the luminal surface is bathed in plasma: the plasma level counts in full (the
+        # interstitial : plasma partition applies to what crosses into tissue, not to it)
+        i_wall = I + plasma("ifng", t, p)
         c_wall = C + p["a3_endothelial"] * hill(i_wall, p["ec50_a3"])
         chemo = p["rec_basal"] + (1.0 - p["rec_basal"]) * hill(c_wall, p["ec50_cxcl"])   # A3
         # A3 adhesion: firm arrest on ICAM-1/VCAM-1, which IFN-γ induces on endothelium, is a
