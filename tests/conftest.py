@@ -9,6 +9,13 @@ import pytest
 
 jax.config.update("jax_enable_x64", True)
 
+# Most of the suite's time is XLA compiling gradient programs that then run for milliseconds.
+# Skipping LLVM's expensive optimisation passes cut a 16² Gray–Scott gradient's compile from
+# 9.6 to 7.6 CPU-s with no slower run (14.5 vs 11.8 ms); it changes no floating-point
+# semantics. Set before the first computation initialises the CPU backend.
+os.environ["XLA_FLAGS"] = " ".join(
+    filter(None, [os.environ.get("XLA_FLAGS", ""), "--xla_llvm_disable_expensive_passes=true"]))
+
 # One persistent XLA compilation cache per test session, in a temporary folder shared by the
 # pytest-xdist workers (they inherit the variable from the controller, which made the folder).
 # Many tests build a fresh Simulator (fresh jitted closures) for a program another test has
