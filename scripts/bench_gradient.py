@@ -77,8 +77,9 @@ def bench(cfg, repeat: int) -> dict:
     return out
 
 
-def finiteness(cfg) -> dict:
-    """Gradient of the final tumor burden w.r.t. every parameter entry: finite counts, times."""
+def final_burden(cfg):
+    """(burden(params), built run): tumor + stem at the last save, summed as volume fraction ×
+    cell size (µm² in 2D, µm³ in 3D)."""
     s = build(cfg)
     sim, model = s.simulator, cfg.model
     vol = jnp.asarray(cfg.grid.cell_volumes(), sim.dtype)
@@ -88,6 +89,14 @@ def finiteness(cfg) -> dict:
     def burden(p):
         y = sim.run(p, y0, s.n_saves)[-1]
         return jnp.sum((y[it] + y[ist]) * vol)
+
+    return burden, s
+
+
+def finiteness(cfg) -> dict:
+    """Gradient of the final tumor burden w.r.t. every parameter entry: finite counts, times."""
+    burden, s = final_burden(cfg)
+    sim = s.simulator
 
     out = {"grid": list(cfg.grid.shape), "spacing_um": list(cfg.grid.spacing),
            "t_end_h": cfg.data["time"]["t_end"], "dt_h": sim.dt, "scheme": sim.scheme,

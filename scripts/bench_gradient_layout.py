@@ -35,7 +35,7 @@ import tmepde as tp  # noqa: E402
 from _machine import cpu_model  # noqa: E402
 from tmepde.config import load_config  # noqa: E402
 from tmepde.models.examples import gray_scott  # noqa: E402
-from tmepde.runner import build  # noqa: E402
+from bench_gradient import final_burden  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 _checkpoint = jax.checkpoint
@@ -65,15 +65,8 @@ def gs16():
 def default64():
     cfg = load_config(str(ROOT / "configs" / "default.toml"),
                       ["grid.shape=[64,64]", "grid.spacing=80.0", "time.t_end=168.0", "solver.dtype=float32"])
-    s = build(cfg)
-    sim, model = s.simulator, cfg.model
-    vol = jnp.asarray(cfg.grid.cell_volumes(), sim.dtype)
-    it, ist = model.index("tumor"), model.index("stem")
-    y0 = jnp.asarray(s.y0)
-
-    def burden(p):
-        y = sim.run(p, y0, s.n_saves)[-1]
-        return jnp.sum((y[it] + y[ist]) * vol)
+    burden, s = final_burden(cfg)
+    sim = s.simulator
 
     return burden, s.params, (f"64² × 80 µm, dt {sim.dt:g} h, {s.n_saves} saves of "
                               f"{sim.steps_per_save} steps")
