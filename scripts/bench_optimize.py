@@ -375,8 +375,8 @@ def report(r) -> str:
     pop = r["popsize"]
     lines = [
         "# Dose-schedule optimisation: batched multi-start L-BFGS (gradients) against CMA-ES", "",
-        f"Command: `{r['command']}` (under `nice -n 10`) · {m['cpu_model']}, {m['cpu_cores']} cores, "
-        f"shared with other jobs: `uptime` at start `{m.get('uptime_at_start', '')}`, at end "
+        f"Command: `{r['command']}` · {m['cpu_model']}, {m['cpu_cores']} cores, "
+        f"load from `uptime` at start `{m.get('uptime_at_start', '')}`, at end "
         f"`{m.get('uptime_at_end', '')}` · jax {m['jax']}, backend {m['backend']}", "",
         f"Problem: well-mixed TME, 28 days, daily slots of IFN-γ-1b and pembrolizumab (amount and "
         f"time ± 6 h): {r['n_variables']} variables; J = log burden ratio at day 28 + "
