@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .base import Carry, StepContext, register
+from .loop import scan_checkpoint
 
 
 def imex_bdf_coefficients(nodes) -> tuple[float, np.ndarray, np.ndarray]:
@@ -236,10 +237,8 @@ class ImexBDF:
         xs = (jnp.asarray(gamma, dt_), jnp.asarray(a, dt_), jnp.asarray(b, dt_),
               t0 + jnp.asarray(times, dt_), jnp.asarray(valid))
 
-        # prevent_cse=False: both levels are scan bodies (see tmepde.stepping.loop)
-        checkpoint = functools.partial(jax.checkpoint, prevent_cse=False)
-
-        @checkpoint
+        # both levels are scan bodies (see tmepde.stepping.loop)
+        @scan_checkpoint
         def one(c, x):
             hist_y, hist_n = c  # H states newest first; rates at all but the newest
             g, a_r, b_r, tt, ok = x
@@ -255,7 +254,7 @@ class ImexBDF:
             new = ((y_new,) + hist_y[:-1], rates[:-1])
             return jax.tree_util.tree_map(lambda u, v: jnp.where(ok, u, v), new, c), None
 
-        @checkpoint
+        @scan_checkpoint
         def one_block(c, xb):
             return jax.lax.scan(one, c, xb)[0], None
 

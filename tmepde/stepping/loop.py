@@ -26,6 +26,9 @@ from .base import Carry
 
 Step = Callable[[Carry, Mapping], Carry]
 
+#: ``jax.checkpoint`` for a ``lax.scan`` body: without the optimisation barrier (module docstring).
+scan_checkpoint = functools.partial(jax.checkpoint, prevent_cse=False)
+
 
 def advance(step: Step, steps_per_save: int, carry: Carry, params: Mapping, n_saves: int):
     """Apply ``step`` ``n_saves · steps_per_save`` times; returns ``(carry, ys)`` with ys
@@ -35,18 +38,16 @@ def advance(step: Step, steps_per_save: int, carry: Carry, params: Mapping, n_sa
     block = max(1, math.isqrt(n))
     n_blocks, remainder = divmod(n, block)
 
-    checkpoint = functools.partial(jax.checkpoint, prevent_cse=False)
-
-    @checkpoint
+    @scan_checkpoint
     def one_step(c, _):
         return step(c, params), None
 
-    @checkpoint
+    @scan_checkpoint
     def one_block(c, _):
         c, _ = jax.lax.scan(one_step, c, None, length=block)
         return c, None
 
-    @checkpoint
+    @scan_checkpoint
     def one_save(c, _):
         c, _ = jax.lax.scan(one_block, c, None, length=n_blocks)
         if remainder:
