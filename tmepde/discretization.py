@@ -221,6 +221,15 @@ class Discretization:
              [model.index(c) for c in (s.chemotaxis.crowding or (s.name,))])
             for i, s in enumerate(model.species) if s.chemotaxis is not None
         ]
+        # Species that climb the same attractant with the same crowding, capacity and
+        # boundaries move in one batched flux evaluation (default TME scenario: CD8 and NK
+        # cells up CXCL9/10): half the operations of one call each, forward and reverse.
+        groups: dict = {}
+        for i, j, taxis, crowd in self.chemotaxis:
+            key = (j, tuple(crowd) if taxis.capacity is not None else None, taxis.capacity,
+                   _bc_key(self.bcs[i]))
+            groups.setdefault(key, (j, taxis, crowd, []))[3].append(i)
+        self._taxis_groups = [(tuple(rows), j, taxis, crowd) for j, taxis, crowd, rows in groups.values()]
 
     # -- structure helpers -------------------------------------------------------------
     STENCIL_KAPPA = 3.0  # largest condition number of I - γS solved by Chebyshev iteration
@@ -287,25 +296,27 @@ class Discretization:
     def nonstiff(self, t: Float[ArrayLike, ""], y: Fields, params: dict,
                  limiter_dt: float | None = None) -> Fields:
         """Reactions + chemotaxis, (S, *shape) per hour."""
-        if self.model.reactions is not None:
-            rate = self.from_dict(self.model.reactions(t, self.as_dict(y), params), y)
-        else:
-            rate = jnp.zeros_like(y)
-        for i, j, taxis, crowd in self.chemotaxis:
-            chi = jnp.asarray(params[f"chi_{self.model.names[i]}"], y.dtype) * SECONDS_PER_HOUR
-            crowding = None
-            if taxis.capacity is not None:
-                crowding = sum(y[c] for c in crowd)[None]
+        fields = dict(self.model.reactions(t, self.as_dict(y), params)) if self.model.reactions is not None else {}
+        for group in self._taxis_groups:
+            rows, j, taxis, crowd = group
+            chi = jnp.stack([jnp.asarray(params[f"chi_{self.model.names[i]}"], y.dtype) for i in rows])
+            chi = chi * SECONDS_PER_HOUR
+            crowding = sum(y[c] for c in crowd)[None] if taxis.capacity is not None else None
+            u = jnp.stack([y[i] for i in rows])
             if self.radial:
                 flux_div = radial.chemotaxis_divergence(
-                    y[i][None], y[j][None], chi, self.grid, crowding=crowding,
-                    capacity=taxis.capacity, dt=limiter_dt)
+                    u, y[j][None], chi, self.grid, crowding=crowding, capacity=taxis.capacity, dt=limiter_dt)
             else:
                 flux_div = operators.chemotaxis_divergence(
-                    y[i][None], y[j][None], chi, self.grid, self.bcs[i], crowding=crowding,
+                    u, y[j][None], chi, self.grid, self.bcs[rows[0]], crowding=crowding,
                     capacity=taxis.capacity, dt=limiter_dt)
-            rate = rate.at[i].add(flux_div[0])
-        return rate
+            for r, i in enumerate(rows):
+                name = self.model.names[i]
+                fields[name] = (jnp.asarray(fields[name], y.dtype) + flux_div[r] if name in fields
+                                else flux_div[r])
+        if not fields:
+            return jnp.zeros_like(y)
+        return self.from_dict(fields, y)
 
     def stiff(self, t: Float[ArrayLike, ""], y: Fields, params: dict,
               k_local: Fields | None = None) -> Fields:
