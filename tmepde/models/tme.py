@@ -94,7 +94,9 @@ DEFAULTS = {
     # CTL / NK / M1 killing
     "kill_cd8": 4.0 / 24,          # 1/h per CTL volume fraction; 2–16 kills/CTL/day
     "kill_nk": 2.0 / 24,           # 1/h, est
-    "kill_m1": 1.0 / 24,           # 1/h, est
+    "kill_m1": 1.0 / 96,           # 1/h, est; pinned by B6 (high-dose killing rests on A1
+                                   # apoptosis): with rec_mac 3e-3, 1/24 leaves B6 at 0.30
+                                   # of the ±30 % sample, 1/96 at 0.97
     # A3 chemokine induction and recruitment from vessels
     "a3_cxcl": 20.0,               # ng/mL/h per cell volume fraction, est
     "cxcl_basal": 0.1,             # -, basal fraction of max secretion, est
@@ -117,7 +119,12 @@ DEFAULTS = {
     "a4_polarize": 0.05,           # 1/h, est
     "ec50_a4": 1.0,                # ng/mL, est
     "m1_to_m2": 0.01,              # 1/h basal, est
-    "rec_mac": 5e-4,               # volume fraction/h per vessel density, est
+    "rec_mac": 3e-3,               # volume fraction/h per vessel density, est; pinned by the
+                                   # infiltrate: macrophages are the largest leukocyte
+                                   # population of most solid tumors (CIBERSORT over TCGA,
+                                   # Thorsson 2018); 3e-3 keeps the section's initial 0.02
+                                   # macrophages (0.029 in the tumor at day 30, 36 % of its
+                                   # immune cells; 5e-4 let them fall to 0.005, 9 %)
     "a4_systemic": 1.0,            # -, share of recruited monocytes that arrive M1 at
                                    # saturating plasma IFN-γ (blood monocytes activated by
                                    # s.c. IFN-γ-1b: HLA-DR, Döcke 1997), est

@@ -34,7 +34,7 @@ PARAMETERS: dict[str, tuple[str, str, float, float, str]] = {
     "ec50_a2": ("A2", "ng/mL", 0.1, 5.0, EST + " (IRF1 target like PD-L1: sub-ng/mL); pinned with a2_mhc"),
     "kill_cd8": ("A2", "1/h", 0.9 / 24, 16.0 / 24, "0.9–4 /day (QSPIO), 2–16 kills/CTL/day (Halle 2016; Breart 2008)"),
     "kill_nk": ("A5", "1/h", 0.5 / 24, 8.0 / 24, EST),
-    "kill_m1": ("A4", "1/h", 0.2 / 24, 4.0 / 24, EST),
+    "kill_m1": ("A4", "1/h", 0.1 / 24, 4.0 / 24, EST + " (pinned by B6: high-dose killing rests on A1 apoptosis; with rec_mac 3e-3, 1/24 leaves B6 at 0.30 of the ±30 % sample, 1/96 at 0.97)"),
     # -- recruitment, chemokines ----------------------------------------------------------------
     "a3_cxcl": ("A3", "ng/mL/h", 5.0, 80.0, EST),
     "cxcl_basal": ("A3", "1", 0.0, 0.3, EST),
@@ -52,7 +52,7 @@ PARAMETERS: dict[str, tuple[str, str, float, float, str]] = {
     "m1_to_m2": ("A4/P7", "1/h", 0.002, 0.05, EST),
     "a4_systemic": ("A4", "1", 0.0, 1.0, EST + " (share of monocytes recruited M1 under saturating plasma IFN-γ; s.c. IFN-γ-1b restores monocyte HLA-DR in patients, Döcke 1997); pinned with a3_adhesion by the clinical scenario (IFN-γ-1b alone ≤ 0.95)"),
     "ec50_monocyte": ("A4", "ng/mL", 0.03, 1.0, EST + " (plasma IFN-γ; monocyte HLA-DR / CD64 at 1–100 U/mL)"),
-    "rec_mac": ("A4", "volume fraction/h", 1e-4, 2e-3, EST),
+    "rec_mac": ("A4", "volume fraction/h", 5e-4, 5e-3, EST + " (pinned by the infiltrate's composition: macrophages are the largest leukocyte population of most solid tumors, CIBERSORT over TCGA, Thorsson 2018; 3e-3 keeps the default section's initial 0.02 macrophage fraction, 0.029 and 36 % of the immune cells in the tumor at day 30, where 5e-4 let it fall to 0.005, 9 %)"),
     "death_mac": ("A4", "1/h", 0.003, 0.03, EST),
     "a5_nk": ("A5", "1", 0.0, 3.0, EST),
     "ec50_a5": ("A5", "ng/mL", 0.2, 5.0, EST),
