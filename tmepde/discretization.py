@@ -21,6 +21,7 @@ group is solved in one batched call:
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -154,6 +155,26 @@ def _guessed_solve(matvec, transform, b, d, k, gamma, m, x0, tol, maxiter):
         return (u, it), (u_dot, np.zeros(np.shape(it), jax.dtypes.float0))
 
     return solve(b, d, k, gamma, m, x0)
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
+def _limited(disc, y):
+    """:meth:`Discretization.clip` for a model with nonnegative species: the limiter body runs
+    only when a value is negative (a conditional)."""
+    return jax.lax.cond(disc._needs_limit(y), disc._limit, lambda z: z, y)
+
+
+@_limited.defjvp
+def _limited_jvp(disc, primals, tangents):
+    """The derivative JAX would give (the same numbers), with the limiter's linearisation
+    recomputed from ``y`` inside its branch (``jax.checkpoint``) instead of stored: a
+    conditional's linearisation otherwise carries every residual of the limiter branch out
+    of both branches (zeros when nothing was negative), each step. Default TME step at 64²,
+    reverse mode: temp memory 17.0 -> 14.3 MB, compile and run ~10-15 % less
+    (results/bench_gradient.md)."""
+    (y,), (t,) = primals, tangents
+    linear = jax.checkpoint(lambda y, t: jax.jvp(disc._limit, (y,), (t,))[1])
+    return _limited(disc, y), jax.lax.cond(disc._needs_limit(y), linear, lambda y, t: t, y, t)
+
 
 class Discretization:
     """Static operator structure; all numbers that can change come in through ``params``."""
@@ -557,13 +578,14 @@ class Discretization:
         """
         if not self.nonnegative.any():
             return y
+        return _limited(self, y)
+
+    def _needs_limit(self, y):
+        """Whether any nonnegative species has a negative value: a min-reduction (one read
+        of the state; the only cost of :meth:`clip` when nothing is negative)."""
         if self.nonnegative.all():
-            lowest = jnp.min(y)
-        else:
-            lowest = jnp.min(jnp.where(jnp.asarray(self.nonnegative.reshape((-1,) + (1,) * self.grid.ndim)), y, 0))
-        # Only states with a negative value pay for the limiter: a min-reduction (fused into
-        # the step) and a conditional; measured cost in scripts/bench_engine.py.
-        return jax.lax.cond(lowest < 0, self._limit, lambda z: z, y)
+            return jnp.min(y) < 0
+        return jnp.min(jnp.where(jnp.asarray(self.nonnegative.reshape((-1,) + (1,) * self.grid.ndim)), y, 0)) < 0
 
     def _limit(self, y):
         """The body of :meth:`clip` (see there), (S, *shape) -> same."""
