@@ -53,9 +53,13 @@ def criteria(name, res):
     if name.startswith("b2"):
         ratios = {s: m("ifng_continuous", s) / m("ifng_pulsed", s) for s in ("pdl1", "cd8_ex", "treg", "mdsc")}
         rb = b("ifng_continuous") / b("ifng_pulsed")
-        ok = all(v >= 1.10 for v in ratios.values()) and rb > 1
-        return ("continuous / pulsed: PD-L1, exhausted, Treg, MDSC ≥ 1.10 and burden > 1",
-                ", ".join(f"{k} {v:.2f}" for k, v in ratios.items()) + f"; burden {rb:.3f}", ok)
+        r_off = b("ifng_continuous_p1_p4_off") / b("ifng_pulsed_p1_p4_off")
+        r_a1 = b("ifng_continuous_a1_apoptosis_off") / b("ifng_pulsed_a1_apoptosis_off")
+        ok = all(v >= 1.10 for v in ratios.values()) and rb >= 1.10 and r_a1 >= 1.10 and r_off <= 1.02
+        return ("continuous / pulsed: PD-L1, exhausted, Treg, MDSC ≥ 1.10, burden ≥ 1.10; "
+                "burden ≥ 1.10 with A1 apoptosis off, ≤ 1.02 with P1–P4 off",
+                ", ".join(f"{k} {v:.2f}" for k, v in ratios.items())
+                + f"; burden {rb:.3f}, A1 off {r_a1:.3f}, P1–P4 off {r_off:.3f}", ok)
     if name.startswith("b3"):
         ri = m("anti_pd1", "ifng") / m("control", "ifng")
         rb = b("anti_pd1") / b("control")
