@@ -764,11 +764,60 @@ def nuts(potential: Callable, init, *, names: Sequence[str] | None = None, chain
                       time.perf_counter() - t0)
 
 
+def _forward_mode_vjp(predict: Callable, n_theta: int) -> Callable:
+    """``predict(theta, eta, x, *rest)`` with a reverse-mode rule built from forward mode: the
+    forward pass returns μ and its Jacobian in (θ, η) from one batched forward-mode pass
+    (:func:`_value_and_jacfwd`, p + k tangents), the backward pass is ``Jᵀ μ̄``. Values are
+    ``predict``'s own; ``x`` and ``rest`` get zero cotangents (covariates, class labels)."""
+
+    @jax.custom_vjp
+    def f(theta, eta, x, *rest):
+        return predict(theta, eta, x, *rest)
+
+    def fwd(theta, eta, x, *rest):
+        te = jnp.concatenate([theta, eta])
+        mu, J = _value_and_jacfwd(lambda v: predict(v[:n_theta], v[n_theta:], x, *rest), te)
+        return mu, (J, x, rest)
+
+    def bwd(res, ct):
+        J, x, rest = res
+        g = J.T @ ct
+        zero = lambda a: jax.tree_util.tree_map(jnp.zeros_like, a)  # noqa: E731
+        return (g[:n_theta], g[n_theta:], zero(x), *zero(rest))
+
+    f.defvjp(fwd, bwd)
+    return f
+
+
+def _pseudo_priors(predict, data, start, eta_c, subjects, n_c, cov, arrays):
+    """Means (C, n, k) and precisions (C, n, k, k) on ξ = η / ω̂ of Gaussians at the per-class
+    modes ``eta_c`` (C, N, k) of ``subjects``: the Gauss–Newton Hessian of the subject's
+    −log p(y_i, η | θ̂, ω̂, σ̂, class c) (:func:`_subject_terms`), scaled to ξ."""
+    p, k = start.theta.size, start.omega.size
+    _, terms = _subject_terms(lambda th, e, xc: predict(th, e, xc[0], xc[1]), "gauss-newton")
+    u = jnp.asarray(start.u)
+    theta, log_omega, log_sigma = u[:p], u[p:p + k], u[-1]
+    idx = jnp.asarray(subjects)
+    sub = lambda a: jax.tree_util.tree_map(lambda v: v[idx], a)  # noqa: E731
+    axes = (0, None, None, None, 0, 0, 0, 0, 0)
+
+    def one_class(e, c):
+        x = (sub(cov), jnp.full(idx.size, c))
+        return jax.vmap(terms, axes)(e, theta, log_omega, log_sigma, *sub(arrays), x)[2]
+
+    H = jax.jit(jax.vmap(one_class))(jnp.asarray(eta_c)[:, idx], jnp.arange(n_c, dtype=u.dtype))
+    om = jnp.exp(log_omega)
+    prec = H * om[:, None] * om[None, :]
+    return np.asarray(eta_c)[:, subjects] / start.omega, np.asarray(prec)
+
+
 def posterior_nuts(predict: Callable, data: PopulationData, start: PopulationFit, *,
                    prior_mean=None, prior_sd=None, omega_prior=None, sigma_prior=None,
                    chains: int = 4, warmup: int = 300, samples: int = 300, seed: int = 0,
                    target_accept: float = 0.8, max_tree_depth: int = 7, chunk: int = 50,
-                   dense_mass: bool = False, mixture=None, log=None) -> NutsResult:
+                   dense_mass: bool = False, mixture=None, class_effects: str = "per-class",
+                   class_free=None, pseudo_prior_scale: float = 1.5, centred=(), jacobian: str = "forward",
+                   init_jitter: float = 0.1, log=None) -> NutsResult:
     """Joint posterior of a population model by NUTS: fixed effects θ, log ω, log σ and every
     subject's random effects, with no Laplace approximation.
 
@@ -777,19 +826,53 @@ def posterior_nuts(predict: Callable, data: PopulationData, start: PopulationFit
     Priors: θ ~ N(prior_mean, prior_sd²) (``prior_sd=None``: N(θ̂, 10²), i.e. nearly flat, the
     population fit had none); log ω ~ N(m, s²) and log σ ~ N(m, s²) from ``omega_prior`` /
     ``sigma_prior`` = (m, s) (default: centred on the fit with s = 1, a factor e).
-    start: a :class:`PopulationFit` (its θ̂, ω̂, σ̂, η̂ start every chain).
-    mixture: ``theta -> (C,) log class weights`` (default: the fit's); the class of each
-    subject is summed out of the potential (no discrete parameter to sample), one η_i shared
-    by the classes, ``predict(theta, eta, x, c)``; ``extra["membership"]`` (chains, draws, N, C)
-    holds each draw's class probabilities given its θ, η_i.
+    start: a :class:`PopulationFit` (its θ̂, ω̂, σ̂, η̂ start every chain, plus N(0,
+    init_jitter²) per chain and coordinate).
+    mixture: ``theta -> (C,) log class weights`` (default: the fit's), ``predict(theta, eta,
+    x, c)``; the class of each subject is summed out of the potential (no discrete parameter
+    to sample).
+    class_effects: with a mixture, "per-class" (default) gives each subject one random effect
+    per class, ξ_i,c (η_i,c = ω ⊙ ξ_i,c), in the product space of Carlin and Chib (1995): the
+    joint density of subject i is ``Σ_c π_c p(y_i | θ, η_i,c, c) N(ξ_i,c; 0, I) Π_{c'≠c}
+    g_i,c'(ξ_i,c')``, each ``g`` a normalised "pseudo-prior" for the effect of a class the
+    subject is not in. Integrating out all ξ_i,c gives exactly the marginal likelihood
+    Σ_c π_c ∫ p(y_i | η, c) N(η; 0, Ω) dη of the model, whatever the g, so the posterior of θ, ω,
+    σ and of (class, η_i,class) is unchanged. What changes is the geometry: with one η_i shared
+    by the classes (``"shared"``), an animal whose data fit both classes has a bimodal η_i (each
+    class needs its own η to explain the same volumes), between whose modes NUTS rarely crosses;
+    per class, each ξ_i,c is unimodal and the class weight moves continuously. The g are
+    Gaussians at the fit's per-class modes ``start.eta_components`` with the Gauss–Newton
+    posterior covariance there, widened ``pseudo_prior_scale`` times in s.d. (they only need to
+    cover where each class's effect lives; Carlin and Chib's advice, close to the conditional
+    posterior, makes class switches frequent).
+    class_free: (N,) bool, subjects whose prediction does not depend on the class (e.g. an
+    untreated animal when the classes differ in the treatment effect): one η_i for them, their
+    class term Σ_c π_c p(y_i | η_i) = p(y_i | η_i), simulated once (as class 0).
+    centred: random effects (names in ``start.re_names``) sampled centred, as the subject's
+    own value ``(θ_j + η_i,j) / ω_j`` instead of ``ξ_i,j``, for effects whose ω the fit held
+    fixed (no funnel then) and that the data pin per subject: non-centred, θ_j and the mean of
+    the ξ_i,j trade off along a ridge (the data fix only θ_j + ω_j ξ_i,j) that NUTS crosses
+    slowly. A linear change of variables with unit Jacobian: the posterior is the same.
+    The random effect ``j`` enters θ at ``start.names.index(start.re_names[j])``.
+    jacobian: how the potential's gradient passes through ``predict``. "forward" (default):
+    each subject's prediction and its Jacobian in (θ, η_i) from one batched forward-mode pass
+    (p + k tangents), the gradient then ``Jᵀ ∂U/∂μ`` (:func:`_forward_mode_vjp`); "reverse":
+    reverse mode through the simulator. Same values and gradients to rounding; forward mode
+    is several times cheaper for a time-stepped ``predict`` with few parameters per subject
+    (the adjoint of a long scan stores and replays every step).
     Returns a :class:`NutsResult` over ``[θ, log ω, log σ]`` (names as in ``start``, then
-    ``omega_<re>``, ``sigma``; an ω the fit held fixed stays fixed and is left out), with
-    ``extra["eta"]`` (chains, draws, N, k).
+    ``omega_<re>``, ``sigma``; an ω the fit held fixed stays fixed and is left out). Extras:
+    ``eta`` (chains, draws, N, k) each subject's random effect (with a mixture: of a class
+    drawn from its class probabilities given the draw, ``class`` (chains, draws, N)),
+    ``membership`` (chains, draws, N, C) each draw's class probabilities given θ and the η's,
+    ``r_hat_eta`` / ``ess_eta`` (N, k) of ``eta``, ``r_hat_membership`` / ``ess_membership``
+    (N,) of the probability of the last class, ``r_hat_xi_max`` / ``ess_xi_min`` over every
+    sampled subject coordinate, and ``r_hat_eta_max`` / ``ess_eta_min`` the worst of all these.
     """
     p, k = start.theta.size, start.omega.size
     n_sub = data.y.shape[0]
     arrays = tuple(jnp.asarray(a) for a in (data.y, data.observed, data.censor, data.censored))
-    cov = data.covariates if data.covariates is not None else jnp.zeros(n_sub)
+    cov = jax.tree_util.tree_map(jnp.asarray, data.covariates) if data.covariates is not None else jnp.zeros(n_sub)
     pm = jnp.asarray(start.theta if prior_mean is None else prior_mean, float)
     ps = jnp.asarray(10.0 if prior_sd is None else prior_sd, float)
     om_m, om_s = omega_prior if omega_prior is not None else (np.log(start.omega), 1.0)
@@ -798,57 +881,159 @@ def posterior_nuts(predict: Callable, data: PopulationData, start: PopulationFit
     mixture = start.mixture if mixture is None else mixture
     n_c = _mixture_size(mixture, p)
     classes = jnp.arange(n_c, dtype=jnp.result_type(float))
+    raw_predict = predict
+    if jacobian == "forward":
+        predict = _forward_mode_vjp(predict, p)
+    elif jacobian != "reverse":
+        raise ValueError(f"posterior_nuts: jacobian must be 'forward' or 'reverse', got {jacobian!r}")
+    if class_effects not in ("per-class", "shared"):
+        raise ValueError(f"posterior_nuts: class_effects must be 'per-class' or 'shared', got {class_effects!r}")
     batch = jax.vmap(predict, (None, 0, 0)) if mixture is None else jax.vmap(predict, (None, 0, 0, None))
+    per_class = mixture is not None and class_effects == "per-class"
+    cfree = np.zeros(n_sub, bool) if class_free is None else np.asarray(class_free, bool)
+    if cfree.shape != (n_sub,):
+        raise ValueError(f"posterior_nuts: class_free must have one entry per subject ({n_sub}), "
+                         f"got shape {cfree.shape}")
+    own = np.nonzero(~cfree)[0] if per_class else np.zeros(0, int)      # one η per class
+    one = np.setdiff1d(np.arange(n_sub), own)                            # one η for all classes
+
+    # class-free subjects are simulated once (class 0), the others once per class
+    dep = np.nonzero(~cfree)[0] if mixture is not None else np.zeros(0, int)
+    ind = np.setdiff1d(np.arange(n_sub), dep)
+    pick = lambda a, idx: jax.tree_util.tree_map(lambda v: v[idx], a)  # noqa: E731
+    cov_dep, cov_ind = pick(cov, dep), pick(cov, ind)
+    arr_dep, arr_ind = pick(arrays, dep), pick(arrays, ind)
 
     def class_nll(theta, eta, log_sigma):
-        """(C, N) −log p(y_i | θ, η_i, class c)."""
+        """(C, N) −log p(y_i | θ, η_c,i, class c) for eta (C, N, k)."""
         sig = jnp.exp(log_sigma)
-        return jax.vmap(lambda c: jnp.sum(_point_loss(batch(theta, eta, cov, c), *arrays, sig), axis=1))(classes)
+        if mixture is None:
+            return jnp.sum(_point_loss(batch(theta, eta[0], cov), *arrays, sig), axis=1)[None]
+        out = jnp.zeros((n_c, n_sub), eta.dtype)
+        if ind.size:
+            v = jnp.sum(_point_loss(batch(theta, eta[0, ind], cov_ind, classes[0]), *arr_ind, sig), axis=1)
+            out = out.at[:, ind].set(jnp.broadcast_to(v, (n_c, ind.size)))
+        if dep.size:
+            v = jax.vmap(lambda c, e: jnp.sum(_point_loss(batch(theta, e, cov_dep, c), *arr_dep, sig), axis=1))(
+                classes, eta[:, dep])
+            out = out.at[:, dep].set(v)
+        return out
 
     free_om = np.nonzero(start.free_mask[p:p + k])[0]     # sampled ω; the others stay at ω̂
     kf = free_om.size
     log_om_hat = jnp.asarray(np.log(start.omega))
     om_m = om_m if np.ndim(om_m) == 0 else om_m[free_om]
     om_s = om_s if np.ndim(om_s) == 0 else jnp.asarray(om_s)[free_om]
+    m = p + kf + 1
+    n_one = one.size * k
+    cen = np.zeros(k, bool)
+    for name in centred:
+        if name not in start.re_names:
+            raise ValueError(f"posterior_nuts: centred names {name!r}, not a random effect; "
+                             f"random effects: {start.re_names}")
+        j = start.re_names.index(name)
+        if start.free_mask[p + j]:
+            raise ValueError(f"posterior_nuts: centred {name!r} needs its ω held fixed by the fit "
+                             f"(fixed_omega); a sampled ω with a centred effect makes a funnel")
+        if name not in start.names:
+            raise ValueError(f"posterior_nuts: centred {name!r} is not a fixed effect (start.names), "
+                             f"so its θ is unknown")
+        cen[j] = True
+    cen_theta = np.array([start.names.index(n) if cen[j] else 0 for j, n in enumerate(start.re_names)])
+    cen, cen_om = jnp.asarray(cen), jnp.asarray(start.omega)
+    # sampled coordinate = ξ + shift(θ): θ_j / ω_j for a centred effect, 0 otherwise
+    shift = lambda theta: jnp.where(cen, theta[cen_theta] / cen_om, 0.0)  # noqa: E731
+    eta_c0 = (np.broadcast_to(start.eta, (n_c, n_sub, k)) if start.eta_components is None
+              else np.asarray(start.eta_components))
+    if own.size:
+        # pseudo-priors g_i,c = N(mean, prec⁻¹) on ξ_i,c: Gauss–Newton curvature of the
+        # class-c subject term at the fit's mode, in ξ (Hη → diag ω Hη diag ω), widened
+        g_mean, g_prec = _pseudo_priors(raw_predict, data, start, eta_c0, own, n_c, cov, arrays)
+        g_prec = g_prec / pseudo_prior_scale**2
+        g_mean, g_prec = jnp.asarray(g_mean), jnp.asarray(g_prec)
+        g_logdet = jnp.linalg.slogdet(g_prec)[1]                      # (C, n_own)
 
     def unpack(q):
+        """θ, log ω, log σ and ξ (C, N, k) from a flat q = [θ, log ω_free, log σ, ξ_one, ξ_own]."""
         log_omega = log_om_hat.at[free_om].set(q[p:p + kf])
-        return q[:p], log_omega, q[p + kf], q[p + kf + 1:].reshape(n_sub, k)
+        xi = jnp.zeros((n_c, n_sub, k), q.dtype).at[:, one].set(q[m:m + n_one].reshape(1, one.size, k))
+        if own.size:
+            xi = xi.at[:, own].set(q[m + n_one:].reshape(n_c, own.size, k))
+        return q[:p], log_omega, q[p + kf], xi - shift(q[:p])
+
+    def logits(q):
+        """(C, N) a_c,i with −log p(y, ξ | θ, ω, σ) = −Σ_i logsumexp_c a_c,i + ½|ξ_one|²."""
+        theta, log_omega, log_sigma, xi = unpack(q)
+        a = -class_nll(theta, xi * jnp.exp(log_omega), log_sigma)
+        if mixture is not None:
+            a = a + mixture(theta)[:, None]
+        if own.size:
+            x = xi[:, own]                                             # (C, n_own, k)
+            d = x - g_mean
+            log_g = -0.5 * jnp.einsum("cik,cikl,cil->ci", d, g_prec, d) + 0.5 * g_logdet
+            log_n = -0.5 * jnp.sum(x**2, axis=-1)                       # (2π)^(-k/2) cancels
+            a = a.at[:, own].add(log_n - log_g + jnp.sum(log_g, axis=0))
+        return a
 
     def potential(q):
         theta, log_omega, log_sigma, xi = unpack(q)
-        log_omega_free = log_omega[free_om]
-        if mixture is None:
-            mu = batch(theta, xi * jnp.exp(log_omega), cov)
-            nll = jnp.sum(_point_loss(mu, *arrays, jnp.exp(log_sigma)))
-        else:
-            per = class_nll(theta, xi * jnp.exp(log_omega), log_sigma)
-            nll = -jnp.sum(jax.scipy.special.logsumexp(mixture(theta)[:, None] - per, axis=0))
-        prior = (0.5 * jnp.sum(xi**2) + 0.5 * jnp.sum(((theta - pm) / ps) ** 2)
-                 + 0.5 * jnp.sum(((log_omega_free - om_m) / om_s) ** 2) + 0.5 * ((log_sigma - sg_m) / sg_s) ** 2)
+        nll = -jnp.sum(jax.scipy.special.logsumexp(logits(q), axis=0))
+        prior = (0.5 * jnp.sum(xi[0, one] ** 2) + 0.5 * jnp.sum(((theta - pm) / ps) ** 2)
+                 + 0.5 * jnp.sum(((log_omega[free_om] - om_m) / om_s) ** 2) + 0.5 * ((log_sigma - sg_m) / sg_s) ** 2)
         return jnp.where(jnp.isfinite(nll), nll + prior, jnp.inf)
 
+    s0 = np.asarray(shift(jnp.asarray(start.theta)))
     q0 = np.concatenate([start.theta, np.log(start.omega[free_om]), [np.log(start.sigma)],
-                         (start.eta / start.omega).ravel()])
+                         (start.eta[one] / start.omega + s0).ravel(), (eta_c0[:, own] / start.omega + s0).ravel()])
     names = list(start.names) + [f"omega_{start.re_names[i]}" for i in free_om] + ["sigma"]
-    res = nuts(potential, q0, names=names + [f"xi{i}" for i in range(n_sub * k)], chains=chains,
+    xi_names = ([f"xi{i}_{j}" for i in one for j in range(k)]
+                + [f"xi{i}_{j}_class{c}" for c in range(n_c) for i in own for j in range(k)])
+    res = nuts(potential, q0, names=names + xi_names, chains=chains,
                warmup=warmup, samples=samples, seed=seed, target_accept=target_accept,
-               max_tree_depth=max_tree_depth, chunk=chunk, dense_mass=dense_mass, log=log)
+               max_tree_depth=max_tree_depth, chunk=chunk, dense_mass=dense_mass,
+               init_jitter=init_jitter, log=log)
     x = res.samples
-    log_om = np.broadcast_to(np.log(start.omega), (*x.shape[:2], k)).copy()
-    log_om[..., free_om] = x[..., p:p + kf]
-    eta = x[..., p + kf + 1:].reshape(*x.shape[:2], n_sub, k) * np.exp(log_om)[..., None, :]
-    m = p + kf + 1
-    # convergence of the subject effects themselves: the worst R-hat and ESS among them
-    extra = {"eta": eta, "r_hat_eta_max": float(np.max(res.r_hat[m:])), "ess_eta_min": float(np.min(res.ess[m:]))}
-    if mixture is not None:
-        def member(th, e, ls):
-            a = mixture(th)[:, None] - class_nll(th, e, ls)
-            return jax.nn.softmax(a, axis=0).T            # (N, C)
+    flat = jnp.asarray(x.reshape(-1, x.shape[-1]))
+    parts = jax.jit(jax.vmap(unpack))(flat)
+    eta_c = np.asarray(parts[3] * jnp.exp(parts[1])[:, None, None, :])          # (draws, C, N, k)
+    shape = x.shape[:2]
+    extra = {"r_hat_xi_max": float(np.nanmax(res.r_hat[m:])), "ess_xi_min": float(np.nanmin(res.ess[m:]))}
+    if mixture is None:
+        eta = eta_c[:, 0]
+    else:
+        probs = np.asarray(jax.jit(lambda xs: jax.lax.map(lambda q: jax.nn.softmax(logits(q), axis=0).T, xs))(
+            flat))                                          # (draws, N, C)
+        # a class per draw and subject from its class probabilities, and that class's η
+        u = np.random.default_rng(seed + 1).random(probs.shape[:2])
+        cls = np.minimum(np.sum(u[..., None] > np.cumsum(probs, axis=-1), axis=-1), n_c - 1)
+        eta = np.take_along_axis(eta_c, cls[:, None, :, None], axis=1)[:, 0]
+        extra["membership"] = probs.reshape(*shape, n_sub, n_c)
+        extra["class"] = cls.reshape(*shape, n_sub)
+        extra["eta_classes"] = eta_c.reshape(*shape, n_c, n_sub, k)
+    eta = eta.reshape(*shape, n_sub, k)
+    extra["eta"] = eta
+    extra["centred"] = list(centred)
+    # convergence of what is reported per subject: its η and its class probability
+    from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
 
-        flat = x.reshape(-1, x.shape[-1])
-        probs = jax.jit(lambda xs: jax.lax.map(lambda q: member(*q), xs))(
-            (jnp.asarray(flat[:, :p]), jnp.asarray(eta.reshape(-1, n_sub, k)), jnp.asarray(flat[:, p + kf])))
-        extra["membership"] = np.asarray(probs).reshape(*x.shape[:2], n_sub, n_c)
+    def diag(a):
+        """Split R-hat and ESS per column; a column constant over all draws (e.g. a class
+        probability of exactly 1) counts as converged: R-hat 1, ESS the number of draws."""
+        a = a.reshape(*shape, -1)
+        const = np.ptp(a.reshape(-1, a.shape[-1]), axis=0) == 0
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r, e = np.asarray(split_gelman_rubin(a)), np.asarray(effective_sample_size(a))
+        return np.where(const, 1.0, r), np.where(const, float(a.shape[0] * a.shape[1]), e)
+
+    rh, es = diag(eta)
+    extra["r_hat_eta"], extra["ess_eta"] = rh.reshape(n_sub, k), es.reshape(n_sub, k)
+    worst_r, worst_e = [extra["r_hat_xi_max"], np.nanmax(rh)], [extra["ess_xi_min"], np.nanmin(es)]
+    if mixture is not None:
+        rh, es = diag(extra["membership"][..., -1])
+        extra["r_hat_membership"], extra["ess_membership"] = rh, es
+        worst_r.append(np.nanmax(rh))
+        worst_e.append(np.nanmin(es))
+    extra["r_hat_eta_max"] = float(np.max(worst_r))
+    extra["ess_eta_min"] = float(np.min(worst_e))
     return NutsResult(names, x[..., :m], res.r_hat[:m], res.ess[:m], res.divergences, res.accept,
                       res.wall_s, extra)

@@ -46,6 +46,9 @@ QUICK = dict(dt=6.0, inner_steps=20, profile_offsets=(-2.0, 2.0), profile_steps=
 REFIT_GAIN = 0.05
 # NUTS: dense mass matrix (the fixed effects a6 and the response fraction trade off along a
 # ridge that a diagonal metric cannot follow); tree depth ≤ 5 (≤ 31 leapfrog steps per draw).
+# Random effects per class (Carlin and Chib 1995 pseudo-priors) for the IL-12 animals, one for
+# the PBS animals (their prediction does not depend on the class); the growth effect, whose ω
+# is held fixed, centred (tmepde.fit.posterior_nuts).
 NUTS_TREE_DEPTH = 5
 # Starting random-effect s.d. (fitted scale); 0.3 otherwise. A logit-normal response fraction
 # starts wide: responders and non-responders sit at opposite ends of the logit scale.
@@ -224,7 +227,9 @@ def _run_fit(config, *, quick: bool, log) -> dict:
         post = posterior_nuts(s.predict, s.data, res, prior_mean=s.theta0, prior_sd=fc["prior_sd"],
                               omega_prior=(np.log(omega0), 1.0), sigma_prior=(np.log(fc["sigma"]), 1.0),
                               chains=chains, warmup=warm, samples=draws, chunk=min(50, draws),
-                              max_tree_depth=NUTS_TREE_DEPTH, dense_mass=True, log=log)
+                              max_tree_depth=NUTS_TREE_DEPTH, dense_mass=True,
+                              class_free=np.asarray(s.data.covariates) == 0,
+                              centred=nuts_centred(s, res), log=log)
         log(f"NUTS: max R-hat {post.r_hat.max():.3f} (random effects {post.extra['r_hat_eta_max']:.3f}), "
             f"min ESS {post.ess.min():.0f}, {post.divergences} divergences ({post.wall_s:.0f} s)")
         post.extra["omega_fixed"] = {f"omega_{n}": float(res.omega[i]) for i, n in enumerate(s.re_names)
@@ -248,6 +253,11 @@ def _run_fit(config, *, quick: bool, log) -> dict:
     paths[0].write_text(report(out), encoding="utf-8")
     out["outputs"] = paths
     return out
+
+
+def nuts_centred(s: Ct26Setup, res) -> tuple[str, ...]:
+    """Random effects NUTS samples centred: those whose ω the fit held fixed."""
+    return tuple(n for j, n in enumerate(s.re_names) if not res.free_mask[len(s.names) + j])
 
 
 def responder_classes(s: Ct26Setup, res) -> np.ndarray:
@@ -420,6 +430,7 @@ def posterior_summary(s: Ct26Setup, post, *, n_draws: int = 200, seed: int = 1) 
     pi = np.array([responder_probability(s, th) for th in theta])
     member = post.extra.get("membership")
     member = None if member is None else member.reshape(-1, *member.shape[2:])[pick]   # (n, N, C)
+    drawn = None if member is None else post.extra["class"].reshape(-1, post.extra["class"].shape[-1])
     bands, inside = {}, {}
     for arm, dose in ((PBS_ARM, 0.0), (IL12_ARM, s.dose_ng)):
         reps = max(1, 800 // n)     # several new animals per draw: a smooth band
@@ -440,7 +451,9 @@ def posterior_summary(s: Ct26Setup, post, *, n_draws: int = 200, seed: int = 1) 
         if arm != IL12_ARM:
             continue
         e = jnp.asarray(eta[pick, i])
-        c = jnp.ones(n) if member is None else jnp.asarray((rng.random(n) < member[:, i, 1]).astype(float))
+        # the class drawn with the draw's η (posterior_nuts: each draw's class from its class
+        # probabilities, and that class's random effect)
+        c = jnp.ones(n) if member is None else jnp.asarray(drawn[pick, i].astype(float))
         on = vol(np.asarray(pred(jnp.asarray(theta), e, jnp.full(n, s.dose_ng), c))[:, end])
         off = vol(np.asarray(pred(jnp.asarray(theta), e, jnp.zeros(n), c))[:, end])
         reg = on < CONTROLLED_MM3
@@ -448,6 +461,9 @@ def posterior_summary(s: Ct26Setup, post, *, n_draws: int = 200, seed: int = 1) 
                                p_escape_without_il12=float((off >= CONTROLLED_MM3).mean()),
                                p_attributed=float((reg & (off >= CONTROLLED_MM3)).sum() / max(reg.sum(), 1)),
                                p_responder=None if member is None else float(member[:, i, 1].mean()),
+                               r_hat_p_responder=None if member is None else float(post.extra["r_hat_membership"][i]),
+                               ess_p_responder=None if member is None else float(post.extra["ess_membership"][i]),
+                               r_hat_eta=np.asarray(post.extra["r_hat_eta"][i]).tolist(),
                                v_end_q=np.percentile(on, [5, 50, 95]).tolist(),
                                v_end_no_il12_q=np.percentile(off, [5, 50, 95]).tolist()))
     return dict(post_bands=bands, post_animals=per_animal, post_inside=inside)

@@ -234,13 +234,26 @@ def _uncertainty_section(out: dict) -> list[str]:
             f"NUTS (`tmepde.fit.posterior_nuts`, numpyro): {post.samples.shape[0]} chains x {post.samples.shape[1]} "
             f"draws after {out['config'].data['fit'].get('nuts_warmup', 0) if not out['quick'] else min(out['config'].data['fit'].get('nuts_warmup', 0), 50)} warm-up steps, "
             f"joint over θ, log ω, log σ and all {post.extra['eta'].shape[2]} x {post.extra['eta'].shape[3]} "
-            "random effects (non-centred), exact likelihood (no Laplace); gradients by reverse-mode AD through "
-            f"the simulator; dense mass matrix adapted in warm-up, tree depth ≤ {NUTS_TREE_DEPTH}. "
+            "random effects, exact likelihood (no Laplace). "
+            + ("Each IL-12 animal has one random effect per class (responder, non-responder), the class "
+               "summed out with Carlin–Chib (1995) pseudo-priors (Gaussians at the fit's per-class modes, "
+               "1.5 x the Laplace s.d.) for the class it is not in: an exact augmentation, the posterior of "
+               "θ, ω, σ and of (class, η) unchanged, in which an animal that both classes explain switches "
+               "class without crossing between two modes of one η; a PBS animal, whose prediction does not "
+               "depend on the class, has one. " if "membership" in post.extra else "")
+            + (f"{', '.join(post.extra['centred'])} (ω fixed) sampled centred, the others non-centred. "
+               if post.extra.get("centred") else "Non-centred. ")
+            + "Gradients: each animal's prediction and its Jacobian in (θ, η) by forward-mode AD, "
+            f"then the chain rule; dense mass matrix adapted in warm-up, tree depth ≤ {NUTS_TREE_DEPTH}. "
             + ("**Not converged** (goal R-hat ≤ 1.01): its intervals are indicative only. "
                if post.r_hat.max() > 1.01 or post.extra["r_hat_eta_max"] > 1.01 else "")
-            + f"Max R-hat **{post.r_hat.max():.3f}** (random effects: "
-            f"{post.extra['r_hat_eta_max']:.3f}), min ESS **{post.ess.min():.0f}** (random effects: "
-            f"{post.extra['ess_eta_min']:.0f}), {post.divergences} divergent transitions, mean acceptance "
+            + f"Max R-hat **{post.r_hat.max():.3f}** over θ, ω, σ; per animal, over its η (of the class drawn "
+            f"in each draw) and its P(responder): **{post.extra['r_hat_eta_max']:.3f}** "
+            + (f"(η {np.nanmax(post.extra['r_hat_eta']):.3f}, P(responder) "
+               f"{np.nanmax(post.extra['r_hat_membership']):.3f}, every sampled coordinate "
+               f"{post.extra['r_hat_xi_max']:.3f}) " if "r_hat_membership" in post.extra else "")
+            + f"; min ESS **{post.ess.min():.0f}** (per animal: {post.extra['ess_eta_min']:.0f}), "
+            f"{post.divergences} divergent transitions, mean acceptance "
             f"{post.accept:.2f}, {out.get('wall_nuts_s', post.wall_s):.0f} s. Priors: the fit's on θ "
             "(normal, s.d. `fit.prior_sd` on the fitted scale); log ω and log σ normal, s.d. 1, at the "
             "fit's starting values.",
@@ -276,11 +289,12 @@ def _attribution_section(out: dict) -> list[str]:
              "effects" + (" and a class drawn from its class probabilities" if mix else "")
              + "), the probability that the animal regresses with IL-12, that it escapes without it, "
              "and of escaping without IL-12 given regression with it.", "",
-             "| mouse |" + (" P(responder) |" if mix else "") + " P(regressing) | P(escaping without IL-12) | "
+             "| mouse |" + (" P(responder) (R-hat, ESS) |" if mix else "") + " P(regressing) | P(escaping without IL-12) | "
              "P(escape without \\| regress with) | V day-end 5–95 % | V without IL-12 5–95 % |",
              "|---|---|---|---|---|---|" + ("---|" if mix else "")]
     for a in pa:
-        lines.append(f"| {a['mouse']} |" + (f" {a['p_responder']:.2f} |" if mix else "")
+        lines.append(f"| {a['mouse']} |" + (f" {a['p_responder']:.2f} ({a['r_hat_p_responder']:.3f}, "
+                                            f"{a['ess_p_responder']:.0f}) |" if mix else "")
                      + f" {a['p_regressing']:.2f} | {a['p_escape_without_il12']:.2f} | "
                      f"{a['p_attributed']:.2f} | {a['v_end_q'][0]:.3g}–{a['v_end_q'][2]:.3g} | "
                      f"{a['v_end_no_il12_q'][0]:.3g}–{a['v_end_no_il12_q'][2]:.3g} |")
@@ -307,6 +321,9 @@ def write_json(out: dict, path: Path) -> Path:
             chains=int(out["posterior"].samples.shape[0]), draws=int(out["posterior"].samples.shape[1]),
             max_r_hat=float(out["posterior"].r_hat.max()), min_ess=float(out["posterior"].ess.min()),
             r_hat_eta_max=out["posterior"].extra["r_hat_eta_max"], ess_eta_min=out["posterior"].extra["ess_eta_min"],
+            **{key: np.asarray(out["posterior"].extra[key]).tolist() for key in
+               ("r_hat_eta", "ess_eta", "r_hat_membership", "ess_membership", "r_hat_xi_max", "ess_xi_min",
+                "centred") if key in out["posterior"].extra},
             divergences=int(out["posterior"].divergences), accept=float(out["posterior"].accept),
             wall_s=float(out.get("wall_nuts_s", out["posterior"].wall_s))),
         "sd_individual": out["sd_individual"], "sd_population": out["sd_population"],
