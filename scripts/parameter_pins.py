@@ -74,16 +74,86 @@ def _changed(a: dict, b: dict) -> bool:
     return False
 
 
-def pin_text(fails_lo: list[str], fails_hi: list[str], inert: bool) -> str:
-    """``"B6 (high end), B8 (low end)"``, ``"B2 (both ends)"`` or :data:`NONE` (+ a note when
-    the harnesses do not see the parameter)."""
+def _g(v: float) -> str:
+    return f"{v:.2g}"
+
+
+def pin_text(fails_lo: list[str], fails_hi: list[str], inert: bool, bounds: dict | None = None) -> str:
+    """``"B6 (high end, ≥ 0.37), B8 (low end, ≤ 0.002)"``, ``"B2 (both ends, ≤ 0.1 and ≥ 3)"``
+    or :data:`NONE` (+ a note when the harnesses do not see the parameter). The values are where
+    the behaviour first fails between the default and the end (bisection), when ``bounds`` has
+    them: ``bounds[end][behaviour] = [last value that holds, first value that fails]``."""
+    bounds = bounds or {}
+
+    def at(b, end):
+        fb = bounds.get(end, {}).get(b)
+        if fb is None:
+            return ""
+        if fb[1] == 0:  # a switch at its "off" end: every value tried between holds
+            return "only at 0"
+        return ("≤ " if end == "low" else "≥ ") + _g(fb[1])
+
     parts = []
     for b in sorted(set(fails_lo) | set(fails_hi)):
-        end = "both ends" if b in fails_lo and b in fails_hi else ("low end" if b in fails_lo else "high end")
-        parts.append(f"{b} ({end})")
+        lo, hi = at(b, "low"), at(b, "high")
+        if b in fails_lo and b in fails_hi:
+            parts.append(f"{b} (both ends" + (f", {lo} and {hi}" if lo and hi else "") + ")")
+        elif b in fails_lo:
+            parts.append(f"{b} (low end" + (f", {lo}" if lo else "") + ")")
+        else:
+            parts.append(f"{b} (high end" + (f", {hi}" if hi else "") + ")")
     if parts:
         return ", ".join(parts)
     return NONE + (INERT_NOTE if inert else "")
+
+
+def _evaluate(pairs: list[tuple[str, float, str]], *, chunk: int) -> list[bool]:
+    """Whether behaviour ``b`` holds with parameter ``k`` alone at ``v``, for each ``(k, v, b)``:
+    one batch for B5 (transect), one with the B7 cohort, one without."""
+    from tmepde import behaviours as bh
+
+    ok = [None] * len(pairs)
+    groups = {"B5": [], "B7": [], "wm": []}
+    for i, (_, _, b) in enumerate(pairs):
+        groups[b if b in ("B5", "B7") else "wm"].append(i)
+    if groups["B5"]:
+        res = bh.b5_criteria([{pairs[i][0]: pairs[i][1]} for i in groups["B5"]])
+        for i, (_, passed) in zip(groups["B5"], res):
+            ok[i] = bool(passed)
+    for g, b7 in (("B7", True), ("wm", False)):
+        if groups[g]:
+            wm = bh.run_wellmixed([{pairs[i][0]: pairs[i][1]} for i in groups[g]], b7=b7, chunk=chunk)
+            for i, w in zip(groups[g], wm):
+                ok[i] = bool(_criteria(w, bh)[pairs[i][2]][1])
+    return ok
+
+
+def bisect_bounds(out: dict, steps: int, *, chunk: int) -> float:
+    """For every behaviour that fails at an end, the value between the default and that end
+    where it starts to fail: ``steps`` bisections (geometric when both are positive, else
+    arithmetic), all failing (parameter, end, behaviour) triples batched per step. Stores
+    ``parameters[k]["bounds"][end][b] = [holds, fails]``; returns the wall time."""
+    t0 = time.perf_counter()
+    tri = []
+    for k, r in out["parameters"].items():
+        r["bounds"] = {"low": {}, "high": {}}
+        for end in ("low", "high"):
+            for b in r[f"fails_{end}"]:
+                if b == "B5" and k in B5_FROZEN:
+                    continue
+                tri.append([k, end, b, r["default"], r[end]])
+    for step in range(steps):
+        mids = []
+        for k, end, b, a, z in tri:
+            geo = a > 0 and z > 0
+            mids.append(math.sqrt(a * z) if geo else 0.5 * (a + z))
+        ok = _evaluate([(t[0], m, t[2]) for t, m in zip(tri, mids)], chunk=chunk)
+        for t, m, passed in zip(tri, mids, ok):
+            t[3 if passed else 4] = m
+        print(f"bisection step {step + 1}/{steps} ({len(tri)} thresholds) {time.perf_counter() - t0:.0f} s", flush=True)
+    for k, end, b, a, z in tri:
+        out["parameters"][k]["bounds"][end][b] = [a, z]
+    return time.perf_counter() - t0
 
 
 def compute(names: list[str], *, b7: bool, chunk: int) -> dict:
@@ -131,7 +201,7 @@ def derive(out: dict) -> dict:
             c = r[f"criteria_{end}"]
             r[f"fails_{end}"] = [b for b in behaviours if default[b]["passed"] and not c[b]["passed"]]
         r["inert"] = not (_changed(default, r["criteria_low"]) or _changed(default, r["criteria_high"]))
-        r["pin"] = pin_text(r["fails_low"], r["fails_high"], r["inert"])
+        r["pin"] = pin_text(r["fails_low"], r["fails_high"], r["inert"], r.get("bounds"))
     out["inert_rel"] = INERT_REL
     return out
 
@@ -158,6 +228,22 @@ def _failed_values(c: dict, fails: list[str]) -> str:
     return "; ".join(f"{b}: " + ", ".join(f"{k} {_fmt(v)}" for k, v in c[b]["values"].items()) for b in fails)
 
 
+def nearest_failure(r: dict) -> str:
+    """The failure threshold closest to the default, as a factor: "×1.2" (up) or "÷3" (down)."""
+    best = None
+    for end, d in (r.get("bounds") or {}).items():
+        for b, (_, z) in d.items():
+            if z > 0 and r["default"] > 0:
+                f = z / r["default"]
+                key = abs(math.log(f))
+                txt = (f"×{f:.2g}" if f >= 1 else f"÷{1 / f:.2g}") + f" ({b})"
+            else:
+                key, txt = math.inf, f"at {_g(z)} ({b})"
+            if best is None or key < best[0]:
+                best = (key, txt)
+    return best[1] if best else "—"
+
+
 def markdown(out: dict) -> str:
     rows = out["parameters"]
     est = [k for k, r in rows.items() if r["est"]]
@@ -169,14 +255,21 @@ def markdown(out: dict) -> str:
           f"{out['load_avg_start'][0]:.1f} at the start, {out['load_avg_end'][0]:.1f} at the end (2 cores "
           f"shared). Wall: well-mixed batch {out['wall_s']['wellmixed']:.0f} s ({out['members']} members: "
           f"{out['sets']} parameter sets × all arms{'' if out['b7'] else ', B7 cohort skipped'}), B5 transect "
-          f"{out['wall_s']['b5']:.0f} s, compilation included.", "",
+          f"{out['wall_s']['b5']:.0f} s"
+          + (f", bisection of the failure thresholds {out['wall_s']['bisection']:.0f} s ({out['bisect_steps']} steps)"
+             if "bisection" in out["wall_s"] else "") + ", compilation included.", "",
+          *([f"Pin texts re-derived from the stored criteria by `{out['rederived_by']}`.", ""]
+            if out.get("rederived_by") else []),
           "Each parameter of `tmepde/models/tme_parameters.py` alone at the low and at the high end of "
           "its plausible range, every other parameter at the defaults (`tmepde.models.tme`). Criteria "
           "and harnesses: those of tests/test_tme_behaviours.py (`tmepde.behaviours`): B1–B4, B6–B8 "
           "well-mixed (2-cell uniform grid, 14 days, dt 1 h), B5 on its 1D transect (2 mm, 5 µm voxels; "
           f"{', '.join(B5_FROZEN)} are held at 0 there, so their B5 is the default's). "
           + ("" if out["b7"] else "**B7 not evaluated (--no-b7).** ")
-          + "A parameter is pinned by Bk at an end when Bk holds at the defaults and fails there. "
+          + "A parameter is pinned by Bk at an end when Bk holds at the defaults and fails there; "
+          "\"high end, ≥ x\" gives where the failure starts: bisection between the default and the end "
+          "(geometric when both are positive), x the first value found to fail, the last value that "
+          "holds next to it in the JSON (`bounds`). "
           "Not pinned: no behaviour fails at either end (the criteria are not evaluated between the "
           "ends, so a failure confined to the interior of a range would be missed). \"No effect\": no criterion value moves by more than "
           f"{out['inert_rel']:g} (relative; the runs are float32) at either end: "
@@ -193,12 +286,12 @@ def markdown(out: dict) -> str:
     for title, keys in (("Estimated parameters", est), ("Other parameters (for information)",
                                                          [k for k in rows if not rows[k]["est"]])):
         md += [f"## {title}", "",
-               "| parameter | default | range | pinned by | criterion values that fail at the low end | "
-               "… at the high end |", "|---|---|---|---|---|---|"]
+               "| parameter | default | range | pinned by | nearest failure / default | criterion values "
+               "that fail at the low end | … at the high end |", "|---|---|---|---|---|---|---|"]
         for k in keys:
             r = rows[k]
             md.append(f"| `{k}` | {_fmt(r['default'])} | {_fmt(r['low'])}–{_fmt(r['high'])} | {r['pin']} | "
-                      f"{_failed_values(r['criteria_low'], r['fails_low']) or '—'} | "
+                      f"{nearest_failure(r)} | {_failed_values(r['criteria_low'], r['fails_low']) or '—'} | "
                       f"{_failed_values(r['criteria_high'], r['fails_high']) or '—'} |")
         md.append("")
     md += ["## Criterion values at the defaults", "",
@@ -213,17 +306,27 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--no-b7", action="store_true", help="skip the well-mixed B7 cohort (85 %% of the members)")
     ap.add_argument("--chunk", type=int, default=384, help="members per compiled call (default 384)")
+    ap.add_argument("--bisect", type=int, default=7,
+                    help="bisection steps for where each failure starts (default 7; 0: ends only)")
     ap.add_argument("--only", default="", help="comma-separated parameter names (default: all of PARAMETERS)")
     ap.add_argument("--results", default=str(ROOT / "results" / "parameter_pins"))
-    ap.add_argument("--from-json", default="", help="reuse a saved run instead of computing")
+    ap.add_argument("--from-json", default="",
+                    help="re-derive the pins from a saved run's criteria (no simulation) into --results")
     ap.add_argument("--write-pins", action="store_true",
                     help="rewrite PINS in tmepde/models/tme_parameters.py (needs every parameter)")
     args = ap.parse_args(argv)
 
+    from tmepde.compile_cache import enable_compilation_cache
     from tmepde.models import tme_parameters as tpar
 
+    enable_compilation_cache()  # the bisection steps repeat the same shapes: compiled once
     if args.from_json:
         out = derive(json.loads(Path(args.from_json).read_text()))
+        out["rederived_by"] = "python scripts/parameter_pins.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        res = Path(args.results)
+        Path(f"{res}.json").write_text(json.dumps(out, indent=1, ensure_ascii=False))
+        Path(f"{res}.md").write_text(markdown(out))
+        print(f"re-derived the pins of {args.from_json} into {res}.md, {res}.json")
     else:
         import jax
 
@@ -235,6 +338,10 @@ def main(argv=None) -> int:
             raise SystemExit(f"--only: {', '.join(unknown)} not in tme_parameters.PARAMETERS; use names from it")
         load0 = os.getloadavg()
         out = derive(compute(names, b7=not args.no_b7, chunk=args.chunk))
+        if args.bisect:
+            out["wall_s"]["bisection"] = round(bisect_bounds(out, args.bisect, chunk=args.chunk), 1)
+            out["bisect_steps"] = args.bisect
+            out = derive(out)
         machine = (f"{cpu_model()}, {os.cpu_count()} cores, {jax.device_count()} × {jax.devices()[0].platform}, "
                    f"jax {jax.__version__}")
         commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
