@@ -257,7 +257,8 @@ def markdown(out: dict) -> str:
           f"{out['sets']} parameter sets × all arms{'' if out['b7'] else ', B7 cohort skipped'}), B5 transect "
           f"{out['wall_s']['b5']:.0f} s"
           + (f", bisection of the failure thresholds {out['wall_s']['bisection']:.0f} s ({out['bisect_steps']} steps)"
-             if "bisection" in out["wall_s"] else "") + ", compilation included.", "",
+             if "bisection" in out["wall_s"] else "") + ", compilation included (or loaded from the persistent XLA cache, `tmepde.compile_cache`, "
+          "when an earlier run filled it).", "",
           *([f"Pin texts re-derived from the stored criteria by `{out['rederived_by']}`.", ""]
             if out.get("rederived_by") else []),
           "Each parameter of `tmepde/models/tme_parameters.py` alone at the low and at the high end of "
@@ -321,8 +322,11 @@ def main(argv=None) -> int:
 
     enable_compilation_cache()  # the bisection steps repeat the same shapes: compiled once
     if args.from_json:
-        out = derive(json.loads(Path(args.from_json).read_text()))
-        out["rederived_by"] = "python scripts/parameter_pins.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        saved = json.loads(Path(args.from_json).read_text())
+        before = {k: r.get("pin") for k, r in saved["parameters"].items()}
+        out = derive(saved)
+        if any(r["pin"] != before[k] for k, r in out["parameters"].items()):
+            out["rederived_by"] = "python scripts/parameter_pins.py " + " ".join(argv if argv is not None else sys.argv[1:])
         res = Path(args.results)
         Path(f"{res}.json").write_text(json.dumps(out, indent=1, ensure_ascii=False))
         Path(f"{res}.md").write_text(markdown(out))
