@@ -15,6 +15,11 @@ checks instead that the gradient of the day-7 tumor burden is finite for every p
 entry (counts, the non-finite entries by name) and times it against the forward run; it
 writes the section "Gradient finiteness" of results/bench_gradient.md and
 results/bench_gradient_finite.json.
+
+    python scripts/bench_gradient.py --baseline e3eb6a5 --repeat 4
+runs that scenario in one process with the engine's ``nonstiff`` and ``clip`` as of a git
+revision and as in the working tree (both compiled, runs alternated); it prints a table and
+writes results/bench_gradient_baseline.json.
 """
 
 from __future__ import annotations
@@ -93,8 +98,9 @@ def final_burden(cfg):
     return burden, s
 
 
-def finiteness(cfg) -> dict:
-    """Gradient of the final tumor burden w.r.t. every parameter entry: finite counts, times."""
+def finiteness(cfg, repeat: int = 1) -> dict:
+    """Gradient of the final tumor burden w.r.t. every parameter entry: finite counts, times
+    (compile: one compilation; run: best of ``repeat`` calls after the first, wall and CPU)."""
     burden, s = final_burden(cfg)
     sim = s.simulator
 
@@ -106,10 +112,18 @@ def finiteness(cfg) -> dict:
         compiled = jax.jit(fn).lower(s.params).compile()
         out[f"{name}_compile_s"] = time.perf_counter() - t0
         out[f"{name}_compile_cpu_s"] = time.process_time() - c0
-        t0 = time.perf_counter()
         res = jax.block_until_ready(compiled(s.params))
-        out[f"{name}_s"] = time.perf_counter() - t0
-        print(f"{name}: compile {out[f'{name}_compile_s']:.1f} s, run {out[f'{name}_s']:.2f} s", flush=True)
+        walls, cpus = [], []
+        for _ in range(max(1, repeat)):
+            c0, t0 = time.process_time(), time.perf_counter()
+            res = jax.block_until_ready(compiled(s.params))
+            walls.append(time.perf_counter() - t0)
+            cpus.append(time.process_time() - c0)
+        out[f"{name}_s"], out[f"{name}_cpu_s"] = min(walls), min(cpus)
+        out[f"{name}_s_all"], out[f"{name}_cpu_s_all"] = walls, cpus
+        out[f"{name}_temp_mb"] = compiled.memory_analysis().temp_size_in_bytes / 1e6
+        print(f"{name}: compile {out[f'{name}_compile_s']:.1f} s ({out[f'{name}_compile_cpu_s']:.1f} CPU-s), "
+              f"run {out[f'{name}_s']:.2f} s ({out[f'{name}_cpu_s']:.2f} CPU-s)", flush=True)
     value, grad = res
     out["burden_um2"] = float(value)
     entries, bad_keys, bad_entries = 0, [], []
@@ -126,6 +140,8 @@ def finiteness(cfg) -> dict:
                      for i in np.flatnonzero(np.atleast_1d(np.asarray(v)) == 0)],
                time_ratio=out["gradient_s"] / out["forward_s"],
                compile_ratio=out["gradient_compile_s"] / out["forward_compile_s"],
+               cpu_time_ratio=out["gradient_cpu_s"] / out["forward_cpu_s"],
+               cpu_compile_ratio=out["gradient_compile_cpu_s"] / out["forward_compile_cpu_s"],
                load_after=os.getloadavg())
     return out
 
@@ -137,11 +153,100 @@ def finite_main(args, machine):
     t_end = args.t_end or 168.0
     cfg = base.replace(f"grid.shape={list(shape)}", f"grid.spacing={spacing}", f"time.t_end={t_end}",
                        f"solver.dtype={args.dtype}")
-    r = finiteness(cfg)
+    r = finiteness(cfg, args.repeat)
     r["command"] = "python " + " ".join(shlex.quote(a) for a in sys.argv)
     print(json.dumps(r, indent=1), flush=True)
     Path(args.out + "_finite.json").write_text(json.dumps({"machine": machine, "run": r}, indent=1))
     write_finite_section(Path(args.out + ".md"), r, machine, args.config)
+
+
+def _engine_at(rev: str):
+    """The ``Discretization`` class of ``tmepde/discretization.py`` and ``tmepde/operators.py`` as of
+    git revision ``rev`` (loaded from ``git show`` into temporary modules; the rest of tmepde is
+    the working tree's)."""
+    import importlib.util
+    import subprocess
+    import tempfile
+    root = Path(__file__).resolve().parents[1]
+    mods = {}
+    for name in ("operators", "discretization"):
+        src = subprocess.run(["git", "-C", str(root), "show", f"{rev}:tmepde/{name}.py"], check=True,
+                             capture_output=True, text=True).stdout
+        src = src.replace("from . import operators, radial", "from . import _baseline_operators as operators, radial")
+        with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
+            f.write(src)
+        full = f"tmepde._baseline_{name}"
+        spec = importlib.util.spec_from_file_location(full, f.name)
+        mods[name] = importlib.util.module_from_spec(spec)
+        sys.modules[full] = mods[name]
+        spec.loader.exec_module(mods[name])
+        os.unlink(f.name)
+    return mods["discretization"].Discretization
+
+
+def baseline_main(args, machine):
+    """Day-7 burden (as --finite) in one process with the engine's reactions + chemotaxis and
+    positivity limiter (``nonstiff``, ``clip``) as of ``--baseline REV`` and as now: compile
+    each forward and gradient once, then alternate the four programs ``--repeat`` rounds."""
+    base = load_config(args.config)
+    spacing = [e / n for e, n in zip(base.grid.extent, args.shape)]
+    cfg = base.replace(f"grid.shape={list(args.shape)}", f"grid.spacing={spacing}",
+                       f"time.t_end={args.t_end or 168.0}", f"solver.dtype={args.dtype}")
+    Old = _engine_at(args.baseline)
+    out = {"command": "python " + " ".join(shlex.quote(a) for a in sys.argv), "machine": machine,
+           "uptime_before": subprocess_uptime(), "programs": {}}
+    progs, values = {}, {}
+    for variant in (args.baseline, "working tree"):
+        burden, s = final_burden(cfg)
+        d = s.simulator.disc
+        if variant != "working tree":
+            old = Old(d.model, d.grid, stencil_dt=s.simulator.dt)
+            d.nonstiff, d.clip = old.nonstiff, old.clip  # looked up when the step is traced
+        for name, fn in (("forward", burden), ("gradient", jax.value_and_grad(burden))):
+            c0, t0 = time.process_time(), time.perf_counter()
+            comp = jax.jit(fn).lower(s.params).compile()
+            rec = {"compile_s": time.perf_counter() - t0, "compile_cpu_s": time.process_time() - c0,
+                   "temp_mb": comp.memory_analysis().temp_size_in_bytes / 1e6, "run_s": [], "run_cpu_s": []}
+            values[(variant, name)] = jax.block_until_ready(comp(s.params))
+            progs[(variant, name)] = (comp, s.params)
+            out["programs"][f"{variant} / {name}"] = rec
+            print(variant, name, {k: v for k, v in rec.items() if not isinstance(v, list)}, flush=True)
+    keys = list(progs)
+    for r in range(args.repeat):
+        for k in (keys if r % 2 == 0 else keys[::-1]):
+            comp, p = progs[k]
+            c0, t0 = time.process_time(), time.perf_counter()
+            jax.block_until_ready(comp(p))
+            rec = out["programs"][f"{k[0]} / {k[1]}"]
+            rec["run_s"].append(time.perf_counter() - t0)
+            rec["run_cpu_s"].append(time.process_time() - c0)
+    (v0, g0), (v1, g1) = values[(args.baseline, "gradient")], values[("working tree", "gradient")]
+    out["burden"] = [float(v0), float(v1)]
+    out["max_rel_grad_diff"] = max(float(np.max(np.abs(np.asarray(g0[k]) - np.asarray(g1[k])))
+                                         / (np.max(np.abs(np.asarray(g0[k]))) + 1e-30)) for k in g0)
+    out["uptime_after"] = subprocess_uptime()
+    Path(args.out + "_baseline.json").write_text(json.dumps(out, indent=1))
+    lines = [f"| engine | forward compile (CPU-s) | gradient compile (CPU-s) | compile ratio | forward run "
+             "(CPU-s, median) | gradient run (CPU-s, median) | run ratio (median of paired calls) | "
+             "temp MB fwd / grad |", "|---|---|---|---|---|---|---|---|"]
+    for variant in (args.baseline, "working tree"):
+        f, g = out["programs"][f"{variant} / forward"], out["programs"][f"{variant} / gradient"]
+        ratio = np.median(np.asarray(g["run_cpu_s"]) / np.asarray(f["run_cpu_s"]))
+        lines.append(f"| {variant} | {f['compile_cpu_s']:.1f} | {g['compile_cpu_s']:.1f} | "
+                     f"{g['compile_cpu_s'] / f['compile_cpu_s']:.2f} | {np.median(f['run_cpu_s']):.2f} | "
+                     f"{np.median(g['run_cpu_s']):.2f} | {ratio:.2f} | {f['temp_mb']:.1f} / {g['temp_mb']:.1f} |")
+    lines += ["", f"Burden {out['burden'][0]:.7g} / {out['burden'][1]:.7g}; gradients agree to "
+              f"{out['max_rel_grad_diff']:.1e} (largest relative difference of a parameter's entries)."]
+    print(out["command"], out["uptime_before"], out["uptime_after"], sep="\n")
+    print("\n".join(lines))
+
+
+def subprocess_uptime() -> str:
+    import subprocess
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return str(os.getloadavg())
 
 
 def _grouped(names):
@@ -169,8 +274,8 @@ def write_finite_section(md: Path, r: dict, machine: dict, config: str):
     shape, spacing = r["grid"], r["spacing_um"]
     lines = ["## Gradient finiteness", "",
              f"Command: `{r['command']}`. Machine: {machine['cpu']}, {machine['cores']} cores, JAX "
-             f"{machine['jax']} ({machine['backend']}); load average {r['load_before'][0]:.1f} before, "
-             f"{r['load_after'][0]:.1f} after (a shared machine: times are upper bounds, ratios noisy).", "",
+             f"{machine['jax']} ({machine['backend']}); load average {' '.join(f'{x:.2f}' for x in r['load_before'])} before, "
+             f"{' '.join(f'{x:.2f}' for x in r['load_after'])} after (a shared machine: times are upper bounds, ratios noisy).", "",
              f"Config {config} at {shape[0]}² × {spacing[0]:g} µm (same section), t_end {r['t_end_h']:g} h, "
              f"dt {r['dt_h']:g} h, {r['scheme']}, {r['dtype']}. Scalar: final tumor burden "
              f"∑ (tumor + stem) × cell volume = {r['burden_um2']:.4g} µm²; `jax.value_and_grad` w.r.t. every "
@@ -182,15 +287,21 @@ def write_finite_section(md: Path, r: dict, machine: dict, config: str):
              f"| {r['keys']} / {r['entries']} | {r['entries'] - r['nonfinite_entries']} | {r['nonfinite_entries']} | "
              f"{r['zero_entries']} | {r['forward_compile_s']:.1f} | {r['gradient_compile_s']:.1f} | "
              f"{r['compile_ratio']:.2f} | {r['forward_s']:.2f} | {r['gradient_s']:.2f} | {r['time_ratio']:.2f} |",
-             "", f"Compile CPU time: forward {r['forward_compile_cpu_s']:.0f} s, gradient "
-             f"{r['gradient_compile_cpu_s']:.0f} s.", ""]
+             "", f"Compile CPU time: forward {r['forward_compile_cpu_s']:.1f} s, gradient "
+             f"{r['gradient_compile_cpu_s']:.1f} s (ratio {r['cpu_compile_ratio']:.2f}). Run CPU time (best of "
+             f"{len(r['forward_s_all'])} calls after the first): forward {r['forward_cpu_s']:.2f} s, gradient "
+             f"{r['gradient_cpu_s']:.2f} s (ratio {r['cpu_time_ratio']:.2f}). XLA temp memory: forward "
+             f"{r['forward_temp_mb']:.1f} MB, gradient {r['gradient_temp_mb']:.1f} MB.", ""]
     if r["nonfinite"]:
         lines += ["Non-finite: " + _grouped(r["nonfinite"]) + ".", ""]
     lines += ["Exactly zero (the whole list is in "
               f"{md.stem}_finite.json; dose slots and agents with amount 0 and doses after t_end cannot "
               "act on the burden): " + _grouped(r["zero"]) + ".", ""]
-    head = md.read_text().split("## Gradient finiteness")[0].rstrip() + "\n\n" if md.exists() else ""
-    md.write_text(head + "\n".join(lines))
+    # Replace this section only: the sections after it (the next "## " heading on) are kept.
+    text = md.read_text() if md.exists() else ""
+    head, found, rest = text.partition("## Gradient finiteness")
+    tail = rest[rest.find("\n## "):] if found and "\n## " in rest else ""
+    md.write_text((head.rstrip() + "\n\n" if head.strip() else "") + "\n".join(lines) + tail)
     print("\n".join(lines))
 
 
@@ -200,12 +311,18 @@ def main():
     ap.add_argument("--shape", type=int, nargs="+", default=[64, 64], help="grid shape (default 64 64 on CPU)")
     ap.add_argument("--longer", type=float, default=3.0, help="factor of the longer scenario's t_end")
     ap.add_argument("--t-end", type=float, default=None, help="t_end (h) of the base scenario (default: config)")
-    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=2, help="timed calls after the first (best is reported)")
     ap.add_argument("--out", default="results/bench_gradient")
     ap.add_argument("--finite", action="store_true",
                     help="check the day-7 burden gradient is finite for every parameter (64² × 80 µm)")
     ap.add_argument("--dtype", default="float32", help="solver.dtype of the --finite run")
+    ap.add_argument("--baseline", metavar="REV", default=None,
+                    help="the --finite scenario side by side with nonstiff/clip of git revision REV")
     args = ap.parse_args()
+    if args.baseline:
+        machine = {"cpu": cpu_model(), "cores": os.cpu_count(), "jax": jax.__version__,
+                   "backend": jax.default_backend(), "python": platform.python_version()}
+        return baseline_main(args, machine)
     if args.finite:
         machine = {"cpu": cpu_model(), "cores": os.cpu_count(), "jax": jax.__version__,
                    "backend": jax.default_backend(), "python": platform.python_version()}
