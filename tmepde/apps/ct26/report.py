@@ -251,7 +251,7 @@ def _uncertainty_section(out: dict) -> list[str]:
             f"in each draw) and its P(responder): **{post.extra['r_hat_eta_max']:.3f}** "
             + (f"(η {np.nanmax(post.extra['r_hat_eta']):.3f}, P(responder) "
                f"{np.nanmax(post.extra['r_hat_membership']):.3f}, every sampled coordinate "
-               f"{post.extra['r_hat_xi_max']:.3f}) " if "r_hat_membership" in post.extra else "")
+               f"{post.extra['r_hat_xi_max']:.3f})" if "r_hat_membership" in post.extra else "")
             + f"; min ESS **{post.ess.min():.0f}** (per animal: {post.extra['ess_eta_min']:.0f}), "
             f"{post.divergences} divergent transitions, mean acceptance "
             f"{post.accept:.2f}, {out.get('wall_nuts_s', post.wall_s):.0f} s. Priors: the fit's on θ "
