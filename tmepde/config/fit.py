@@ -12,9 +12,12 @@ __all__ = ["FIT", "FIT_PSEUDO", "check_param_names", "resolve_fit", "reference"]
 # Fit-only pseudo-parameters of the CT26 example, not model parameters: initial tumor-cell
 # volume (mm³), effective IL-12 per intratumoral injection (ng), the fraction of it an
 # animal responds to (0..1, logit scale) and the fraction of animals that respond at all
-# (0..1, logit scale; fitted: a responder / non-responder mixture). Their meaning is defined by
+# (0..1, logit scale; fitted: a responder / non-responder mixture), and the IL-12-primed
+# effector pool of the CT26 reduction (kill capacity mm³/h, expansion lag h, half-saturation
+# volume mm³; fitting kill_memory switches the pool on). Their meaning is defined by
 # the CT26 fitting code that consumes them; this list only lets [fit] name them.
-FIT_PSEUDO = ("v0_mm3", "il12_dose_ng", "il12_response", "responder_fraction")
+FIT_PSEUDO = ("v0_mm3", "il12_dose_ng", "il12_response", "responder_fraction",
+              "kill_memory", "memory_delay_h", "memory_ks_mm3")
 FIT = {
     "data": Key(STRING, OPTIONAL, "csv of measured volumes (columns arm, mouse, day, volume_mm3); "
                 "absent = the packaged CT26 data set; relative to the config file", 'data = "volumes.csv"'),
@@ -88,7 +91,10 @@ def reference() -> list[str]:
         "`il12_dose_ng` (effective IL-12 per intratumoral injection, ng), `il12_response` (the fraction",
         "of that dose an animal responds to, 0–1, fitted on the logit scale: as a random effect, logit-normal)",
         "and `responder_fraction` (the fraction of animals that respond to IL-12 at all, logit scale: fitting it",
-        "makes the population a responder / non-responder mixture with each animal's class summed out).",
+        "makes the population a responder / non-responder mixture with each animal's class summed out);",
+        "`kill_memory` (mm³/h), `memory_delay_h` (h) and `memory_ks_mm3` (mm³) are the IL-12-primed effector",
+        "pool of the CT26 well-mixed reduction (a kill that persists after the doses and saturates in the tumor",
+        "volume; fitting `kill_memory` switches it on; docs/fitting.md).",
         "",
         *key_table(FIT),
         "",

@@ -28,10 +28,12 @@ from typing import Mapping
 import numpy as np
 
 from .data import FLOOR_MM3, IL12_ARM, INJECTION_DAYS, PBS_ARM, load_data, population_data, smallest_reading
-from .model import IL12_AMOUNTS, WellMixedCt26
+from .model import IL12_AMOUNTS, MEMORY_PARAMS, WellMixedCt26
 
 CONTROLLED_MM3 = 100.0      # mm³: a tumor below this at the last study day counts as regressing
-PSEUDO = ("v0_mm3", "il12_dose_ng", "il12_response", "responder_fraction")
+# not parameters of the spatial TME model: the primed-effector pool (tmepde.apps.ct26.model)
+# exists in the well-mixed reduction only
+PSEUDO = ("v0_mm3", "il12_dose_ng", "il12_response", "responder_fraction", *MEMORY_PARAMS)
 # Fitted on the logit scale (a fraction in 0..1), not the log scale: the animal's IL-12
 # response fraction, so a per-animal random effect on it is logit-normal, and the fraction
 # of responders of the mixture.
@@ -135,6 +137,9 @@ def setup(config, *, quick: bool = False) -> Ct26Setup:
     # not fitted: every animal responds fully; fitted: starts at one half (logit 0)
     base["il12_response"] = np.asarray(0.5 if "il12_response" in names else 1.0)
     base[MIXTURE] = np.asarray(0.5)      # responders among the animals (used only when fitted)
+    for n, (start, _, _) in MEMORY_PARAMS.items():   # the primed-effector pool: on when fitted
+        if n in names:
+            base[n] = np.asarray(start)
     unknown = [n for n in names if n not in base]
     if unknown:
         raise ValueError(f"fit: {unknown} are not parameters of the reduced CT26 model "

@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tmepde.models.tme import DEFAULTS, tme_model
+from tmepde.models.tme import DEFAULTS, hill, tme_model
 from tmepde.therapy import local_prefix, schedule_keys, systemic_prefix
 
 DYNAMIC = ("tumor", "cd8", "ifng", "il12", "depot_il12")
@@ -40,6 +40,25 @@ BACKGROUND = {"vessel": 0.3, "pdl1": DEFAULTS["pdl1_basal"], "cd8": 0.005, "nk":
 N_DOSES = {**{systemic_prefix(a): 1 for a in ("ifng", "pd1", "pdl1i", "tgfbi")},
            local_prefix("ifng"): 1, local_prefix("il12"): 3}
 IL12_TIMES, IL12_AMOUNTS = schedule_keys(local_prefix("il12"))  # the virus's IL-12 injections
+# Primed effector pool (immune memory) of this reduction, not a TME-model species. IL-12
+# primes tumor-specific CTLs while it is present: primed fraction A (0..1), dA/dt =
+# h(IL-12; ec50_il12) (1 − A) / PRIME_TAU_H, no decay (memory within the study); the primed
+# clones expand into an effector pool E (0..1) that follows A with a first-order lag,
+# dE/dt = (A − E) / memory_delay_h (clonal expansion takes days after priming). The pool
+# kills kill_memory·E mm³ of tumor per hour, saturating in the tumor volume like the TME
+# model's kill_sat: per-capita rate kill_memory·E / (V + memory_ks_mm3) (ratio-dependent
+# killing by a pool that does not grow with the tumor: Kuznetsov et al. 1994; de Pillis,
+# Radunskaya and Wiseman 2005). With the per-capita growth r, V* = kill_memory·E / r −
+# memory_ks_mm3 is an unstable equilibrium: a tumor near it stays flat for weeks, one below
+# it is eliminated, one above it escapes after a delay. kill_memory = 0 (the default) is the
+# reduction without the pool. Without IL-12 there is no pool.
+PRIME_TAU_H = 24.0         # h, est: time constant of priming at saturating IL-12
+MEMORY_DELAY_H = 240.0     # h, est: clonal expansion lag (CTL expansion peaks ~1 week after priming)
+MEMORY_KS_MM3 = 10.0       # mm³, est: tumor volume of half-saturated killing by the pool
+# Starting values (the prior centres) when fitted, and plausible ranges (est, model units):
+# kill_memory 0.1 mm³/h ≈ 10⁵ cells/h (1 mm³ ≈ 10⁶ cells); delay 3-20 days; Ks 1-100 mm³.
+MEMORY_PARAMS = {"kill_memory": (0.1, 0.0, 1.0), "memory_delay_h": (MEMORY_DELAY_H, 72.0, 480.0),
+                 "memory_ks_mm3": (MEMORY_KS_MM3, 1.0, 100.0)}
 
 
 class WellMixedCt26:
@@ -63,6 +82,9 @@ class WellMixedCt26:
         p["a2_mhc"] = np.asarray(5.0)         # CT26 is MHC-I high (est)
         p[IL12_TIMES] = np.asarray(injection_hours, float)
         p["dose_width_h"] = np.asarray(2.0 * dt)  # >= 2 dt: the pulse delivers its amount
+        p["kill_memory"] = np.asarray(0.0)    # mm³/h, primed-effector kill (0: no memory)
+        p["memory_delay_h"] = np.asarray(MEMORY_DELAY_H)
+        p["memory_ks_mm3"] = np.asarray(MEMORY_KS_MM3)
         for k, v in (params or {}).items():
             if k not in p:
                 raise KeyError(f"unknown TME parameter {k!r}")
@@ -82,15 +104,24 @@ class WellMixedCt26:
         q[IL12_AMOUNTS] = jnp.ones(3, f) * il12_dose_ng
         dt = self.dt
         y0 = {"tumor": jnp.log(v0_mm3), "cd8": jnp.asarray(self._frozen["cd8"], f),
-              "ifng": jnp.zeros((), f), "il12": jnp.zeros((), f), "depot_il12": jnp.zeros((), f)}
+              "ifng": jnp.zeros((), f), "il12": jnp.zeros((), f), "depot_il12": jnp.zeros((), f),
+              "primed": jnp.zeros((), f), "effector": jnp.zeros((), f)}
+        k_mem = q.pop("kill_memory", 0.0)
+        tau_exp = q.pop("memory_delay_h", MEMORY_DELAY_H)
+        ks = q.pop("memory_ks_mm3", MEMORY_KS_MM3)
 
         def step(y, t):
-            full = dict({k: jnp.asarray(v, f) for k, v in self._frozen.items()}, **y)
+            full = dict({k: jnp.asarray(v, f) for k, v in self._frozen.items()},
+                        **{k: v for k, v in y.items() if k not in ("primed", "effector")})
             full["tumor"] = jnp.asarray(RHO0 * 0.98, f)
             full["stem"] = jnp.asarray(RHO0 * 0.02, f)
             r = self.model.reactions(t, full, q)
             loss = self.model.local_decay(t, full, q)
-            new = {"tumor": y["tumor"] + dt * r["tumor"] / full["tumor"]}
+            memory = k_mem * y["effector"] / (jnp.exp(y["tumor"]) + ks)
+            new = {"tumor": y["tumor"] + dt * (r["tumor"] / full["tumor"] - memory)}
+            prime = hill(y["il12"], q["ec50_il12"]) / PRIME_TAU_H
+            new["primed"] = (y["primed"] + dt * prime) / (1.0 + dt * prime)
+            new["effector"] = (y["effector"] + dt * y["primed"] / tau_exp) / (1.0 + dt / tau_exp)
             for s in DYNAMIC[1:]:
                 # decay_<species> from the parameters, as the spatial model does: a fitted
                 # depot release rate must empty the depot at the rate it feeds IL-12

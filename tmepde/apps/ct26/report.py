@@ -22,8 +22,12 @@ def plausible_range(name: str, s) -> tuple[float, float] | None:
     ``v0_mm3`` the range of the first measured volumes."""
     from tmepde.models.tme_parameters import PARAMETERS
 
+    from .model import MEMORY_PARAMS
+
     if name in ("il12_response", "responder_fraction"):
         return 0.0, 1.0
+    if name in MEMORY_PARAMS:
+        return MEMORY_PARAMS[name][1:]
     if name == "v0_mm3":
         first = np.concatenate([s.arms[a].volumes[:, 0] for a in (PBS_ARM, IL12_ARM)])
         return float(np.nanmin(first)), float(np.nanmax(first))
