@@ -147,28 +147,37 @@ def family_name(r) -> str | None:
     return f"{solver[7:]} W={r['start_window_h']:g} h"
 
 
-def cached_child(plan, cache: str, t_end: float) -> list[dict]:
-    """In a fresh process whose persistent compilation cache is ``cache`` (filled by the
-    parent): per ``(scheme, W, dt)`` the first call and a warm call of ``Simulator.run``.
-    Returns ``[{scheme, start_window_h, dt_h, first_s, warm_s}]``."""
+def cached_child(plan, cache: str, t_end: float, mode: str = "xla") -> list[dict]:
+    """In a fresh process: per ``(scheme, W, dt)`` the first call and a warm call.
+
+    ``mode`` "xla": ``Simulator.run`` with the persistent compilation cache ``cache`` (filled
+    by the parent; tracing and lowering still run). "store": ``Simulator.program`` with the
+    program store ``cache``, timed from the simulator's construction (fingerprint, load or
+    compile, first run). Returns ``[{scheme, start_window_h, dt_h, first_s, warm_s, loaded}]``."""
     from tmepde.compile_cache import enable_compilation_cache
 
-    enable_compilation_cache(cache, 0.0)
+    if mode == "xla":
+        enable_compilation_cache(cache, 0.0)
     model = make_model()
     grid = Grid((N, N), H)
     params = model.default_params(jnp.float64)
     y0 = jnp.asarray(initial_state())
     rows = []
     for scheme, window, dt in plan:
+        t = time.perf_counter()
         sim = Simulator(model, grid, dt=dt, save_every=t_end, scheme=scheme, dtype=jnp.float64,
                         start_window=window)
-        t = time.perf_counter()
-        jax.block_until_ready(sim.run(params, y0, 1))
+        if mode == "xla":
+            t = time.perf_counter()
+            run, loaded = (lambda p, y: sim.run(p, y, 1)), False
+        else:
+            run, loaded = sim.program(params, y0, 1, store=cache)
+        jax.block_until_ready(run(params, y0))
         first = time.perf_counter() - t
         t = time.perf_counter()
-        jax.block_until_ready(sim.run(params, y0, 1))
+        jax.block_until_ready(run(params, y0))
         rows.append({"scheme": scheme, "start_window_h": window, "dt_h": dt, "first_s": first,
-                     "warm_s": time.perf_counter() - t})
+                     "warm_s": time.perf_counter() - t, "loaded": loaded})
     return rows
 
 
@@ -261,7 +270,8 @@ def main(argv=None):
         spec = json.loads(args.cached_child)
         N = spec["n"]
         VESSELS = vessel_map()
-        rows = cached_child([tuple(p) for p in spec["plan"]], spec["cache"], spec["t_end"])
+        rows = cached_child([tuple(p) for p in spec["plan"]], spec["cache"], spec["t_end"],
+                            spec.get("mode", "xla"))
         print("CACHED_CHILD " + json.dumps(rows), flush=True)
         return
     if args.order_study:
@@ -347,20 +357,35 @@ def main(argv=None):
                   f"(+ compile {compile_s:.2f} s)", flush=True)
     if cache is not None:
         child_plan = [(r["solver"][7:], r["start_window_h"], r["dt_h"]) for r in runs]
-        spec = json.dumps({"n": N, "plan": child_plan, "cache": cache, "t_end": t_end})
-        t = time.perf_counter()
-        proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--cached-child", spec],
-                              capture_output=True, text=True)
-        child_s = time.perf_counter() - t
-        line = [ln for ln in proc.stdout.splitlines() if ln.startswith("CACHED_CHILD ")]
-        if proc.returncode or not line:
-            raise SystemExit(f"bench_stiff: the cached-compile process failed: {proc.stderr.strip()[-400:]}")
-        for r, c in zip(runs, json.loads(line[-1][len("CACHED_CHILD "):])):
+        store = os.path.join(cache, "programs")
+
+        def child(mode, folder):
+            spec = json.dumps({"n": N, "plan": child_plan, "cache": folder, "t_end": t_end, "mode": mode})
+            t = time.perf_counter()
+            proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--cached-child", spec],
+                                  capture_output=True, text=True)
+            line = [ln for ln in proc.stdout.splitlines() if ln.startswith("CACHED_CHILD ")]
+            if proc.returncode or not line:
+                raise SystemExit(f"bench_stiff: the {mode} child process failed: {proc.stderr.strip()[-400:]}")
+            return json.loads(line[-1][len("CACHED_CHILD "):]), time.perf_counter() - t
+
+        rows, child_s = child("xla", cache)
+        for r, c in zip(runs, rows):
             r["cached_compile_s"] = max(c["first_s"] - c["warm_s"], 0.0)
             r["cached_warm_s"] = c["warm_s"]
             print(f"  cached: tmepde {c['scheme']} W={c['start_window_h']:g} dt={c['dt_h']:g}: "
                   f"first call {c['first_s']:.2f} s, warm {c['warm_s'] * 1e3:.1f} ms", flush=True)
         print(f"second process (import, {len(runs)} programs from the cache, runs): {child_s:.1f} s", flush=True)
+        child("store", store)  # a first process compiles and stores each program
+        rows, child_s = child("store", store)
+        for r, c in zip(runs, rows):
+            if not c["loaded"]:
+                raise SystemExit(f"bench_stiff: the program store missed {c['scheme']} dt={c['dt_h']:g}")
+            r["stored_compile_s"] = max(c["first_s"] - c["warm_s"], 0.0)
+            r["stored_warm_s"] = c["warm_s"]
+            print(f"  stored: tmepde {c['scheme']} W={c['start_window_h']:g} dt={c['dt_h']:g}: "
+                  f"set-up + load + first run {c['first_s']:.3f} s, warm {c['warm_s'] * 1e3:.1f} ms", flush=True)
+        print(f"third process (import, {len(runs)} programs from the store, runs): {child_s:.1f} s", flush=True)
         shutil.rmtree(cache, ignore_errors=True)
     # rk4 (explicit, stability-limited): the reference run itself; its error is measured
     # against the tightest SciPy run below.
@@ -479,19 +504,23 @@ def write_markdown(out, path):
          "warm `Simulator.run` (compile time listed apart).", "",
          "Compile columns: cold = this process compiles (a user's first run); cached = a second "
          "process that finds the persistent compilation cache filled (every later run; tracing "
-         "included), – where not measured.", "",
-         "| solver | dt (h) / rtol | error | wall (s) | compile, cold (s) | compile, cached (s) | notes |",
-         "|---|---|---|---|---|---|---|"]
+         "included); stored = a third process that loads the whole compiled run from the "
+         "program store (`Simulator.program(..., store=)`: no tracing; the simulator's set-up, "
+         "fingerprint and load counted), – where not measured.", "",
+         "| solver | dt (h) / rtol | error | wall (s) | compile, cold (s) | compile, cached (s) | "
+         "set-up + load, stored (s) | notes |",
+         "|---|---|---|---|---|---|---|---|"]
     for r in out["runs"]:
         if r["solver"] == "scipy BDF":
             L.append(f"| scipy BDF (jac_sparsity) | rtol {r['rtol']:g}, atol {r['atol']:g} | {r['error']:.2e} | "
-                     f"{r['wall_s']:.3f} | – | – | nfev {r['nfev']}, njev {r['njev']}, nlu {r['nlu']} |")
+                     f"{r['wall_s']:.3f} | – | – | – | nfev {r['nfev']}, njev {r['njev']}, nlu {r['nlu']} |")
         else:
             note = r.get("note", "")
             window = f", W {r['start_window_h']:g} h" if "start_window_h" in r else ""
             cached = f"{r['cached_compile_s']:.2f}" if "cached_compile_s" in r else "–"
+            stored = f"{r['stored_compile_s']:.3f}" if "stored_compile_s" in r else "–"
             L.append(f"| {r['solver']}{window} | {r['dt_h']:.4g} | {r['error']:.2e} | {r['wall_s']:.4f} | "
-                     f"{r['compile_s']:.2f} | {cached} | {note} |")
+                     f"{r['compile_s']:.2f} | {cached} | {stored} | {note} |")
     names = list(dict.fromkeys(n for mm in out["matched"] for n in mm["tmepde_s"]))
     L += ["", "Speed at matched error: each tmepde family's (scheme, start window W) wall time "
           "interpolated log-log at each SciPy error (– where the error is outside the family's "
@@ -509,7 +538,10 @@ def write_markdown(out, path):
                                       "column plus `wall`)"),
                        ("cached_compile_s", "Counted with cached compilation (every later run of the same "
                                             "configuration: a second process that loads the programs from the "
-                                            "persistent cache; the cached `compile` column plus `wall`)")):
+                                            "persistent cache; the cached `compile` column plus `wall`)"),
+                       ("stored_compile_s", "Counted with a stored program (every later run of the same "
+                                            "configuration through `Simulator.program(..., store=)`: set-up, "
+                                            "fingerprint, load and the first run, measured in that process)")):
         rows = matched_with_compile(out, key)
         if not any(mm["with_compile"] for mm in rows):
             continue

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import warnings
 from typing import Mapping
 
@@ -126,6 +127,42 @@ class Simulator:
         carry = self.init(y0, params, t0)
         _, ys = self.advance(carry, params, n_saves)
         return jnp.concatenate([carry.y[None], ys])
+
+    def program(self, params, y0, n_saves: int, store: str | os.PathLike | None = None):
+        """:meth:`run` for ``n_saves`` saves compiled ahead of time as one program:
+        returns ``(run, loaded)`` with ``run(params, y0, t0=0.0) -> ys`` for parameters and
+        states shaped like the examples given, and ``loaded`` True when the program came from
+        ``store``.
+
+        With ``store`` (a folder), the compiled program is kept there under a fingerprint of
+        the model, grid, options and library versions
+        (:func:`tmepde.compile_cache.fingerprint`), so a later process with the same set-up
+        loads it without tracing or compiling: a one-off solve then costs its run and the
+        load (milliseconds) instead of seconds of tracing. A model whose content cannot be
+        fingerprinted (an object with no inspectable state) is compiled as usual and not stored.
+        """
+        from .. import compile_cache
+
+        example = (self._as_params(params), jnp.asarray(y0, self.dtype), jnp.asarray(0.0, self.dtype))
+        whole = jax.jit(lambda p, y, t0: self.run(p, y, n_saves, t0))
+        compiled, loaded = None, False
+        if store is not None:
+            try:
+                key = (compile_cache.fingerprint((self.model, self.grid, sorted(
+                    (k, repr(v)) for k, v in self._options.items()))), int(n_saves), "Simulator.run")
+            except compile_cache.Unfingerprintable:
+                key = None
+            if key is not None:
+                compiled, loaded = compile_cache.load_or_compile(store, key, whole, *example)
+        if compiled is None:
+            compiled = whole.lower(*example).compile()
+
+        def run(params, y0, t0: float = 0.0):
+            self.model.check_params(params)
+            return compiled(self._as_params(params), jnp.asarray(y0, self.dtype),
+                            jnp.asarray(t0, self.dtype))
+
+        return run, loaded
 
     def save_times(self, n_saves: int, t0: float = 0.0):
         return t0 + self.save_every * jnp.arange(n_saves + 1)
