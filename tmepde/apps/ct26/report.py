@@ -6,6 +6,7 @@ import copy
 import json
 import math
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 
@@ -366,10 +367,25 @@ def write_fitted_toml(config, out: dict, path: Path) -> Path:
                                   "value": RHO0 * frac}]
     data["output"]["path"] = "ct26_fitted.h5"
     text = ("# Fitted by `tmepde fit` (population fit, well-mixed reduction; typical animal): the\n"
-            "# rVSV-mIL12-mGMCSF arm on the spherical grid; `tmepde run` runs it.\n" + tomli_w.dumps(data))
+            "# rVSV-mIL12-mGMCSF arm on the spherical grid; `tmepde run` runs it.\n"
+            + _reduction_only_note(values) + tomli_w.dumps(data))
     loads_config(text, base_dir=config.base_dir)  # must load back as a valid run config
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def _reduction_only_note(values: Mapping) -> str:
+    """Header lines naming the fitted primed-effector pool, which the spatial model lacks: a
+    run of the fitted config has no such kill, so it does not reproduce a responder's late
+    regression (empty when the pool was not fitted)."""
+    from .model import MEMORY_PARAMS
+
+    pool = {n: values[n] for n in MEMORY_PARAMS if n in values}
+    if not pool:
+        return ""
+    listed = ", ".join(f"{n} = {v:.4g}" for n, v in pool.items())
+    return ("# Fitted in the reduction only (IL-12-primed effector pool, tmepde.apps.ct26.model; not a\n"
+            f"# species of the spatial model, so absent from this run):\n#   {listed}\n")
 
 
 def write_fit_h5(out: dict, path: Path) -> Path:
