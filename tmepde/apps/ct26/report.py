@@ -11,7 +11,8 @@ from typing import Mapping
 import numpy as np
 
 from .data import FLOOR_MM3, IL12_ARM, PBS_ARM
-from .fitting import CONTROLLED_MM3, NUTS_TREE_DEPTH, PSEUDO, parameter_values, u_names, u_value
+from .fitting import (CONTROLLED_MM3, NUTS_TREE_DEPTH, PSEUDO, parameter_values, responder_classes, u_names,
+                      u_value)
 from .model import IL12_AMOUNTS, RHO0, radius_um
 
 Z95 = 1.959963984540054   # standard normal 97.5 % quantile
@@ -67,6 +68,27 @@ def comparison_rows(out: dict) -> list[dict]:
     return rows
 
 
+def population_floor(s, classes) -> dict:
+    """Lowest population log-residual s.d. any model can reach: {"all", PBS_ARM, IL12_ARM: s.d.}.
+
+    A population prediction (η = 0) is the same for every animal of a group, the arm and, in a
+    dosed arm with a mixture, the animal's class (``classes`` (N,): 1 responder, 0 not), so per
+    day no prediction beats the group's mean of the quantified log(V + floor); the residuals
+    about those means give the floor (same volumes and s.d. as ``sd_population``)."""
+    obs = s.data.observed > 0
+    dosed = np.asarray(s.data.covariates) > 0
+    group = [(a, float(c) if d else 0.0) for a, c, d in zip(s.arm_of, np.asarray(classes), dosed)]
+    resid = np.zeros_like(s.data.y)
+    for g in set(group):
+        rows = np.array([x == g for x in group])
+        o = obs[rows]
+        mean = np.where(o, s.data.y[rows], 0.0).sum(axis=0) / np.maximum(o.sum(axis=0), 1)
+        resid[rows] = s.data.y[rows] - mean
+    arm = np.array(s.arm_of)[:, None]
+    return {"all": float(np.std(resid[obs])),
+            **{a: float(np.std(resid[obs & (arm == a)])) for a in (PBS_ARM, IL12_ARM)}}
+
+
 def report(out: dict) -> str:
     s, res = out["setup"], out["fit"]
     values = parameter_values(s, res)
@@ -75,6 +97,7 @@ def report(out: dict) -> str:
     n_pbs = s.arm_of.count(PBS_ARM)
     n_il = s.arm_of.count(IL12_ARM)
     settings = out["settings"]
+    floor = population_floor(s, responder_classes(s, res))
     lines = [
         f"# CT26 population fit (`{command(out)}`)",
         "",
@@ -97,7 +120,10 @@ def report(out: dict) -> str:
         + (" Responders and non-responders: a two-class mixture, a responder gets the IL-12 dose's effect, a "
            "non-responder none, the fraction of responders `responder_fraction` is fitted and each animal's "
            "class is summed out of the likelihood (Laplace per class; in NUTS the potential sums it out, so "
-           "no discrete parameter is sampled)." if s.mixture else ""),
+           "no discrete parameter is sampled)." if s.mixture else "")
+        + (" IL-12-primed effector pool (`kill_memory`, `memory_delay_h`, `memory_ks_mm3`; the reduction only): "
+           "IL-12 primes CTLs that expand after a lag into a pool killing `kill_memory` × pool / (V + "
+           "`memory_ks_mm3`) per hour, which persists after the doses." if "kill_memory" in s.names else ""),
         f"Wall time: fit {out['wall_fit_s']:.0f} s, profiles {out['wall_profile_s']:.0f} s, total "
         f"{out.get('wall_s', float('nan')):.0f} s (compile included). −log L = {res.nll:.2f} after "
         f"{res.n_steps} BFGS steps.",
@@ -146,6 +172,11 @@ def report(out: dict) -> str:
         + (", animal's most probable class" if s.mixture else "") + f"): **{out['sd_individual']:.3f}** (goal ≤ 0.3)",
         "- log-residual s.d. over the quantified volumes, population predictions (η = 0"
         + (", animal's most probable class" if s.mixture else "") + f"): **{out['sd_population']:.3f}** (goal ≤ 0.6)",
+        "- floor of that population s.d.: every animal predicted by the per-day mean of its group (arm"
+        + (", and in the IL-12 arm its most probable class" if s.mixture else "") + ") leaves "
+        + "**{all:.3f}** ({p} arm {pbs:.3f}, {il} arm {il12:.3f}); a population prediction is one curve per "
+          "group, so no model does better under this definition".format(
+              p=PBS_ARM, il=IL12_ARM, pbs=floor[PBS_ARM], il12=floor[IL12_ARM], all=floor["all"]),
         *_censored_lines(out),
         "- where the individual misfit sits (s.d. of individual residuals): "
         + "; ".join(f"{k} {v:.3f}" for k, v in out["sd_breakdown"].items())
@@ -332,6 +363,7 @@ def write_json(out: dict, path: Path) -> Path:
             divergences=int(out["posterior"].divergences), accept=float(out["posterior"].accept),
             wall_s=float(out.get("wall_nuts_s", out["posterior"].wall_s))),
         "sd_individual": out["sd_individual"], "sd_population": out["sd_population"],
+        "sd_population_floor": population_floor(s, responder_classes(s, res)),
         "sd_individual_breakdown": out["sd_breakdown"], "sd_reference_cubic_per_animal": out["sd_reference"],
         "sd_over": "quantified volumes (zero readings left-censored)" if s.lloq_mm3 is not None else "all volumes",
         "left_censored": out.get("censored_fit"), "responder_fraction": out.get("responder_fraction"),
