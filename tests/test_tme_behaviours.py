@@ -356,3 +356,28 @@ def test_mdsc_recruitment_follows_exposure_memory():
     print("MDSC recruitment, memory 0 / 1 / IFN-γ 5 ng/mL:", r0, r1, r_hot)
     assert r1 / r0 == pytest.approx(1.0 + float(tme.DEFAULTS["p4_mdsc"]), rel=1e-6)
     assert r_hot == pytest.approx(r0, rel=1e-6)
+
+
+def test_chronic_nk_inhibition_acts_through_pd1():
+    """P1 on NK cells: with CTLs and macrophages absent the NK kill flux (the tumor rate with
+    NK cells minus without, the same volume held by Tregs, which act on the tumor only through
+    CTLs, so crowding is equal) falls with a full exposure memory by exactly
+    1 + p1_chronic_nk·pd·G, G = h(1; chronic_threshold, hill_chronic), pd = PD-L1 without
+    anti-PD-1 (the rest of the memory's effect on the tumor, P6, does not involve NK cells and
+    cancels in the difference); at saturating anti-PD-1 the memory changes it by < 1 %."""
+    d = tme.DEFAULTS
+    base = dict(ifng=0.2, pdl1=0.6, cd8=0.0, m1=0.0)
+    treg = tme.uniform_conditions()["treg"]
+
+    def nk_flux(memory, **extra):
+        with_nk = _rates(**base, **extra, memory=memory, nk=0.005, treg=treg)["tumor"]
+        without = _rates(**base, **extra, memory=memory, nk=0.0, treg=treg + 0.005)["tumor"]
+        return without - with_nk
+
+    gate = 1.0 / (1.0 + (d["chronic_threshold"] / 1.0) ** d["hill_chronic"])
+    expected = 1.0 + d["p1_chronic_nk"] * 0.6 * gate
+    ratio = nk_flux(0.0) / nk_flux(1.0)
+    blocked = nk_flux(0.0, apd1=1e6) / nk_flux(1.0, apd1=1e6)
+    print("NK kill flux, memory 0 / memory 1:", ratio, "expected", expected, "under blockade:", blocked)
+    assert ratio == pytest.approx(expected, rel=1e-4)
+    assert abs(blocked - 1.0) < 0.01

@@ -178,6 +178,10 @@ DEFAULTS = {
     "pdl1_basal": 1.0 / 6,         # -, basal / max (up to 6-fold)
     "p1_kill_inhibition": 3.0,     # -, PD-1:PD-L1 inhibition strength of killing, est
     "p1_secretion_inhibition": 2.0,  # -, of IFN-γ / IL-2 secretion, est
+    "p1_chronic_nk": 3.0,          # -, PD-1:PD-L1 inhibition strength of NK killing at full
+                                   # chronic signalling (NK cells express PD-1, Hsu 2018), est:
+                                   # as that of CTL killing (p1_kill_inhibition); B2 in space
+                                   # with A1 apoptosis off needs >= 2
     "ec50_apd1": 500.0,            # ng/mL anti-PD-1 for half receptor occupancy, est
     # P2 exhaustion
     "p2_exhaustion": 0.1 / 24,     # 1/h; 0.05–0.1 /day (QSPIO; SPQSP_PDAC)
@@ -199,10 +203,11 @@ DEFAULTS = {
     "hill_chronic": 4.0,           # -, est (switch-like: chronic vs acute exposure)
     # P3 chronic IFN-γ recruits Tregs; IFN-γ lowers NSDHL -> tumor TGF-β1
     "rec_treg": 3e-4,              # volume fraction/h per vessel density, est
-    "p3_treg": 2.0,                # -, fold increase at full chronic signalling, est; pinned by
-                                   # B2 (Tregs ≥ 1.1x) and the clinical combination (6 lets
-                                   # anti-PD-1's own IFN-γ recruit enough Tregs that adding
-                                   # IFN-γ-1b does worse than anti-PD-1 alone)
+    "p3_treg": 2.5,                # -, fold increase at full chronic signalling, est; pinned by
+                                   # B2 (Tregs ≥ 1.1x: 2 holds it at 0.69 of the ±30 % sample
+                                   # once P1 inhibits NK cells, 2.5 at 0.86) and the clinical
+                                   # combination (at 3 anti-PD-1's own IFN-γ recruits enough
+                                   # Tregs that adding IFN-γ-1b only ties anti-PD-1 alone)
     "secr_tgfb": 1.0,              # ng/mL/h per tumor volume fraction, est
     "p3_tgfb": 3.0,                # -, fold increase by IFN-γ (NSDHL), est
     "ec50_p3": 0.15,               # ng/mL, est: sub-ng/mL like the IRF1 targets; pinned by
@@ -339,9 +344,18 @@ def tme_model(grid=None, n_doses=4, boundaries=None, cd8_chi: float = 2.0, nk_ch
                               * (1.0 + p["p7_tgfb_ctl"] * hill(B, p["ec50_tgfb"]))  # P7
                               * (1.0 + p["mdsc_suppression"] * Md)                 # P4
                               * (1.0 + p["treg_suppression"] * R))                 # P3/P7
+        # chronic signalling: a threshold (Hill) of the slow exposure memory, so pulses that
+        # let the memory fall between doses stay below it and sustained exposure crosses it
+        chronic = hill(Hm, p["chronic_threshold"], p["hill_chronic"])                     # P1-P3
         ctl = p["kill_cd8"] * E * (1.0 + p["a2_mhc"] * hill(I, p["ec50_a2"])) * suppress_ctl  # A2
+        # P1 on NK cells: NK cells in tumors express PD-1 and tumor PD-L1 inhibits their
+        # killing (Hsu 2018). Gated by chronic signalling: an acquired state of sustained
+        # IFN-γ exposure (as the ISG resistance program of tumors under prolonged IFN-γ,
+        # Benci 2016), so pulses leave NK killing alone; through the PD-1 signal (× pd), so
+        # PD-1 blockade removes it, as it removes the chronic channel of P2
         nk = (p["kill_nk"] * K * (1.0 + p["a5_nk"] * hill(I, p["ec50_a5"]))              # A5
-              / (1.0 + p["p7_tgfb_ctl"] * hill(B, p["ec50_tgfb"])))
+              / (1.0 + p["p7_tgfb_ctl"] * hill(B, p["ec50_tgfb"]))
+              / (1.0 + p["p1_chronic_nk"] * pd * chronic))                               # P1
         mac = p["kill_m1"] * M1                                                           # A4
         kill_per_tumor = (ctl + nk + mac) / (p["kill_sat"] + tum)
         # P6 window: chronic exposure (memory Hm) converts only while the current level lies
@@ -370,9 +384,6 @@ def tme_model(grid=None, n_doses=4, boundaries=None, cd8_chi: float = 2.0, nk_ch
         adhesion = 1.0 + p["a3_adhesion"] * hill(i_wall, p["ec50_endothelium"])          # A3
         chemo = chemo * adhesion
         secr_supp = 1.0 / (1.0 + p["p1_secretion_inhibition"] * pd)                       # P1
-        # chronic signalling: a threshold (Hill) of the slow exposure memory, so pulses that
-        # let the memory fall between doses stay below it and sustained exposure crosses it
-        chronic = hill(Hm, p["chronic_threshold"], p["hill_chronic"])                     # P2/P3
         # P2: persistent antigen (engaged) exhausts through PD-1 signalling plus a
         # PD-1-independent share (Odorizzi 2015: PD-1-deficient CD8 T cells still exhaust under
         # chronic antigen), so blockade slows it only. Chronic IFN-γ signalling adds exhaustion
