@@ -69,8 +69,8 @@ MECHANISM_STRENGTHS = (
     "a1_antiprolif", "a1_apoptosis", "a2_mhc", "a3_cxcl", "a3_endothelial", "a3_adhesion",
     "a4_polarize", "a5_nk", "a6_il12_to_ifng", "a6_ifng_to_il12",
     "a7_prolif_cd8", "a8_antiangio", "kill_cd8", "p1_induction", "p1_kill_inhibition",
-    "p1_secretion_inhibition", "p1_chronic_nk", "p2_exhaustion", "p2_pd_independent", "p2_chronic", "p3_treg",
-    "p3_tgfb", "p4_mdsc", "mdsc_suppression",
+    "p1_secretion_inhibition", "p1_chronic_nk", "p2_exhaustion", "p2_pd_independent",
+    "p2_chronic", "p3_treg", "p3_tgfb", "p4_mdsc", "mdsc_suppression",
     "treg_suppression", "p5_ido", "p6_stemness", "p7_tgfb_ctl", "p7_tgfb_treg", "p7_il10",
     "uptake_ifng",
 )

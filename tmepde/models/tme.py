@@ -180,8 +180,9 @@ DEFAULTS = {
     "p1_secretion_inhibition": 2.0,  # -, of IFN-γ / IL-2 secretion, est
     "p1_chronic_nk": 3.0,          # -, PD-1:PD-L1 inhibition strength of NK killing at full
                                    # chronic signalling (NK cells express PD-1, Hsu 2018), est:
-                                   # as that of CTL killing (p1_kill_inhibition); B2 in space
-                                   # with A1 apoptosis off needs >= 2
+                                   # as that of CTL killing (p1_kill_inhibition); pinned by B2
+                                   # in space with A1 apoptosis off (96² section: 0 gives
+                                   # 1.019, 2 gives 1.119 >= 1.10)
     "ec50_apd1": 500.0,            # ng/mL anti-PD-1 for half receptor occupancy, est
     # P2 exhaustion
     "p2_exhaustion": 0.1 / 24,     # 1/h; 0.05–0.1 /day (QSPIO; SPQSP_PDAC)
