@@ -5,6 +5,8 @@
 * In the well-mixed reduction, IL-12 acts only through the IL-12 → IFN-γ boost (A6): with
   ``a6_il12_to_ifng = 0`` the dose changes nothing (ablation), with the config's value it
   shrinks the tumor.
+* At the fitted values a responder's regression needs the doses, the IFN-γ boost and the
+  IL-12-primed effector pool: without any of them the tumor grows.
 * slow: a population fit of data simulated by the reduced model recovers the fixed effects and
   the random-effect s.d.; ``tmepde fit --quick`` writes a report whose numbers match its JSON.
 """
@@ -106,6 +108,81 @@ def test_il12_acts_through_the_ifng_boost_only():
         grow = float(jnp.exp(f(on, 0.0)[-1]) - 10.0)
         treated = float(jnp.exp(f(on, 300.0)[-1]) - 10.0)
         assert grow > 15.0 * 5 and treated < 15.0 / 5, (grow, treated)
+
+
+# Fixed effects of the shipped fit (results/ct26_fit.json: Laplace optimum, 4 digits, of
+# `tmepde fit configs/fit/ct26.toml --nuts -o results/ct26`, -log L 98.59), typical animal (η = 0).
+CT26_FITTED = {"growth_tumor": 0.02077, "v0_mm3": 19.93, "a6_il12_to_ifng": 4.454,
+               "kill_memory": 0.4165, "memory_delay_h": 744.9, "memory_ks_mm3": 4.248}
+
+
+def test_fitted_regression_needs_the_doses_the_ifng_boost_and_the_primed_pool():
+    """Attribution at the fitted values, on the reduction of the shipped config (dt 2 h, 49
+    days): a typical responder given the three IL-12 doses is eliminated, the same animal
+    without them grows > 100-fold (so the regression is the doses'). Each IL-12 route alone
+    fails: without the primed pool (kill_memory = 0) the IFN-γ boost only slows growth, and
+    the pool alone (a6 = 0) comes too late (expansion lag 745 h): the tumor grows > 50-fold
+    either way; the boost holds the tumor on its plateau until the pool has expanded. With
+    neither, the doses change nothing (ablation)."""
+    from pathlib import Path
+
+    from tmepde.apps.ct26.fitting import setup
+    from tmepde.config import load_config
+
+    cfg = load_config(str(Path(__file__).parents[1] / "configs" / "fit" / "ct26.toml"))
+    with jax.enable_x64(True):
+        s = setup(cfg)
+        v0 = CT26_FITTED["v0_mm3"]
+        fitted = dict({k: jnp.asarray(v) for k, v in s.model.params.items()},
+                      **{k: jnp.asarray(v) for k, v in CT26_FITTED.items() if k != "v0_mm3"})
+        # volume ratio V(day 60) / V(day 11); floor 0: the tumor volume itself
+        f = jax.jit(lambda p, dose: jnp.exp(s.model.log_volumes(p, v0, dose, 0.0)[-1]) / v0)
+        dose = s.dose_ng     # a responder's effective dose per injection (ng)
+
+        def ratios(**changes):
+            p = dict(fitted, **{k: jnp.asarray(v) for k, v in changes.items()})
+            return float(f(p, dose)), float(f(p, 0.0))
+
+        treated, untreated = ratios()
+        assert treated < 1e-3 and untreated > 100.0, (treated, untreated)
+        ifng_only, untreated_0 = ratios(kill_memory=0.0)
+        assert untreated_0 == untreated and 50.0 < ifng_only < untreated, (ifng_only, untreated)
+        pool_only, _ = ratios(a6_il12_to_ifng=0.0)
+        assert 50.0 < pool_only < untreated, (pool_only, untreated)
+        neither, neither_0 = ratios(kill_memory=0.0, a6_il12_to_ifng=0.0)
+        assert abs(math.log(neither / neither_0)) < 1e-12 and neither_0 == untreated
+
+
+def test_population_floor_is_the_per_day_group_mean_from_the_csv():
+    """The floor of the population residual s.d. (report) equals, from the raw csv rows, the
+    s.d. of each quantified log(V + 10) about the per-day mean of its group (PBS; IL-12
+    responders, here the data's regressors, mice 1, 5, 8; IL-12 non-responders), and moving any
+    group's curve off its mean raises it (the mean is the least-squares curve)."""
+    from pathlib import Path
+
+    from tmepde.apps.ct26.fitting import setup
+    from tmepde.apps.ct26.report import population_floor
+    from tmepde.config import load_config
+
+    s = setup(load_config(str(Path(__file__).parents[1] / "configs" / "fit" / "ct26.toml")), quick=True)
+    regressors = (1, 5, 8)
+    classes = np.array([float(a != "PBS" and m in regressors) for a, m in zip(s.arm_of, s.mouse_of)])
+    floor = population_floor(s, classes)
+    with ct26data.DATA_PATH.open() as fh:
+        rows = [r for r in csv.DictReader(fh) if r["arm"] in ("PBS", "rVSV-mIL12-mGMCSF")
+                and float(r["volume_mm3"]) > 0]
+    group = lambda r: (r["arm"], r["arm"] != "PBS" and int(r["mouse"]) in regressors)  # noqa: E731
+    cells = {}
+    for r in rows:
+        cells.setdefault((group(r), r["day"]), []).append(math.log(float(r["volume_mm3"]) + 10.0))
+    resid = [math.log(float(r["volume_mm3"]) + 10.0) - np.mean(cells[(group(r), r["day"])]) for r in rows]
+    pbs = [e for e, r in zip(resid, rows) if r["arm"] == "PBS"]
+    assert floor["all"] == pytest.approx(np.std(resid), abs=1e-12)
+    assert floor["PBS"] == pytest.approx(np.std(pbs), abs=1e-12)
+    assert floor["all"] == pytest.approx(0.7085, abs=5e-5)     # the value docs/fitting.md quotes
+    # the responders' curve 0.1 above their per-day mean: a larger s.d.
+    off = [e - 0.1 * group(r)[1] for e, r in zip(resid, rows)]
+    assert np.std(off) > floor["all"] + 1e-4
 
 
 @pytest.mark.slow
