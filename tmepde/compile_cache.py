@@ -18,9 +18,14 @@ Where: ``$TMEPDE_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/tmepde/xla`` (defaul
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
+import pickle
 import sys
+import types
 from pathlib import Path
+
+import numpy as np
 
 __all__ = ["cache_dir", "enable_compilation_cache", "fingerprint", "load_or_compile"]
 
@@ -82,8 +87,6 @@ _MAX_DEPTH = 40
 
 def _file_digest(path: str) -> str:
     if path not in _SOURCE_HASHES:
-        import hashlib
-
         with open(path, "rb") as fh:
             _SOURCE_HASHES[path] = hashlib.sha256(fh.read()).hexdigest()
     return _SOURCE_HASHES[path]
@@ -93,8 +96,6 @@ def _package_digest() -> str:
     """Hash of every tmepde source file: the schemes, operators and loops a program is built
     from live here, not in the model."""
     if not _PACKAGE_HASH:
-        import hashlib
-
         root = Path(__file__).parent
         h = hashlib.sha256()
         for path in sorted(root.rglob("*.py")):
@@ -131,18 +132,12 @@ def fingerprint(obj) -> str:
     Raises :class:`Unfingerprintable` for anything it cannot hash by content, so a caller
     falls back to compiling rather than reusing a program built from different data.
     """
-    import hashlib
-
     h = hashlib.sha256()
     _feed(h, obj, {}, 0)
     return h.hexdigest()
 
 
 def _feed(h, obj, seen: dict, depth: int) -> None:  # noqa: C901 - one dispatch on type
-    import types
-
-    import numpy as np
-
     if depth > _MAX_DEPTH:
         raise Unfingerprintable("object graph too deep")
     put = lambda *parts: h.update(("\x1f".join(map(str, parts)) + "\x1e").encode())  # noqa: E731
@@ -234,8 +229,6 @@ def _feed(h, obj, seen: dict, depth: int) -> None:  # noqa: C901 - one dispatch 
 
 
 def _global_names(code) -> set[str]:
-    import types
-
     names = set(code.co_names)
     for const in code.co_consts:
         if isinstance(const, types.CodeType):
@@ -262,9 +255,6 @@ def load_or_compile(folder: str | os.PathLike, key_material, jitted, *args):
     shapes and dtypes and :func:`environment_key` are added here. Unreadable or foreign
     entries are recompiled and replaced; a folder that cannot be written is skipped.
     """
-    import hashlib
-    import pickle
-
     import jax
     from jax.experimental import serialize_executable
 
