@@ -629,15 +629,18 @@ def profile_likelihood(predict: Callable, data: PopulationData, result: Populati
     return vals, dev, tuple(bounds)
 
 
-def refit(result: PopulationFit, u0, *, max_steps: int = 60, fd_step: float = 1e-2) -> PopulationFit:
+def refit(result: PopulationFit, u0, *, max_steps: int = 60, fd_step: float = 1e-2, eta0=None,
+          log=None) -> PopulationFit:
     """Continue a population fit from ``u0 = [θ, log ω, log σ]`` (e.g. a profile point that
-    beat the optimum) with the objective compiled by :func:`population_fit`."""
+    beat the optimum) with the objective compiled by :func:`population_fit`; ``eta0``: warm
+    start of the inner modes (default the fit's; a profile point's own modes reproduce the
+    −log L it found, the fit's may converge elsewhere)."""
     vg = result.objective
     if vg is None:
         raise ValueError("refit needs a PopulationFit from population_fit (with its objective)")
     p, k = result.theta.size, result.omega.size
-    u, f, eta, n_steps, history = _bfgs(vg, np.asarray(u0, float), result.eta_start, max_steps,
-                                        result.free_mask)
+    u, f, eta, n_steps, history = _bfgs(vg, np.asarray(u0, float), result.eta_start if eta0 is None else eta0,
+                                        max_steps, result.free_mask, log=log)
     if f > result.nll:          # never worse than where we were
         return result
     cov, identified = information_covariance(observed_information(vg, u, eta, fd_step), result.free_mask)
@@ -886,10 +889,12 @@ def posterior_nuts(predict: Callable, data: PopulationData, start: PopulationFit
         predict = _forward_mode_vjp(predict, p)
     elif jacobian != "reverse":
         raise ValueError(f"posterior_nuts: jacobian must be 'forward' or 'reverse', got {jacobian!r}")
-    if class_effects not in ("per-class", "shared"):
-        raise ValueError(f"posterior_nuts: class_effects must be 'per-class' or 'shared', got {class_effects!r}")
+    if class_effects not in ("per-class", "shared", "aligned"):
+        raise ValueError(f"posterior_nuts: class_effects must be 'per-class', 'shared' or 'aligned', "
+                         f"got {class_effects!r}")
     batch = jax.vmap(predict, (None, 0, 0)) if mixture is None else jax.vmap(predict, (None, 0, 0, None))
-    per_class = mixture is not None and class_effects == "per-class"
+    per_class = mixture is not None and class_effects in ("per-class", "aligned")
+    aligned = mixture is not None and class_effects == "aligned"
     cfree = np.zeros(n_sub, bool) if class_free is None else np.asarray(class_free, bool)
     if cfree.shape != (n_sub,):
         raise ValueError(f"posterior_nuts: class_free must have one entry per subject ({n_sub}), "
@@ -950,6 +955,19 @@ def posterior_nuts(predict: Callable, data: PopulationData, start: PopulationFit
         # class-c subject term at the fit's mode, in ξ (Hη → diag ω Hη diag ω), widened
         g_mean, g_prec = _pseudo_priors(raw_predict, data, start, eta_c0, own, n_c, cov, arrays)
         g_prec = g_prec / pseudo_prior_scale**2
+        if aligned:
+            # one ζ_i per subject, mapped per class onto the subject's own value (θ + η) at
+            # the class's mode, z_i,c = θ̂ + η̂_i,c + L_i,c ζ_i, L L' the mode's covariance in η
+            # (pseudo_prior_scale² × the Gauss–Newton inverse curvature)
+            re_idx = np.array([start.names.index(n) if n in start.names else -1 for n in start.re_names])
+            has_theta = jnp.asarray(re_idx >= 0)
+            re_idx = jnp.asarray(np.maximum(re_idx, 0))
+            theta_re = lambda theta: jnp.where(has_theta, theta[re_idx], 0.0)  # noqa: E731
+            cov_xi = np.linalg.inv(g_prec)                                  # (C, n_own, k, k)
+            a_L = np.linalg.cholesky(cov_xi * np.outer(start.omega, start.omega))
+            a_mean = jnp.asarray(np.asarray(eta_c0)[:, own] + np.asarray(theta_re(jnp.asarray(start.theta))))
+            a_L = jnp.asarray(a_L)
+            a_logdet = jnp.sum(jnp.log(jnp.diagonal(a_L, axis1=-2, axis2=-1)), axis=-1)   # (C, n_own)
         g_mean, g_prec = jnp.asarray(g_mean), jnp.asarray(g_prec)
         g_logdet = jnp.linalg.slogdet(g_prec)[1]                      # (C, n_own)
 
@@ -957,9 +975,14 @@ def posterior_nuts(predict: Callable, data: PopulationData, start: PopulationFit
         """θ, log ω, log σ and ξ (C, N, k) from a flat q = [θ, log ω_free, log σ, ξ_one, ξ_own]."""
         log_omega = log_om_hat.at[free_om].set(q[p:p + kf])
         xi = jnp.zeros((n_c, n_sub, k), q.dtype).at[:, one].set(q[m:m + n_one].reshape(1, one.size, k))
-        if own.size:
+        if own.size and not aligned:
             xi = xi.at[:, own].set(q[m + n_one:].reshape(n_c, own.size, k))
-        return q[:p], log_omega, q[p + kf], xi - shift(q[:p])
+        xi = xi - shift(q[:p])
+        if own.size and aligned:
+            zeta = q[m + n_one:].reshape(own.size, k)
+            eta_own = a_mean + jnp.einsum("cikl,il->cik", a_L, zeta) - theta_re(q[:p])
+            xi = xi.at[:, own].set(eta_own / jnp.exp(log_omega))
+        return q[:p], log_omega, q[p + kf], xi
 
     def logits(q):
         """(C, N) a_c,i with −log p(y, ξ | θ, ω, σ) = −Σ_i logsumexp_c a_c,i + ½|ξ_one|²."""
@@ -967,7 +990,11 @@ def posterior_nuts(predict: Callable, data: PopulationData, start: PopulationFit
         a = -class_nll(theta, xi * jnp.exp(log_omega), log_sigma)
         if mixture is not None:
             a = a + mixture(theta)[:, None]
-        if own.size:
+        if own.size and aligned:
+            # N(η_i,c; 0, Ω) (ω sampled: its normaliser counts) times the map's Jacobian
+            x = xi[:, own]
+            a = a.at[:, own].add(-0.5 * jnp.sum(x**2, axis=-1) - jnp.sum(log_omega) + a_logdet)
+        elif own.size:
             x = xi[:, own]                                             # (C, n_own, k)
             d = x - g_mean
             log_g = -0.5 * jnp.einsum("cik,cikl,cil->ci", d, g_prec, d) + 0.5 * g_logdet
@@ -984,10 +1011,12 @@ def posterior_nuts(predict: Callable, data: PopulationData, start: PopulationFit
 
     s0 = np.asarray(shift(jnp.asarray(start.theta)))
     q0 = np.concatenate([start.theta, np.log(start.omega[free_om]), [np.log(start.sigma)],
-                         (start.eta[one] / start.omega + s0).ravel(), (eta_c0[:, own] / start.omega + s0).ravel()])
+                         (start.eta[one] / start.omega + s0).ravel(),
+                         np.zeros(own.size * k) if aligned else (eta_c0[:, own] / start.omega + s0).ravel()])
     names = list(start.names) + [f"omega_{start.re_names[i]}" for i in free_om] + ["sigma"]
     xi_names = ([f"xi{i}_{j}" for i in one for j in range(k)]
-                + [f"xi{i}_{j}_class{c}" for c in range(n_c) for i in own for j in range(k)])
+                + ([f"zeta{i}_{j}" for i in own for j in range(k)] if aligned else
+                   [f"xi{i}_{j}_class{c}" for c in range(n_c) for i in own for j in range(k)]))
     res = nuts(potential, q0, names=names + xi_names, chains=chains,
                warmup=warmup, samples=samples, seed=seed, target_accept=target_accept,
                max_tree_depth=max_tree_depth, chunk=chunk, dense_mass=dense_mass,
@@ -1013,6 +1042,10 @@ def posterior_nuts(predict: Callable, data: PopulationData, start: PopulationFit
     eta = eta.reshape(*shape, n_sub, k)
     extra["eta"] = eta
     extra["centred"] = list(centred)
+    extra["class_effects"] = class_effects if mixture is not None else None
+    extra["potential"] = potential   # −log density of the sampled coordinates (+ const.)
+    extra["logits"] = logits         # (C, N) class log weights: softmax over C = P(class | q)
+    extra["unpack_eta"] = lambda q: unpack(q)[3] * jnp.exp(unpack(q)[1])   # (C, N, k) η per class
     # convergence of what is reported per subject: its η and its class probability
     from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
 
