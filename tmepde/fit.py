@@ -469,11 +469,43 @@ def _bfgs(value_grad, u0, eta0, max_steps, free, tol=1e-5, log=None):
     return u, f, eta, steps, history
 
 
+def _fd_value_grad(value_grad, free, h: float = 1e-3):
+    """``value_grad`` with its gradient replaced by central differences of its value (each
+    with the inner modes re-optimised from the point's warm start) over the ``free``
+    coordinates: 2 × (free) evaluations. The analytic gradient holds η̂ fixed in ½ log det H
+    (approximate), which near a mixture's optimum can point nowhere downhill."""
+    idx = np.nonzero(np.asarray(free, bool))[0]
+
+    def vg(u, eta0):
+        u = np.asarray(u, float)
+        (f, eta), _ = value_grad(u, eta0)
+        g = np.zeros(u.size)
+        for j in idx:
+            e = np.zeros(u.size)
+            e[j] = h
+            g[j] = (float(value_grad(u + e, eta)[0][0]) - float(value_grad(u - e, eta)[0][0])) / (2 * h)
+        return (f, eta), g
+
+    return vg
+
+
+def _bfgs_polished(vg, u0, eta0, max_steps, free, polish_steps, log=None):
+    """:func:`_bfgs` with the analytic gradient, then (``polish_steps`` > 0) continued with
+    finite-difference gradients (:func:`_fd_value_grad`) from where it stopped."""
+    u, f, eta, n_steps, history = _bfgs_polished(vg, u0, eta0, max_steps, free, polish_steps, log=log)
+    if polish_steps > 0:
+        if log is not None:
+            log(f"  polish with finite-difference gradients from -log L {f:.3f}")
+        u, f, eta, n2, h2 = _bfgs(_fd_value_grad(vg, free), u, eta, polish_steps, free, log=log)
+        n_steps, history = n_steps + n2, history + h2[1:]
+    return u, f, eta, n_steps, history
+
+
 def population_fit(predict: Callable, data: PopulationData, theta0, omega0, sigma0, *,
                    names: Sequence[str] | None = None, re_names: Sequence[str] | None = None,
                    hessian: str = "gauss-newton", inner_steps: int = 20, max_steps: int = 60,
                    prior_sd: float | None = None, fd_step: float = 1e-2, fixed_omega=(),
-                   mixture=None, log=None) -> PopulationFit:
+                   mixture=None, polish_steps: int = 0, log=None) -> PopulationFit:
     """Maximum (Laplace-)marginal-likelihood fit of fixed effects θ, random-effect s.d. ω
     and residual s.d. σ (all in ``z``; see :func:`make_population_objective` for ``predict``).
 
@@ -487,6 +519,8 @@ def population_fit(predict: Callable, data: PopulationData, theta0, omega0, sigm
     from an untreated arm); their standard error is reported as 0.
     mixture: optional ``theta -> (C,) log class weights``: a finite mixture of subject classes
     summed out of the likelihood (``predict(theta, eta, x, c)``; :func:`make_population_objective`).
+    polish_steps: BFGS steps with finite-difference gradients of −log L after the analytic
+    ones stop (:func:`_bfgs_polished`); 0: none.
     log: progress lines (e.g. ``print``): the first evaluation, then every outer step.
     """
     theta0 = np.asarray(theta0, float)
@@ -630,7 +664,7 @@ def profile_likelihood(predict: Callable, data: PopulationData, result: Populati
 
 
 def refit(result: PopulationFit, u0, *, max_steps: int = 60, fd_step: float = 1e-2, eta0=None,
-          log=None) -> PopulationFit:
+          polish_steps: int = 0, log=None) -> PopulationFit:
     """Continue a population fit from ``u0 = [θ, log ω, log σ]`` (e.g. a profile point that
     beat the optimum) with the objective compiled by :func:`population_fit`; ``eta0``: warm
     start of the inner modes (default the fit's; a profile point's own modes reproduce the
@@ -639,8 +673,9 @@ def refit(result: PopulationFit, u0, *, max_steps: int = 60, fd_step: float = 1e
     if vg is None:
         raise ValueError("refit needs a PopulationFit from population_fit (with its objective)")
     p, k = result.theta.size, result.omega.size
-    u, f, eta, n_steps, history = _bfgs(vg, np.asarray(u0, float), result.eta_start if eta0 is None else eta0,
-                                        max_steps, result.free_mask, log=log)
+    u, f, eta, n_steps, history = _bfgs_polished(vg, np.asarray(u0, float),
+                                                 result.eta_start if eta0 is None else eta0,
+                                                 max_steps, result.free_mask, polish_steps, log=log)
     if f > result.nll:          # never worse than where we were
         return result
     cov, identified = information_covariance(observed_information(vg, u, eta, fd_step), result.free_mask)
@@ -848,6 +883,14 @@ def posterior_nuts(predict: Callable, data: PopulationData, start: PopulationFit
     posterior covariance there, widened ``pseudo_prior_scale`` times in s.d. (they only need to
     cover where each class's effect lives; Carlin and Chib's advice, close to the conditional
     posterior, makes class switches frequent).
+    "aligned": one sampled ζ_i per subject, mapped per class onto the subject's own value
+    (θ + η) at that class's mode, ``θ̂ + η̂_i,c + L_i,c ζ_i`` (``L L'``: ``pseudo_prior_scale²``
+    × the Gauss–Newton inverse curvature there), the class summed out with the Jacobian
+    ``|L_i,c|``: a class-wise change of variables of the augmented model (class, η), so the
+    posterior of θ, ω, σ and of (class, η) is exactly the model's; both classes' modes sit at
+    ζ ≈ 0, so the class weight moves continuously without a pseudo-prior's extra dimensions
+    (it needs the fit's per-class modes to stay close to the posterior's: a class whose mode
+    moves many of its s.d. away sits at a distant ζ again).
     class_free: (N,) bool, subjects whose prediction does not depend on the class (e.g. an
     untreated animal when the classes differ in the treatment effect): one η_i for them, their
     class term Σ_c π_c p(y_i | η_i) = p(y_i | η_i), simulated once (as class 0).
