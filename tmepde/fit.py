@@ -492,7 +492,7 @@ def _fd_value_grad(value_grad, free, h: float = 1e-3):
 def _bfgs_polished(vg, u0, eta0, max_steps, free, polish_steps, log=None):
     """:func:`_bfgs` with the analytic gradient, then (``polish_steps`` > 0) continued with
     finite-difference gradients (:func:`_fd_value_grad`) from where it stopped."""
-    u, f, eta, n_steps, history = _bfgs_polished(vg, u0, eta0, max_steps, free, polish_steps, log=log)
+    u, f, eta, n_steps, history = _bfgs(vg, u0, eta0, max_steps, free, log=log)
     if polish_steps > 0:
         if log is not None:
             log(f"  polish with finite-difference gradients from -log L {f:.3f}")
