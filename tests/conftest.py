@@ -35,6 +35,10 @@ if os.environ[_XLA_CACHE_VAR].strip().lower() != "off":
     # home (tests/test_compile_cache.py sets its own folders).
     os.environ.setdefault("TMEPDE_CACHE_DIR", os.environ[_XLA_CACHE_VAR])
     os.environ.setdefault("TMEPDE_CACHE_MIN_COMPILE_SECONDS", "0.25")
+# Whole stored programs are keyed by a fingerprint of the model, grid and options, not of
+# engine internals that a test may monkeypatch: off in the suite, except where a test of the
+# program store switches it on.
+os.environ.setdefault("TMEPDE_PROGRAM_STORE", "off")
 # Otherwise in-process CLI calls would switch on the cache in the user's home.
 os.environ.setdefault("TMEPDE_CACHE_DIR", "off")
 

@@ -13,6 +13,7 @@ user's back); the CLI does, and a Python user who wants the same calls
 Where: ``$TMEPDE_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/tmepde/xla`` (default
 ``~/.cache/tmepde/xla``). ``TMEPDE_CACHE_DIR=off`` (or ``0``/``none``) disables it.
 ``TMEPDE_CACHE_MIN_COMPILE_SECONDS`` (default 1) sets which programs are worth keeping.
+``TMEPDE_PROGRAM_STORE=off`` keeps the XLA cache but not whole programs (:func:`program_store`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["cache_dir", "enable_compilation_cache", "fingerprint", "load_or_compile"]
+__all__ = ["cache_dir", "enable_compilation_cache", "fingerprint", "load_or_compile", "program_store"]
 
 _OFF = {"", "0", "off", "none", "false", "no"}
 
@@ -41,14 +42,27 @@ def cache_dir() -> Path | None:
     return Path(base) / "tmepde" / "xla"
 
 
+_PROGRAM_STORE: list[Path] = []  # set by enable_compilation_cache: the application's choice
+
+
+def program_store() -> Path | None:
+    """The program store (:func:`load_or_compile`) that :func:`enable_compilation_cache`
+    switched on for this process (``<cache folder>/programs``), or None: library code
+    stores programs only where the application asked for a cache."""
+    return _PROGRAM_STORE[0] if _PROGRAM_STORE else None
+
+
 def enable_compilation_cache(path: str | os.PathLike | None = None,
                              min_compile_seconds: float | None = None) -> Path | None:
     """Keep compiled XLA programs under ``path`` (default :func:`cache_dir`).
 
     Only programs that took at least ``min_compile_seconds`` to compile are stored: small
-    helper programs compile faster than they load. Returns the folder used, or None when
+    helper programs compile faster than they load. Also switches on the program store
+    ``<folder>/programs`` (:func:`program_store`), where ``tmepde run`` keeps its start and
+    chunk loop whole, so a repeated run loads them without tracing. Returns the folder used, or None when
     caching is off or the folder cannot be created (the run then just compiles, as usual).
     """
+    _PROGRAM_STORE.clear()
     folder = Path(path) if path is not None else cache_dir()
     if folder is None:
         return None
@@ -63,6 +77,8 @@ def enable_compilation_cache(path: str | os.PathLike | None = None,
             min_compile_seconds = 1.0
     import jax
 
+    if os.environ.get("TMEPDE_PROGRAM_STORE", "on").strip().lower() not in _OFF:
+        _PROGRAM_STORE[:] = [folder / "programs"]
     jax.config.update("jax_compilation_cache_dir", str(folder))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", float(min_compile_seconds))
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
@@ -269,7 +285,15 @@ def load_or_compile(folder: str | os.PathLike, key_material, jitted, *args):
             return serialize_executable.deserialize_and_load(payload, in_tree, out_tree), True
         except Exception:  # written by another jaxlib, truncated, ...: compile it again
             pass
-    compiled = jitted.lower(*args).compile()
+    # Compiled past the XLA cache: an executable that XLA:CPU loaded from its cache
+    # serialises without some of its kernels (jax 0.10: "Function ... not found" when the
+    # stored copy runs), so a program meant for the store is always compiled afresh.
+    enabled = jax.config.jax_enable_compilation_cache
+    jax.config.update("jax_enable_compilation_cache", False)
+    try:
+        compiled = jitted.lower(*args).compile()
+    finally:
+        jax.config.update("jax_enable_compilation_cache", enabled)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".tmp{os.getpid()}")

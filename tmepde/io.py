@@ -59,7 +59,16 @@ def species_stats(ys, cell_volumes):
 
 def _observables(grid: Grid, names: Sequence[str], ys: np.ndarray) -> dict:
     """``{total_<s>, min_<s>, max_<s>: (T,) float64}`` of ``ys`` (T, S, *shape), summed in float64."""
-    total, lo, hi = species_stats(ys.astype(np.float64), grid.cell_volumes())
+    volumes = grid.cell_volumes()
+    if np.ndim(volumes) and np.all(volumes == volumes.flat[0]):
+        # Equal cells (Cartesian grids): the same numbers without a float64 copy of ``ys``
+        # (the copy cost ~0.15 s per chunk of the default scenario). Minima and maxima are
+        # exact in the field's dtype; the sum accumulates in float64.
+        axes = tuple(range(2, ys.ndim))
+        total = ys.sum(axis=axes, dtype=np.float64) * float(volumes.flat[0])
+        lo, hi = ys.min(axis=axes).astype(np.float64), ys.max(axis=axes).astype(np.float64)
+    else:
+        total, lo, hi = species_stats(ys.astype(np.float64), volumes)
     out = {}
     for i, n in enumerate(names):
         out[f"total_{n}"] = total[:, i]

@@ -128,6 +128,24 @@ class Simulator:
         _, ys = self.advance(carry, params, n_saves)
         return jnp.concatenate([carry.y[None], ys])
 
+    def _store_key(self):
+        """Fingerprint of what this simulator's programs are built from (model, grid,
+        options; :func:`tmepde.compile_cache.fingerprint`), or None when the model cannot be
+        fingerprinted (its programs are then compiled as usual and never stored)."""
+        from .. import compile_cache
+
+        try:
+            return compile_cache.fingerprint((self.model, self.grid, sorted(
+                (k, repr(v)) for k, v in self._options.items())))
+        except compile_cache.Unfingerprintable:
+            return None
+
+    def stored_loop(self, n_saves: int, store: str | os.PathLike) -> "StoredLoop":
+        """:meth:`init` and :meth:`advance` (``n_saves`` saves per call) as programs kept in
+        the program store ``store`` (a folder): a later process with the same set-up loads
+        them without tracing (see :class:`StoredLoop`)."""
+        return StoredLoop(self, int(n_saves), store)
+
     def program(self, params, y0, n_saves: int, store: str | os.PathLike | None = None):
         """:meth:`run` for ``n_saves`` saves compiled ahead of time as one program:
         returns ``(run, loaded)`` with ``run(params, y0, t0=0.0) -> ys`` for parameters and
@@ -147,13 +165,10 @@ class Simulator:
         whole = jax.jit(lambda p, y, t0: self.run(p, y, n_saves, t0))
         compiled, loaded = None, False
         if store is not None:
-            try:
-                key = (compile_cache.fingerprint((self.model, self.grid, sorted(
-                    (k, repr(v)) for k, v in self._options.items()))), int(n_saves), "Simulator.run")
-            except compile_cache.Unfingerprintable:
-                key = None
+            key = self._store_key()
             if key is not None:
-                compiled, loaded = compile_cache.load_or_compile(store, key, whole, *example)
+                compiled, loaded = compile_cache.load_or_compile(
+                    store, (key, int(n_saves), "Simulator.run"), whole, *example)
         if compiled is None:
             compiled = whole.lower(*example).compile()
 
@@ -166,6 +181,61 @@ class Simulator:
 
     def save_times(self, n_saves: int, t0: float = 0.0):
         return t0 + self.save_every * jnp.arange(n_saves + 1)
+
+
+class StoredLoop:
+    """A simulator's start and chunk loop as stored programs: the same calls as
+    :meth:`Simulator.init` and :meth:`Simulator.advance` (with ``n_saves`` fixed), the
+    same results bit for bit, but each program is loaded from the program store when a
+    program of the same fingerprint is there (:func:`tmepde.compile_cache.load_or_compile`)
+    and compiled and stored otherwise. A repeated ``tmepde run`` of a config so skips
+    tracing and lowering its programs (~4 s of the default scenario's cached start on 2 CPU
+    cores), which the XLA cache alone cannot (it needs the lowered program for its key).
+
+    ``loaded``: ``{"start": bool, "advance": bool}`` for the programs fetched so far.
+    """
+
+    def __init__(self, sim: Simulator, n_saves: int, store):
+        self.sim, self.n_saves, self.store = sim, int(n_saves), store
+        self.key = sim._store_key()
+        self.loaded: dict[str, bool] = {}
+        self._programs: dict = {}
+
+    def _program(self, name: str, jitted, *args):
+        if name not in self._programs:
+            if self.key is None:
+                self._programs[name] = jitted
+            else:
+                from .. import compile_cache
+
+                # the start does not depend on the number of saves per call
+                what = (self.key, name) if name == "start" else (self.key, name, self.n_saves)
+                self._programs[name], self.loaded[name] = compile_cache.load_or_compile(
+                    self.store, what, jitted, *args)
+        return self._programs[name]
+
+    def init(self, y0, params, t0: float = 0.0) -> Carry:
+        """As :meth:`Simulator.init`."""
+        sim = self.sim
+        sim.model.check_params(params)
+        p = sim._as_params(params)
+        carry = Carry(y=jnp.asarray(y0, sim.dtype), step=jnp.asarray(0, jnp.int32),
+                      t0=jnp.asarray(t0, sim.dtype))
+        if not sim.stepper.history:  # one-step schemes: nothing to compile at the start
+            return sim._start(carry, p)
+        return self._program("start", sim._start, carry, p)(carry, p)
+
+    def advance(self, carry: Carry, params):
+        """As :meth:`Simulator.advance` with this loop's ``n_saves``: ``(carry, ys)``."""
+        sim = self.sim
+        sim.model.check_params(params)
+        p = sim._as_params(params)
+        n = self.n_saves
+
+        def advance(c, q):  # named: the XLA cache's entries are named after the program
+            return sim._advance(c, q, n)
+
+        return self._program("advance", jax.jit(advance), carry, p)(carry, p)
 
 
 def simulate(model: Model, grid: Grid, y0, *, t_end: float, dt: float, save_every: float | None = None,
