@@ -476,15 +476,27 @@ def _fd_value_grad(value_grad, free, h: float = 1e-3):
     (approximate), which near a mixture's optimum can point nowhere downhill."""
     idx = np.nonzero(np.asarray(free, bool))[0]
 
+    class _Lazy:
+        """The gradient, computed when read (np.asarray): a rejected line-search trial
+        costs one evaluation, not 2 × (free) + 1."""
+
+        def __init__(self, u, eta):
+            self.u, self.eta, self.g = u, eta, None
+
+        def __array__(self, dtype=None, copy=None):
+            if self.g is None:
+                self.g = np.zeros(self.u.size)
+                for j in idx:
+                    e = np.zeros(self.u.size)
+                    e[j] = h
+                    self.g[j] = (float(value_grad(self.u + e, self.eta)[0][0])
+                                 - float(value_grad(self.u - e, self.eta)[0][0])) / (2 * h)
+            return self.g if dtype is None else self.g.astype(dtype)
+
     def vg(u, eta0):
         u = np.asarray(u, float)
         (f, eta), _ = value_grad(u, eta0)
-        g = np.zeros(u.size)
-        for j in idx:
-            e = np.zeros(u.size)
-            e[j] = h
-            g[j] = (float(value_grad(u + e, eta)[0][0]) - float(value_grad(u - e, eta)[0][0])) / (2 * h)
-        return (f, eta), g
+        return (f, eta), _Lazy(u, eta)
 
     return vg
 
@@ -537,7 +549,7 @@ def population_fit(predict: Callable, data: PopulationData, theta0, omega0, sigm
     eta0 = np.zeros((_mixture_size(mixture, p), data.y.shape[0], k)[int(mixture is None):])
     free = np.ones(u0.size, bool)
     free[[p + int(i) for i in fixed_omega]] = False
-    u, f, eta, n_steps, history = _bfgs(vg, u0, eta0, max_steps, free, log=log)
+    u, f, eta, n_steps, history = _bfgs_polished(vg, u0, eta0, max_steps, free, polish_steps, log=log)
     cov, identified = information_covariance(observed_information(vg, u, eta, fd_step), free)
     modes = _class_modes(mixture, subjects, u, eta, p)
     return PopulationFit(list(names or [f"theta{i}" for i in range(p)]),
@@ -615,7 +627,7 @@ def observed_information(value_grad, u, eta, h=1e-3) -> np.ndarray:
 def profile_likelihood(predict: Callable, data: PopulationData, result: PopulationFit, index: int,
                        offsets=(-3.0, -1.5, 1.5, 3.0), *, hessian: str = "gauss-newton",
                        inner_steps: int = 20, max_steps: int = 30, level: float = 0.95,
-                       prior_sd: float | None = None, theta_prior=None):
+                       prior_sd: float | None = None, theta_prior=None, points: list | None = None):
     """Profile of −log L over fixed effect ``index`` (z-space) at ``θ̂ + offsets · SE``.
 
     The objective compiled by :func:`population_fit` is reused (``result.objective``); the
@@ -626,6 +638,8 @@ def profile_likelihood(predict: Callable, data: PopulationData, result: Populati
     re-optimised at each value; the interval is where the signed root deviance crosses
     ±z_(1+level)/2, interpolated linearly (None where the grid does not reach it: the
     likelihood is flatter than the Wald interval says).
+    points: a list to which each grid point's re-optimised ``(u, η̂, −log L)`` is appended
+    (a point below the optimum is where to continue the fit from, with its own modes).
     """
     p, k = result.theta.size, result.omega.size
     vg = result.objective
@@ -642,7 +656,9 @@ def profile_likelihood(predict: Callable, data: PopulationData, result: Populati
     for off in offsets:
         u0 = u_hat.copy()
         u0[index] += off * step
-        _, f, _, _, _ = _bfgs(vg, u0, result.eta_start, max_steps, free)
+        u1, f, eta1, _, _ = _bfgs(vg, u0, result.eta_start, max_steps, free)
+        if points is not None:
+            points.append((u1, eta1, f))
         vals.append(u0[index])
         dev.append(2 * (f - result.nll))
     vals, dev = np.asarray(vals), np.asarray(dev)
