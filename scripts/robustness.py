@@ -8,7 +8,8 @@ The criteria are those of tests/test_tme_behaviours.py, on the same harnesses
 (tmepde.behaviours): B1–B4, B6–B8 on the well-mixed model (2-cell uniform grid, 14 days; all
 arms of all sample points in one vmapped batch, chunked), B5 on its 1D 2 mm transect (one
 vmapped batch). The varied strengths are tmepde.behaviours.MECHANISM_STRENGTHS; the PD-L1
-induction switch p1_induction (default 1, its maximum) is sampled in [0.7, 1].
+induction switch p1_induction and the CXCR3 share of Treg recruitment p3_cxcr3 (default 1, their
+maximum) are sampled in [0.7, 1].
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the package, when run from anywhere
 sys.path.insert(0, str(ROOT / "scripts"))
-CAPPED = {"p1_induction": 1.0}  # switches whose default is already their maximum
+CAPPED = {"p1_induction": 1.0, "p3_cxcr3": 1.0}  # defaults already at their maximum
 
 
 def lhs_sets(n: int, rel: float, seed: int) -> tuple[list[str], np.ndarray, list[dict]]:
@@ -114,7 +115,8 @@ def main(argv=None) -> int:
           f"B5 {t_b5:.0f} s, compilation included.", "",
           f"Sampled: {len(names)} strengths ({', '.join(f'`{k}`' for k in names)}), each uniform in "
           f"[{1 - args.rel:.1f}, {1 + args.rel:.1f}] × default (scipy.stats.qmc.LatinHypercube, seed "
-          f"{args.seed}); `p1_induction` in [0.7, 1] (1 is its maximum). Criteria: those of "
+          f"{args.seed}); " + ", ".join(f"`{k}`" for k in CAPPED if k in names)
+          + " in [0.7, 1] (1 is their maximum). Criteria: those of "
           "tests/test_tme_behaviours.py (docs/model.md). **Harness: well-mixed** for B1–B4, B6–B8 "
           "(2-cell uniform grid, 14 days, dt 1 h), B5 on its 1D transect (2 mm, 5 µm voxels): "
           "the 2D scenarios cost 50–560 s per scenario for one parameter set on this machine "

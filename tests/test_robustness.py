@@ -20,12 +20,13 @@ def _script():
 
 
 def test_latin_hypercube_is_stratified_within_bounds():
-    """Every strength lies in [0.7, 1.3] × default (p1_induction capped at its maximum 1), and
-    each of the n equal strata of every axis holds exactly one point (the Latin property)."""
+    """Every strength lies in [0.7, 1.3] × default (p1_induction and the share p3_cxcr3 capped at
+    their maximum 1), and each of the n equal strata of every axis holds exactly one point (the
+    Latin property)."""
     n = 16
     names, vals, sets = _script().lhs_sets(n, 0.3, seed=3)
     d = np.array([tme.DEFAULTS[k] for k in names])
-    hi = np.where(np.array(names) == "p1_induction", 1.0, 1.3 * d)
+    hi = np.where(np.isin(names, ["p1_induction", "p3_cxcr3"]), 1.0, 1.3 * d)
     assert np.all(vals >= 0.7 * d - 1e-12) and np.all(vals <= hi + 1e-12)
     u = (vals - 0.7 * d) / (hi - 0.7 * d)
     for j in range(len(names)):

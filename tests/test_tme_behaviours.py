@@ -305,13 +305,16 @@ def test_clinical_scenario_arms_and_the_plasma_side_ablation():
     setup = build(cfg)
     sim, base = setup.simulator, setup.params
     off = {"a3_adhesion": jnp.asarray(0.0, sim.dtype), "a4_systemic": jnp.asarray(0.0, sim.dtype)}
-    arms = [({}, 0.0, 0.0), ({}, 1.0, 0.0), ({}, 0.0, 1.0), ({}, 1.0, 1.0), (off, 0.0, 0.0), (off, 1.0, 0.0)]
+    no_cxcr3 = {"p3_cxcr3": jnp.asarray(0.0, sim.dtype)}
+    arms = [({}, 0.0, 0.0), ({}, 1.0, 0.0), ({}, 0.0, 1.0), ({}, 1.0, 1.0), (off, 0.0, 0.0), (off, 1.0, 0.0),
+            (no_cxcr3, 0.0, 0.0), (no_cxcr3, 1.0, 0.0)]
     members = [{**base, **extra, "sys_ifng_amounts": base["sys_ifng_amounts"] * f_ifng,
                 "sys_pd1_amounts": base["sys_pd1_amounts"] * f_pd1} for extra, f_ifng, f_pd1 in arms]
     stacked = jax.tree_util.tree_map(lambda *x: jnp.stack(x), *members)
-    ys = np.asarray(jax.jit(jax.vmap(lambda p: sim.run(p, setup.y0, setup.n_saves)[-1]))(stacked))
+    ys = np.asarray(jax.jit(jax.vmap(lambda p: sim.run(p, setup.y0, setup.n_saves)))(stacked))
     model = cfg.model
-    b = (ys[:, model.index("tumor")] + ys[:, model.index("stem")]).reshape(len(members), -1).sum(axis=1)
+    total = lambda s: ys[:, :, model.index(s)].reshape(len(members), ys.shape[1], -1).sum(axis=-1)
+    b = (total("tumor") + total("stem"))[:, -1]
     ifng, pd1, both, ablated = b[1] / b[0], b[2] / b[0], b[3] / b[0], b[5] / b[4]
     print("day 30 / untreated: IFN-γ-1b", ifng, "anti-PD-1", pd1, "both", both,
           "IFN-γ-1b with the plasma-side actions off", ablated)
@@ -319,6 +322,17 @@ def test_clinical_scenario_arms_and_the_plasma_side_ablation():
     assert pd1 < 1.0
     assert both < min(ifng, pd1)
     assert ablated > 0.95
+    # the pro-tumor arm under IFN-γ-1b alone (time means over days 0.5–30 relative to
+    # untreated): exhausted CD8, MDSC and Tregs rise; Tregs only through CXCR3 entry (P3): with
+    # p3_cxcr3 = 0 their recruitment sees IFN-γ only above the chronic threshold, which the
+    # pulsed s.c. doses never reach in the tumor, and they do not rise
+    rise = lambda s, arm, ref: float(total(s)[arm, 1:].mean() / total(s)[ref, 1:].mean())
+    ex, mdsc, treg, treg_off = rise("cd8_ex", 1, 0), rise("mdsc", 1, 0), rise("treg", 1, 0), rise("treg", 7, 6)
+    print("IFN-γ-1b / untreated: exhausted CD8", ex, "MDSC", mdsc, "Treg", treg,
+          "Treg with p3_cxcr3 0", treg_off)
+    assert ex >= 1.1 and mdsc >= 1.05
+    assert treg >= 1.05
+    assert treg_off <= 1.0
 
 
 # -- structure of the chronic arm (P2, P4): reaction rates at one point -----------------------
@@ -381,3 +395,33 @@ def test_chronic_nk_inhibition_acts_through_pd1():
     print("NK kill flux, memory 0 / memory 1:", ratio, "expected", expected, "under blockade:", blocked)
     assert ratio == pytest.approx(expected, rel=1e-4)
     assert abs(blocked - 1.0) < 0.01
+
+
+def test_treg_entry_follows_effector_entry():
+    """P3 at the vessel wall: with p3_cxcr3 = 1 Tregs enter through the same CXCL9/10 and
+    adhesion steps as CD8 effectors, so with no Tregs and no CD8 present (their proliferation,
+    exhaustion and death vanish) and an empty exposure memory (chronic gate 0) the Treg and
+    CD8 rates are recruitment alone and their ratio is rec_treg/rec_cd8 at every IFN-γ and
+    CXCL9/10 level; IFN-γ 1 ng/mL with 5 ng/mL CXCL9/10 raises both ≥ 4-fold over none.
+    Ablation: with p3_cxcr3 = 0 Treg entry does not see IFN-γ (ratio 1 to 1e-6)."""
+    d = tme.DEFAULTS
+    quiet = dict(treg=0.0, cd8=0.0, memory=0.0)
+    cold, hot = dict(ifng=0.0, cxcl=0.0), dict(ifng=1.0, cxcl=5.0)
+    r_cold, r_hot = _rates(**quiet, **cold), _rates(**quiet, **hot)
+    ratio = d["rec_treg"] / d["rec_cd8"]
+    print("Treg/CD8 entry cold, hot:", r_cold["treg"] / r_cold["cd8"], r_hot["treg"] / r_hot["cd8"],
+          "IFN-γ fold:", r_hot["treg"] / r_cold["treg"])
+    assert r_cold["treg"] / r_cold["cd8"] == pytest.approx(ratio, rel=1e-5)
+    assert r_hot["treg"] / r_hot["cd8"] == pytest.approx(ratio, rel=1e-5)
+    assert r_hot["treg"] / r_cold["treg"] >= 4.0
+
+    def rates_off(**state):
+        model = tme.tme_model()
+        p = model.params(p3_cxcr3=0.0)
+        y = {s: jnp.asarray(0.0) for s in model.names}
+        y.update({k: jnp.asarray(float(v)) for k, v in tme.uniform_conditions().items()})
+        y.update({k: jnp.asarray(float(v)) for k, v in state.items()})
+        return {k: float(v) for k, v in model.reactions(0.0, y, p).items()}
+
+    off_cold, off_hot = rates_off(**quiet, **cold), rates_off(**quiet, **hot)
+    assert off_hot["treg"] / off_cold["treg"] == pytest.approx(1.0, abs=1e-6)

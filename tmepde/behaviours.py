@@ -44,9 +44,9 @@ BLOCKER = dict(sys_pdl1i_times=list(np.arange(14) * 24.0), sys_pdl1i_amounts=[2e
 TGFBI = dict(sys_tgfbi_times=[0.0, 0, 0, 0], sys_tgfbi_amounts=[7e8, 0, 0, 0])  # 10 mg/kg
 P3_OFF = dict(p3_tgfb=0.0)
 # the pro-tumor arm P1–P4: PD-L1 induction and its chronic NK inhibition, exhaustion, Treg and
-# TGF-β induction, MDSC recruitment
-P1_P4_OFF = dict(p1_induction=0.0, p1_chronic_nk=0.0, p2_exhaustion=0.0, p3_treg=0.0, p3_tgfb=0.0,
-                 p4_mdsc=0.0)
+# TGF-β induction (Treg recruitment through CXCR3 included), MDSC recruitment
+P1_P4_OFF = dict(p1_induction=0.0, p1_chronic_nk=0.0, p2_exhaustion=0.0, p3_treg=0.0, p3_cxcr3=0.0,
+                 p3_tgfb=0.0, p4_mdsc=0.0)
 A1_APOPTOSIS_OFF = dict(a1_apoptosis=0.0)
 P6_OFF = dict(p6_stemness=0.0)
 
@@ -70,7 +70,7 @@ MECHANISM_STRENGTHS = (
     "a4_polarize", "a5_nk", "a6_il12_to_ifng", "a6_ifng_to_il12",
     "a7_prolif_cd8", "a8_antiangio", "kill_cd8", "p1_induction", "p1_kill_inhibition",
     "p1_secretion_inhibition", "p1_chronic_nk", "p2_exhaustion", "p2_pd_independent",
-    "p2_chronic", "p3_treg", "p3_tgfb", "p4_mdsc", "mdsc_suppression",
+    "p2_chronic", "p3_treg", "p3_cxcr3", "p3_tgfb", "p4_mdsc", "mdsc_suppression",
     "treg_suppression", "p5_ido", "p6_stemness", "p7_tgfb_ctl", "p7_tgfb_treg", "p7_il10",
     "uptake_ifng",
 )

@@ -209,6 +209,14 @@ DEFAULTS = {
                                    # once P1 inhibits NK cells, 2.5 at 0.86) and the clinical
                                    # combination (at 3 anti-PD-1's own IFN-γ recruits enough
                                    # Tregs that adding IFN-γ-1b only ties anti-PD-1 alone)
+    "p3_cxcr3": 1.0,               # -, share of Treg recruitment gated as that of effectors
+                                   # (CXCL9/10 at the vessel wall, A3, and the endothelial
+                                   # adhesion step): IFN-γ induces T-bet and CXCR3 on Tregs,
+                                   # which then follow effectors into type-1 inflamed sites
+                                   # (Koch 2009), and CXCR3 is needed for Treg accumulation in
+                                   # tumors (Redjimi 2012; Moreno Ayala 2023), est; 0 leaves Treg
+                                   # recruitment blind to IFN-γ below the chronic threshold, and
+                                   # Tregs do not rise under IFN-γ-1b alone (clinical scenario)
     "secr_tgfb": 1.0,              # ng/mL/h per tumor volume fraction, est
     "p3_tgfb": 3.0,                # -, fold increase by IFN-γ (NSDHL), est
     "ec50_p3": 0.15,               # ng/mL, est: sub-ng/mL like the IRF1 targets; pinned by
@@ -399,7 +407,10 @@ def tme_model(grid=None, n_doses=4, boundaries=None, cd8_chi: float = 2.0, nk_ch
         dK = (p["rec_nk"] * V * chemo * free
               + p["a7_prolif_nk"] * hill(L2, p["ec50_il2"]) * K * free                   # A7
               - p["death_nk"] * K)
-        dR = (p["rec_treg"] * V * (1.0 + p["p3_treg"] * chronic) * free                   # P3
+        # P3 at the vessel wall: Tregs extravasate through the same CXCR3 and adhesion steps
+        # as effectors (share p3_cxcr3), so IFN-γ recruits them acutely as well as chronically
+        treg_entry = 1.0 - p["p3_cxcr3"] + p["p3_cxcr3"] * chemo                          # P3
+        dR = (p["rec_treg"] * V * (1.0 + p["p3_treg"] * chronic) * treg_entry * free        # P3
               + p["a7_prolif_treg"] * hill(L2, p["ec50_il2_treg"]) * R * free
               * (1.0 + p["p7_tgfb_treg"] * hill(B, p["ec50_tgfb"]))                       # P7
               - p["death_treg"] * R)

@@ -99,6 +99,7 @@ PARAMETERS: dict[str, tuple[str, str, float, float, str]] = {
     # -- Tregs, TGF-β, MDSC, IDO, stemness, IL-10 ---------------------------------------------------
     "rec_treg": ("P3", "volume fraction/h", 5e-5, 2e-3, EST),
     "p3_treg": ("P3", "1", 0.0, 10.0, EST + "; fold increase at full chronic signalling; pinned by B2 (Tregs ≥ 1.1× under continuous vs pulsed exposure: with P1 on NK cells, p1_chronic_nk 3, the continuous arm's larger tumor leaves less free space for recruitment, and B2 holds at 0.69 of the ±30 % sample with 2, 0.86 with 2.5, 0.94 with 3) and the clinical combination (64² × 80 µm, combination vs anti-PD-1 alone: 2.5 gives 0.101 vs 0.107 of untreated, 3 gives 0.122 vs 0.121: a tie, the combination no longer wins)"),
+    "p3_cxcr3": ("P3", "1", 0.0, 1.0, EST + " (share of Treg recruitment gated as effector recruitment, by CXCL9/10 at the vessel wall and the endothelial adhesion step: IFN-γ induces T-bet and CXCR3 on Tregs, Koch 2009; CXCR3+ Tregs accumulate in tumors and need CXCR3 to do so, Redjimi 2012, Moreno Ayala 2023); pinned by the clinical scenario (Tregs rise under IFN-γ-1b alone: 64² × 80 µm, 1.08× untreated at 1, 0.98× at 0)"),
     "secr_tgfb": ("P3", "ng/mL/h", 0.2, 5.0, EST),
     "p3_tgfb": ("P3", "1", 0.0, 10.0, EST + " (IFN-γ lowers NSDHL -> TGF-β1)"),
     "ec50_p3": ("P3", "ng/mL", 0.1, 2.0, EST + "; pinned by B8 robustness (0.5: 0.80, 0.15: 0.84 of the ±30 % sample)"),
@@ -229,6 +230,7 @@ PINS: dict[str, str] = {
     'hill_chronic': 'B1 (low end, ≤ 1.6)',
     'rec_treg': 'B2 (low end, ≤ 6.1e-05)',
     'p3_treg': 'B2 (low end, ≤ 1.8)',
+    'p3_cxcr3': 'none within range',
     'secr_tgfb': 'B7 (low end, ≤ 0.23), B8 (low end, ≤ 0.33)',
     'p3_tgfb': 'B8 (low end, ≤ 0.75)',
     'ec50_p3': 'B8 (high end, ≥ 1.3)',
