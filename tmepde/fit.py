@@ -532,7 +532,10 @@ def population_fit(predict: Callable, data: PopulationData, theta0, omega0, sigm
     mixture: optional ``theta -> (C,) log class weights``: a finite mixture of subject classes
     summed out of the likelihood (``predict(theta, eta, x, c)``; :func:`make_population_objective`).
     polish_steps: BFGS steps with finite-difference gradients of −log L after the analytic
-    ones stop (:func:`_bfgs_polished`); 0: none.
+    ones stop (:func:`_bfgs_polished`); 0: none. With polish steps the observed information
+    is the central difference of those finite-difference gradients too (the analytic
+    gradient's error would otherwise enter the Hessian: spurious singular or negative
+    directions).
     log: progress lines (e.g. ``print``): the first evaluation, then every outer step.
     """
     theta0 = np.asarray(theta0, float)
@@ -550,7 +553,8 @@ def population_fit(predict: Callable, data: PopulationData, theta0, omega0, sigm
     free = np.ones(u0.size, bool)
     free[[p + int(i) for i in fixed_omega]] = False
     u, f, eta, n_steps, history = _bfgs_polished(vg, u0, eta0, max_steps, free, polish_steps, log=log)
-    cov, identified = information_covariance(observed_information(vg, u, eta, fd_step), free)
+    info_vg = _fd_value_grad(vg, free) if polish_steps > 0 else vg
+    cov, identified = information_covariance(observed_information(info_vg, u, eta, fd_step), free)
     modes = _class_modes(mixture, subjects, u, eta, p)
     return PopulationFit(list(names or [f"theta{i}" for i in range(p)]),
                          list(re_names or [f"eta{i}" for i in range(k)]),
@@ -694,7 +698,8 @@ def refit(result: PopulationFit, u0, *, max_steps: int = 60, fd_step: float = 1e
                                                  max_steps, result.free_mask, polish_steps, log=log)
     if f > result.nll:          # never worse than where we were
         return result
-    cov, identified = information_covariance(observed_information(vg, u, eta, fd_step), result.free_mask)
+    info_vg = _fd_value_grad(vg, result.free_mask) if polish_steps > 0 else vg
+    cov, identified = information_covariance(observed_information(info_vg, u, eta, fd_step), result.free_mask)
     return dataclasses.replace(result, theta=u[:p], omega=np.exp(u[p:p + k]), sigma=float(np.exp(u[-1])),
                                nll=f, cov=cov, std_error=_std_error(cov, identified),
                                identified=identified, n_steps=result.n_steps + n_steps,

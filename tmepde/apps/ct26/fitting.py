@@ -46,12 +46,20 @@ QUICK = dict(dt=6.0, inner_steps=20, profile_offsets=(-2.0, 2.0), profile_steps=
 # −log L gain of a profile point over the fit above which the fit is continued from it (below
 # it the report notes the gap instead of paying another fit and round of profiles).
 REFIT_GAIN = 0.05
+# BFGS steps with finite-difference gradients after the analytic ones stop (fit.polish_steps):
+# the analytic outer gradient holds η̂ fixed in ½ log det H, and near this mixture's optimum it
+# stops finding descent while −log L can still drop (tmepde.fit.population_fit).
+POLISH_STEPS = 20
 # NUTS: dense mass matrix (the fixed effects a6 and the response fraction trade off along a
 # ridge that a diagonal metric cannot follow); tree depth ≤ 5 (≤ 31 leapfrog steps per draw).
 # Random effects per class (Carlin and Chib 1995 pseudo-priors) for the IL-12 animals, one for
 # the PBS animals (their prediction does not depend on the class); the growth effect, whose ω
 # is held fixed, centred (tmepde.fit.posterior_nuts).
 NUTS_TREE_DEPTH = 5
+# How each IL-12 animal's class is summed out (tmepde.fit.posterior_nuts): "aligned", one random
+# effect per animal mapped per class onto that class's mode (exact; both classes' modes at the
+# same point, so the class weight moves continuously); "per-class", Carlin–Chib pseudo-priors.
+NUTS_CLASS_EFFECTS = "aligned"
 # Starting random-effect s.d. (fitted scale); 0.3 otherwise. A logit-normal response fraction
 # starts wide: responders and non-responders sit at opposite ends of the logit scale.
 OMEGA0 = {"il12_response": 2.0}
@@ -185,10 +193,11 @@ def _run_fit(config, *, quick: bool, log) -> dict:
         f"(below {s.lloq_mm3} mm³), {len(s.arm_of)} animals" + (", responder mixture" if s.mixture else ""))
     omega0 = np.array(fc.get("omega_start") or [OMEGA0.get(n, 0.3) for n in s.re_names], float)
     fixed = [s.re_names.index(n) for n in fc.get("omega_fixed", [])]
+    polish = 0 if quick else int(fc.get("polish_steps", POLISH_STEPS))
     res = population_fit(s.predict, s.data, s.theta0, omega0, fc["sigma"],
                          names=s.names, re_names=s.re_names, inner_steps=settings["inner_steps"],
                          max_steps=steps, prior_sd=fc["prior_sd"], fixed_omega=fixed, mixture=s.mixture,
-                         log=log)
+                         polish_steps=polish, log=log)
     t_fit = time.perf_counter() - t0
     log(f"-log L {res.nll:.2f} after {res.n_steps} BFGS steps ({t_fit:.0f} s)")
     # Profiles of every fitted coordinate [θ, log ω, log σ]; a profile point below the optimum
@@ -200,18 +209,20 @@ def _run_fit(config, *, quick: bool, log) -> dict:
         for j, n in enumerate(labels):
             if not res.free_mask[j]:
                 continue
+            points = []
             vals, dev, bounds = profile_likelihood(s.predict, s.data, res, j, settings["profile_offsets"],
-                                                   max_steps=settings["profile_steps"])
+                                                   max_steps=settings["profile_steps"], points=points)
             profiles[n] = (vals, dev, bounds)
             log(f"profile {n}: deviance {np.round(dev, 2)} interval (fitted scale) {bounds}")
-            # continue only for a gain above the profile's own noise (5 BFGS steps per point)
-            if res.nll + dev.min() / 2 < best[0] - REFIT_GAIN:
-                u = res.u.copy()
-                u[j] = vals[int(np.argmin(dev))]
-                best = (res.nll + dev.min() / 2, u)
+            # continue only for a gain above the profile's own noise (5 BFGS steps per point),
+            # from the point and its own inner modes
+            u_pt, eta_pt, f_pt = points[int(np.argmin(dev))]
+            if f_pt < best[0] - REFIT_GAIN:
+                best = (f_pt, (u_pt, eta_pt))
         if best[1] is None or quick:
             break
-        new = refit(res, best[1], max_steps=steps)
+        log(f"a profile point is lower by {res.nll - best[0]:.3f}: continuing the fit from it")
+        new = refit(res, best[1][0], eta0=best[1][1], max_steps=steps, polish_steps=polish, log=log)
         if new is res:     # no better optimum from there (the inner modes differ): keep the profiles
             break
         res = new
@@ -232,8 +243,10 @@ def _run_fit(config, *, quick: bool, log) -> dict:
         post = posterior_nuts(s.predict, s.data, res, prior_mean=s.theta0, prior_sd=fc["prior_sd"],
                               omega_prior=(np.log(omega0), 1.0), sigma_prior=(np.log(fc["sigma"]), 1.0),
                               chains=chains, warmup=warm, samples=draws, chunk=min(50, draws),
-                              max_tree_depth=NUTS_TREE_DEPTH, dense_mass=True,
+                              max_tree_depth=int(fc.get("nuts_tree_depth", NUTS_TREE_DEPTH)), dense_mass=True,
                               class_free=np.asarray(s.data.covariates) == 0,
+                              class_effects=fc.get("nuts_class_effects", NUTS_CLASS_EFFECTS),
+                              target_accept=float(fc.get("nuts_target_accept", 0.8)),
                               centred=nuts_centred(s, res), log=log)
         log(f"NUTS: max R-hat {post.r_hat.max():.3f} (random effects {post.extra['r_hat_eta_max']:.3f}), "
             f"min ESS {post.ess.min():.0f}, {post.divergences} divergences ({post.wall_s:.0f} s)")
