@@ -508,7 +508,8 @@ def _bfgs_polished(vg, u0, eta0, max_steps, free, polish_steps, log=None):
     if polish_steps > 0:
         if log is not None:
             log(f"  polish with finite-difference gradients from -log L {f:.3f}")
-        u, f, eta, n2, h2 = _bfgs(_fd_value_grad(vg, free), u, eta, polish_steps, free, log=log)
+        # stops at |grad| < 1e-3 or a step gaining < 1e-5 (the differences' own noise is ~1e-6)
+        u, f, eta, n2, h2 = _bfgs(_fd_value_grad(vg, free), u, eta, polish_steps, free, tol=1e-3, log=log)
         n_steps, history = n_steps + n2, history + h2[1:]
     return u, f, eta, n_steps, history
 
@@ -517,7 +518,7 @@ def population_fit(predict: Callable, data: PopulationData, theta0, omega0, sigm
                    names: Sequence[str] | None = None, re_names: Sequence[str] | None = None,
                    hessian: str = "gauss-newton", inner_steps: int = 20, max_steps: int = 60,
                    prior_sd: float | None = None, fd_step: float = 1e-2, fixed_omega=(),
-                   mixture=None, polish_steps: int = 0, log=None) -> PopulationFit:
+                   mixture=None, polish_steps: int = 0, prior_mean=None, log=None) -> PopulationFit:
     """Maximum (Laplace-)marginal-likelihood fit of fixed effects θ, random-effect s.d. ω
     and residual s.d. σ (all in ``z``; see :func:`make_population_objective` for ``predict``).
 
@@ -526,7 +527,7 @@ def population_fit(predict: Callable, data: PopulationData, theta0, omega0, sigm
     −log L by central differences (step ``fd_step``) of its gradient; where it is singular
     or not positive the coordinate is reported not identified (``std_error`` inf,
     :func:`information_covariance`), not given the pseudo-inverse's zero-width interval.
-    prior_sd: weak Gaussian prior on θ centred on ``theta0`` (None: none).
+    prior_sd: weak Gaussian prior on θ centred on ``prior_mean`` (default ``theta0``; None: none).
     fixed_omega: indices of random effects whose ω stays at ``omega0`` (e.g. a spread known
     from an untreated arm); their standard error is reported as 0.
     mixture: optional ``theta -> (C,) log class weights``: a finite mixture of subject classes
@@ -543,7 +544,7 @@ def population_fit(predict: Callable, data: PopulationData, theta0, omega0, sigm
     p, k = theta0.size, omega0.size
     if not (np.all(omega0 > 0) and sigma0 > 0):
         raise ValueError(f"omega0 and sigma0 must be > 0, got {omega0!r}, {sigma0!r}")
-    prior_mean = None if prior_sd is None else jnp.asarray(theta0)
+    prior_mean = None if prior_sd is None else jnp.asarray(theta0 if prior_mean is None else prior_mean, float)
     obj, vg = make_population_objective(predict, data, p, k, hessian=hessian, inner_steps=inner_steps,
                                         prior_mean=prior_mean, prior_sd=prior_sd, mixture=mixture)
     subjects = None if mixture is None else jax.jit(make_subject_laplace(
@@ -760,7 +761,7 @@ class NutsResult:
 def nuts(potential: Callable, init, *, names: Sequence[str] | None = None, chains: int = 4,
          warmup: int = 500, samples: int = 500, seed: int = 0, target_accept: float = 0.8,
          max_tree_depth: int = 8, chunk: int = 100, init_jitter: float = 0.1, dense_mass: bool = False,
-         log=None) -> NutsResult:
+         inverse_mass_matrix=None, adapt_mass_matrix: bool = True, log=None) -> NutsResult:
     """NUTS draws from ``exp(−potential(q))`` for a flat parameter vector ``q``.
 
     potential: (p,) -> scalar, JAX-traceable (its gradient is ``jax.grad``); init: (p,) start
@@ -770,6 +771,10 @@ def nuts(potential: Callable, init, *, names: Sequence[str] | None = None, chain
     ``dense_mass``: a full covariance estimate, which takes out linear correlations such as a
     ridge between two fixed effects, at O(p²) per step).
     chunk: draws per progress line (``log``); the sampler state carries over between chunks.
+    inverse_mass_matrix: initial metric ((p,) or (p, p) with ``dense_mass``), e.g. the inverse
+    Hessian of the potential at the mode; ``adapt_mass_matrix=False`` keeps it through
+    warm-up (only the step size adapts): a warm-up window shorter than a few times p gives a
+    dense estimate worse than a good Laplace metric.
     """
     try:
         from numpyro.diagnostics import effective_sample_size, split_gelman_rubin
@@ -789,7 +794,8 @@ def nuts(potential: Callable, init, *, names: Sequence[str] | None = None, chain
     chunk = max(1, min(chunk, samples))
     warmup = -(-warmup // chunk) * chunk
     kernel = NUTS(potential_fn=potential, target_accept_prob=target_accept, max_tree_depth=max_tree_depth,
-                  dense_mass=dense_mass)
+                  dense_mass=dense_mass, adapt_mass_matrix=adapt_mass_matrix,
+                  inverse_mass_matrix=None if inverse_mass_matrix is None else jnp.asarray(inverse_mass_matrix))
     t0 = time.perf_counter()
     state = kernel.init(jax.random.split(jax.random.PRNGKey(seed), chains), warmup, q0, (), {})
     step = kernel.sample   # vectorised over chains: init with a batch of keys makes it so
@@ -848,6 +854,25 @@ def _forward_mode_vjp(predict: Callable, n_theta: int) -> Callable:
     return f
 
 
+def laplace_metric(potential: Callable, q0, *, dense: bool = True, h: float = 1e-4, floor: float = 1e-6):
+    """Inverse Hessian of ``potential`` at ``q0`` (central differences of its gradient,
+    symmetrised; eigenvalues floored at ``floor`` × the largest, so a flat or not positive
+    direction gets a wide metric instead of a negative one): the Laplace covariance, as an
+    inverse mass matrix for NUTS ((p, p), or its diagonal for ``dense=False``)."""
+    grad = jax.jit(jax.grad(potential))
+    q0 = np.asarray(q0, float)
+    n = q0.size
+    H = np.zeros((n, n))
+    for j in range(n):
+        e = np.zeros(n)
+        e[j] = h
+        H[:, j] = (np.asarray(grad(jnp.asarray(q0 + e))) - np.asarray(grad(jnp.asarray(q0 - e)))) / (2 * h)
+    lam, V = np.linalg.eigh(0.5 * (H + H.T))
+    lam = np.maximum(lam, floor * lam.max())
+    cov = (V / lam) @ V.T
+    return cov if dense else np.diag(cov)
+
+
 def _pseudo_priors(predict, data, start, eta_c, subjects, n_c, cov, arrays):
     """Means (C, n, k) and precisions (C, n, k, k) on ξ = η / ω̂ of Gaussians at the per-class
     modes ``eta_c`` (C, N, k) of ``subjects``: the Gauss–Newton Hessian of the subject's
@@ -876,7 +901,7 @@ def posterior_nuts(predict: Callable, data: PopulationData, start: PopulationFit
                    target_accept: float = 0.8, max_tree_depth: int = 7, chunk: int = 50,
                    dense_mass: bool = False, mixture=None, class_effects: str = "per-class",
                    class_free=None, pseudo_prior_scale: float = 1.5, centred=(), jacobian: str = "forward",
-                   init_jitter: float = 0.1, log=None) -> NutsResult:
+                   init_jitter: float = 0.1, metric: str = "adapt", log=None) -> NutsResult:
     """Joint posterior of a population model by NUTS: fixed effects θ, log ω, log σ and every
     subject's random effects, with no Laplace approximation.
 
@@ -927,6 +952,10 @@ def posterior_nuts(predict: Callable, data: PopulationData, start: PopulationFit
     reverse mode through the simulator. Same values and gradients to rounding; forward mode
     is several times cheaper for a time-stepped ``predict`` with few parameters per subject
     (the adjoint of a long scan stores and replays every step).
+    metric: "adapt" (default): the mass matrix adapted in warm-up from the identity;
+    "laplace": fixed to the inverse Hessian of the potential at the start (central
+    differences of its gradient, eigenvalues floored at 1e-6 of the largest), only the step
+    size adapted; "laplace-adapt": that as the start of the adaptation.
     Returns a :class:`NutsResult` over ``[θ, log ω, log σ]`` (names as in ``start``, then
     ``omega_<re>``, ``sigma``; an ω the fit held fixed stays fixed and is left out). Extras:
     ``eta`` (chains, draws, N, k) each subject's random effect (with a mixture: of a class
@@ -1081,10 +1110,16 @@ def posterior_nuts(predict: Callable, data: PopulationData, start: PopulationFit
     xi_names = ([f"xi{i}_{j}" for i in one for j in range(k)]
                 + ([f"zeta{i}_{j}" for i in own for j in range(k)] if aligned else
                    [f"xi{i}_{j}_class{c}" for c in range(n_c) for i in own for j in range(k)]))
+    inv_mass = None
+    if metric not in ("adapt", "laplace", "laplace-adapt"):
+        raise ValueError(f"posterior_nuts: metric must be 'adapt', 'laplace' or 'laplace-adapt', got {metric!r}")
+    if metric != "adapt":
+        inv_mass = laplace_metric(potential, q0, dense=dense_mass)
     res = nuts(potential, q0, names=names + xi_names, chains=chains,
                warmup=warmup, samples=samples, seed=seed, target_accept=target_accept,
                max_tree_depth=max_tree_depth, chunk=chunk, dense_mass=dense_mass,
-               init_jitter=init_jitter, log=log)
+               init_jitter=init_jitter, inverse_mass_matrix=inv_mass,
+               adapt_mass_matrix=metric != "laplace", log=log)
     x = res.samples
     flat = jnp.asarray(x.reshape(-1, x.shape[-1]))
     parts = jax.jit(jax.vmap(unpack))(flat)

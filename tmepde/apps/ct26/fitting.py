@@ -194,10 +194,16 @@ def _run_fit(config, *, quick: bool, log) -> dict:
     omega0 = np.array(fc.get("omega_start") or [OMEGA0.get(n, 0.3) for n in s.re_names], float)
     fixed = [s.re_names.index(n) for n in fc.get("omega_fixed", [])]
     polish = 0 if quick else int(fc.get("polish_steps", POLISH_STEPS))
-    res = population_fit(s.predict, s.data, s.theta0, omega0, fc["sigma"],
+    theta_start, omega_start, sigma_start = s.theta0, omega0, fc["sigma"]
+    if fc.get("start_from") and not quick:
+        # start the optimiser at an earlier fit's optimum (the priors stay at the values above)
+        theta_start, omega_start, sigma_start = start_values(s, config, fc["start_from"], omega0)
+        log(f"starting at {fc['start_from']}: " + ", ".join(
+            f"{n} {from_z(n, v):.4g}" for n, v in zip(s.names, theta_start)))
+    res = population_fit(s.predict, s.data, theta_start, omega_start, sigma_start,
                          names=s.names, re_names=s.re_names, inner_steps=settings["inner_steps"],
                          max_steps=steps, prior_sd=fc["prior_sd"], fixed_omega=fixed, mixture=s.mixture,
-                         polish_steps=polish, log=log)
+                         polish_steps=polish, prior_mean=s.theta0, log=log)
     t_fit = time.perf_counter() - t0
     log(f"-log L {res.nll:.2f} after {res.n_steps} BFGS steps ({t_fit:.0f} s)")
     # Profiles of every fitted coordinate [θ, log ω, log σ]; a profile point below the optimum
@@ -271,6 +277,23 @@ def _run_fit(config, *, quick: bool, log) -> dict:
     paths[0].write_text(report(out), encoding="utf-8")
     out["outputs"] = paths
     return out
+
+
+def start_values(s: Ct26Setup, config, path, omega0):
+    """``(θ, ω, σ)`` of an earlier fit's JSON (``theta_log``, ``omega``, ``sigma``; path relative
+    to the config), for the names of this fit; a name it lacks starts at this config's value,
+    an ω held fixed (fit.omega_fixed) at ``omega0``."""
+    import json
+
+    path = Path(path)
+    if not path.is_absolute():
+        path = Path(config.base_dir) / path
+    d = json.loads(path.read_text(encoding="utf-8"))
+    theta = np.array([d["theta_log"].get(n, s.theta0[i]) for i, n in enumerate(s.names)], float)
+    fixed = set(config.data["fit"].get("omega_fixed", []))
+    omega = np.array([omega0[j] if n in fixed else d["omega"].get(n, omega0[j])
+                      for j, n in enumerate(s.re_names)], float)
+    return theta, omega, float(d["sigma"])
 
 
 def nuts_centred(s: Ct26Setup, res) -> tuple[str, ...]:
