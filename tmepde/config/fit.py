@@ -43,6 +43,13 @@ FIT = {
                     "the smallest non-zero reading of the fitted arms", "lloq_mm3 = 9.36", positive("")),
     "sigma": Key(NUMBER, 0.3, "starting s.d. of log-volume residuals (fitted)", "sigma = 0.3", positive("")),
     "max_steps": Key(INTEGER, 40, "outer BFGS steps of the population fit", "max_steps = 40", positive("")),
+    "polish_steps": Key(INTEGER, 20, "BFGS steps with finite-difference gradients of -log L after the analytic "
+                        "ones stop (the analytic gradient holds the inner modes fixed in the Laplace log-determinant); "
+                        "the observed information then comes from those gradients too; 0 = none",
+                        "polish_steps = 20"),
+    "start_from": Key(STRING, OPTIONAL, "an earlier fit's JSON (<output>_fit.json) whose optimum starts the "
+                      "optimiser (the priors stay centred on the config's values); relative to the config file",
+                      'start_from = "../../results/ct26_fit.json"'),
     "posterior": Key(STRING, "laplace", "uncertainty beyond the Laplace (observed-information) and profile "
                      "intervals: \"laplace\" = none, \"nuts\" = also sample the joint posterior (fixed effects, ω, σ, "
                      "every animal's random effects) by NUTS (needs numpyro; `tmepde fit --nuts` sets it)",
@@ -50,6 +57,19 @@ FIT = {
     "nuts_chains": Key(INTEGER, 4, "NUTS chains (>= 2, for R-hat)", "nuts_chains = 4", positive("")),
     "nuts_warmup": Key(INTEGER, 200, "NUTS warm-up (adaptation) steps per chain", "nuts_warmup = 200", positive("")),
     "nuts_samples": Key(INTEGER, 200, "NUTS draws kept per chain", "nuts_samples = 200", positive("")),
+    "nuts_class_effects": Key(STRING, "aligned", "how NUTS sums each treated animal's responder class out: "
+                              "\"aligned\" = one random effect per animal mapped per class onto that class's mode "
+                              "(exact), \"per-class\" = one per class with Carlin-Chib pseudo-priors, \"shared\" = one "
+                              "random effect for both classes", 'nuts_class_effects = "aligned"',
+                              one_of(["aligned", "per-class", "shared"])),
+    "nuts_metric": Key(STRING, "adapt", "NUTS mass matrix: \"adapt\" = adapted in warm-up, \"laplace\" = the inverse "
+                       "Hessian of the posterior at the fit (held; only the step size adapts), \"laplace-adapt\" = "
+                       "that as the adaptation's start", 'nuts_metric = "laplace"',
+                       one_of(["adapt", "laplace", "laplace-adapt"])),
+    "nuts_tree_depth": Key(INTEGER, 5, "NUTS maximum tree depth (<= 2^depth - 1 leapfrog steps per draw)",
+                           "nuts_tree_depth = 5", positive("")),
+    "nuts_target_accept": Key(NUMBER, 0.8, "NUTS target acceptance probability (step-size adaptation)",
+                              "nuts_target_accept = 0.8", positive("")),
     "output": Key(STRING, "ct26", "prefix of the outputs: <output>_fit.png, <output>_fit.md, "
                   "<output>_fit.json, <output>_fit.h5, <output>_fitted.toml (relative to the working directory)", 'output = "fits/ct26"'),
 }

@@ -253,6 +253,7 @@ def _run_fit(config, *, quick: bool, log) -> dict:
                               class_free=np.asarray(s.data.covariates) == 0,
                               class_effects=fc.get("nuts_class_effects", NUTS_CLASS_EFFECTS),
                               target_accept=float(fc.get("nuts_target_accept", 0.8)),
+                              metric=fc.get("nuts_metric", "adapt"),
                               centred=nuts_centred(s, res), log=log)
         log(f"NUTS: max R-hat {post.r_hat.max():.3f} (random effects {post.extra['r_hat_eta_max']:.3f}), "
             f"min ESS {post.ess.min():.0f}, {post.divergences} divergences ({post.wall_s:.0f} s)")
