@@ -259,8 +259,36 @@ def _fmt_iv(iv):
     return "[" + ", ".join("–" if b is None else f"{b:.3g}" for b in iv) + "]"
 
 
+def _class_text(mode) -> str:
+    """How the report's NUTS summed each IL-12 animal's class out."""
+    if mode == "aligned":
+        return ("Each IL-12 animal has one sampled random effect ζ, mapped per class (responder, "
+                "non-responder) onto the animal's own value at that class's Laplace mode, θ̂ + η̂_c + L_c ζ "
+                "(L_c L_c' the Gauss–Newton covariance there, 1.5² x), and the class summed out with the "
+                "Jacobian |L_c|: a class-wise change of variables of (class, η), so the posterior of θ, ω, σ and "
+                "of (class, η) is exactly the model's, while both classes' modes sit at ζ ≈ 0 and an animal "
+                "that both classes explain moves between them continuously (tmepde.fit.posterior_nuts, "
+                "class_effects \"aligned\"); a PBS animal, whose prediction does not depend on the class, has "
+                "one non-centred random effect. ")
+    if mode == "shared":
+        return "Each animal has one random effect for both classes, the class summed out. "
+    return ("Each IL-12 animal has one random effect per class (responder, non-responder), the class "
+            "summed out with Carlin–Chib (1995) pseudo-priors (Gaussians at the fit's per-class modes, "
+            "1.5 x the Laplace s.d.) for the class it is not in: an exact augmentation, the posterior of "
+            "θ, ω, σ and of (class, η) unchanged; a PBS animal, whose prediction does not "
+            "depend on the class, has one. ")
+
+
+def _metric_text(metric) -> str:
+    return {"laplace": "dense mass matrix fixed at the inverse Hessian of the posterior at the start "
+                       "(central differences of its gradient; only the step size adapted in warm-up)",
+            "laplace-adapt": "dense mass matrix adapted in warm-up from the inverse Hessian of the posterior "
+                             "at the start"}.get(metric, "dense mass matrix adapted in warm-up")
+
+
 def _uncertainty_section(out: dict) -> list[str]:
     post = out.get("posterior")
+    fc = out["config"].data["fit"]
     rows = comparison_rows(out)
     lines = ["## Uncertainty: Laplace, profile likelihood and posterior", ""]
     if post is None:
@@ -271,16 +299,12 @@ def _uncertainty_section(out: dict) -> list[str]:
             f"draws after {out['config'].data['fit'].get('nuts_warmup', 0) if not out['quick'] else min(out['config'].data['fit'].get('nuts_warmup', 0), 50)} warm-up steps, "
             f"joint over θ, log ω, log σ and all {post.extra['eta'].shape[2]} x {post.extra['eta'].shape[3]} "
             "random effects, exact likelihood (no Laplace). "
-            + ("Each IL-12 animal has one random effect per class (responder, non-responder), the class "
-               "summed out with Carlin–Chib (1995) pseudo-priors (Gaussians at the fit's per-class modes, "
-               "1.5 x the Laplace s.d.) for the class it is not in: an exact augmentation, the posterior of "
-               "θ, ω, σ and of (class, η) unchanged, in which an animal that both classes explain switches "
-               "class without crossing between two modes of one η; a PBS animal, whose prediction does not "
-               "depend on the class, has one. " if "membership" in post.extra else "")
+            + (_class_text(post.extra.get("class_effects")) if "membership" in post.extra else "")
             + (f"{', '.join(post.extra['centred'])} (ω fixed) sampled centred, the others non-centred. "
                if post.extra.get("centred") else "Non-centred. ")
             + "Gradients: each animal's prediction and its Jacobian in (θ, η) by forward-mode AD, "
-            f"then the chain rule; dense mass matrix adapted in warm-up, tree depth ≤ {NUTS_TREE_DEPTH}. "
+            f"then the chain rule; {_metric_text(fc.get('nuts_metric', 'adapt'))}, tree depth "
+            f"≤ {fc.get('nuts_tree_depth', NUTS_TREE_DEPTH)}, target acceptance {fc.get('nuts_target_accept', 0.8):g}. "
             + ("**Not converged** (goal R-hat ≤ 1.01): its intervals are indicative only. "
                if post.r_hat.max() > 1.01 or post.extra["r_hat_eta_max"] > 1.01 else "")
             + f"Max R-hat **{post.r_hat.max():.3f}** over θ, ω, σ; per animal, over its η (of the class drawn "
