@@ -139,3 +139,25 @@ def test_resolved_table_round_trips():
     cfg = loads_config(CONFIG)
     again = loads_config(cfg.to_toml())
     assert again.data["sensitivity"] == cfg.data["sensitivity"]
+
+
+def test_log_offset_is_added_before_the_log_and_checked():
+    """``log_offset`` turns the outcome into log10(total + offset), against the raw totals of
+    the same runs; bad values name the key."""
+    table = _table("morris", 4)
+    model, grid, sim, y0 = _two_decays()
+    unit, values = sensitivity.sample(table)
+    kw = dict(n_saves=1, save_index=1, species_index=[0, 1], cell_volumes=np.full(grid.shape, 0.5))
+    params = model.default_params(jnp.float64)
+    raw = sensitivity.outcomes(sim, params, list(table["params"]), values, y0, log=False, **kw)
+    logged = sensitivity.outcomes(sim, params, list(table["params"]), values, y0, log=True,
+                                  log_offset=0.25, **kw)
+    np.testing.assert_allclose(logged, np.log10(raw + 0.25), rtol=1e-14)
+    assert np.all(logged > np.log10(raw))
+    for bad, why in ((-1.0, "must be a number >= 0"), ("1", "must be a number >= 0")):
+        with pytest.raises(sensitivity.SensitivityError, match=why):
+            sensitivity.resolve_table({"log": True, "log_offset": bad, "params": {"decay_u": [0.02, 0.1]}},
+                                      model.default_params(), model.names, T, T)
+    with pytest.raises(sensitivity.SensitivityError, match="applies to a log10 outcome"):
+        sensitivity.resolve_table({"log_offset": 1.0, "params": {"decay_u": [0.02, 0.1]}},
+                                  model.default_params(), model.names, T, T)

@@ -16,7 +16,10 @@ are SALib's estimators:
 
 The outcome is the total of the named species (``Σ y · cell volume``, µm^ndim · field units;
 for volume-fraction cells a volume in µm³ (3D) or µm² (2D)) at one save time, or its log10
-when ``log = true`` (burdens spread over orders of magnitude across a range).
+when ``log = true`` (burdens spread over orders of magnitude across a range), of the total
+plus ``log_offset`` (the outcome's unit; default 0) when set: a detection limit such as one
+cell's area or volume, so that runs that eradicate the tumor weigh by reaching it, not by how
+many decades below one cell their arithmetic goes.
 
 Config (``tmepde sensitivity CONFIG``)::
 
@@ -27,6 +30,7 @@ Config (``tmepde sensitivity CONFIG``)::
     species = ["tumor", "stem"]   # outcome: their total ... (default: tumor, stem if present)
     time = 720.0            # ... at this save time (h; default: time.t_end)
     log = true              # analyse log10 of the outcome
+    log_offset = 100.0      # ... of the outcome + 100 µm² (one cell in a 2D section)
     path = "sensitivity.h5"
     [sensitivity.params]    # parameter = [low, high] (uniform), or a table:
     growth_tumor = [0.005, 0.02]
@@ -46,7 +50,7 @@ __all__ = ["SensitivityError", "resolve_table", "sample", "analyze", "run_sensit
            "read_sensitivity", "summary_markdown", "plot_sensitivity"]
 
 METHODS = ("sobol", "morris")
-KEYS = ("method", "n", "seed", "species", "time", "log", "path", "params", "chunk", "levels")
+KEYS = ("method", "n", "seed", "species", "time", "log", "log_offset", "path", "params", "chunk", "levels")
 FORMAT = "tmepde-sensitivity"
 FORMAT_VERSION = 1
 
@@ -91,6 +95,14 @@ def resolve_table(raw: Mapping, defaults: Mapping, species: Sequence[str], t_end
         raise SensitivityError("sensitivity.seed", f"sensitivity.seed must be a whole number >= 0, got {out['seed']!r}")
     if not isinstance(out["log"], bool):
         raise SensitivityError("sensitivity.log", f"sensitivity.log must be true or false, got {out['log']!r}")
+    offset = raw.get("log_offset", 0.0)
+    if isinstance(offset, bool) or not isinstance(offset, (int, float)) or not offset >= 0 or not math.isfinite(offset):
+        raise SensitivityError("sensitivity.log_offset", "sensitivity.log_offset must be a number >= 0 in the "
+                               f"outcome's unit (e.g. log_offset = 100.0), got {offset!r}")
+    if offset and not out["log"]:
+        raise SensitivityError("sensitivity.log_offset", "sensitivity.log_offset applies to a log10 outcome; "
+                               "set sensitivity.log = true or remove log_offset")
+    out["log_offset"] = float(offset)
     if not isinstance(out["path"], str) or not out["path"].strip():
         raise SensitivityError("sensitivity.path", "sensitivity.path must be a file name, e.g. "
                                '"sensitivity.h5"')
@@ -236,8 +248,9 @@ def analyze(table: Mapping, unit: np.ndarray, outcome: np.ndarray) -> dict:
 # -- running ---------------------------------------------------------------------------------
 def outcomes(sim, params: Mapping, names: Sequence[str], values: np.ndarray, y0, n_saves: int,
              save_index: int, species_index: Sequence[int], cell_volumes, log: bool,
-             chunk: int | None = None, progress=None) -> np.ndarray:
-    """Outcome of every design point, (N,): one vmapped batch, chunked to fit memory."""
+             chunk: int | None = None, progress=None, log_offset: float = 0.0) -> np.ndarray:
+    """Outcome of every design point, (N,): one vmapped batch, chunked to fit memory; with
+    ``log``, ``log10(total + log_offset)``."""
     import jax
     import jax.numpy as jnp
 
@@ -262,7 +275,7 @@ def outcomes(sim, params: Mapping, names: Sequence[str], values: np.ndarray, y0,
             progress(members.stop - members.start)
     if log:
         with np.errstate(divide="ignore"):
-            result = np.log10(result)
+            result = np.log10(result + log_offset)
     return result
 
 
@@ -297,7 +310,8 @@ def _run_sensitivity(config, table, out_path: Path, progress: bool) -> Path:
     with bar:
         bar.compiling()
         y = outcomes(sim, setup.params, names, values, setup.y0, n_saves, save_index, species_index,
-                     config.grid.cell_volumes(), table["log"], table.get("chunk"), bar.update)
+                     config.grid.cell_volumes(), table["log"], table.get("chunk"), bar.update,
+                     log_offset=table.get("log_offset", 0.0))
     bad = ~np.isfinite(y)
     if bad.any():
         i = int(np.argmax(bad))
@@ -316,6 +330,7 @@ def _write(path: Path, config, table, unit, values, y, indices) -> None:
     with h5py.File(tmp, "w") as f:
         f.attrs.update({"format": FORMAT, "format_version": FORMAT_VERSION, "kind": "sensitivity",
                         "method": table["method"], "time_h": table["time"], "log10": table["log"],
+                        "log10_offset": table.get("log_offset", 0.0),
                         "outcome_label": "total of " + ", ".join(table["species"]) + f" at t = {table['time']:g} h",
                         "model": config.model.name, "config": config.to_toml(), "status": "complete"})
         f.create_dataset("names", data=np.array(list(table["params"]), dtype=object),
@@ -352,7 +367,11 @@ def summary_markdown(data: Mapping) -> str:
     idx = data["indices"]
     outcome = data["outcome"]
     unit = "log10 " if data.get("log10") else ""
-    lines = [f"Outcome: {unit}{data.get('outcome_label', '')}: {len(outcome)} runs, "
+    offset = float(data.get("log10_offset", 0.0) or 0.0)
+    label = data.get("outcome_label", "")
+    if unit and offset:
+        label = f"({label} + {offset:g})"
+    lines = [f"Outcome: {unit}{label}: {len(outcome)} runs, "
              f"mean {np.mean(outcome):.4g}, s.d. {np.std(outcome):.3g}", ""]
     if data["method"] == "sobol":
         order = np.argsort(-idx["ST"])
@@ -390,7 +409,9 @@ def plot_sensitivity(path: str | Path, out: str | Path) -> Path:
         ax.barh(ypos - 0.2, idx["sigma"][order], 0.4, label="σ (interactions, non-linearity)")
         ax.set_xlabel(("log10 " if data.get("log10") else "") + "outcome per parameter range")
     ax.set_yticks(ypos, [names[i] for i in order])
-    ax.set_title(f"{data['method']} sensitivity: {'log10 ' if data.get('log10') else ''}{data.get('outcome_label', '')}",
+    offset = float(data.get("log10_offset", 0.0) or 0.0)
+    label = data.get("outcome_label", "") + (f" + {offset:g}" if data.get("log10") and offset else "")
+    ax.set_title(f"{data['method']} sensitivity: {'log10 ' if data.get('log10') else ''}{label}",
                  fontsize=9)
     ax.legend(fontsize=8, loc="lower right")
     out = Path(out)
