@@ -331,6 +331,7 @@ def test_nuts_per_class_effects_recover_the_class_and_effect_posterior():
 
 
 
+@pytest.mark.slow
 def test_nuts_aligned_class_effects_sum_the_class_out_exactly():
     """One ζ per subject mapped per class onto that class's mode (z_c = m_c + L_c ζ) with
     the class summed out: integrating exp(−potential) over the ambiguous subject's ζ (other
