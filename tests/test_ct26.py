@@ -296,3 +296,37 @@ def test_report_says_not_identified_instead_of_a_zero_width_interval():
     assert rep._se_text(res, 2) == "not identified" and rep._se_text(res, 3) == "0.07"
     # a result without the mask (built elsewhere) derives it from the standard errors
     assert list(dataclasses.replace(res, identified=None).identified_mask) == [True, True, False, True]
+
+
+def test_shipped_fit_attributes_each_regressor_to_il12():
+    """At the shipped fit (results/ct26_fit.json: fixed effects and each IL-12 animal's random
+    effects), the reduced model itself, recomputed here, reproduces the report's day-60 volumes
+    and its attribution: the animals the fit calls regressing are the data's regressors (mice
+    that stayed below the threshold to the last day), and each of them grows past the
+    threshold with its IL-12 doses removed (ablation: the regression is the doses')."""
+    import json
+    from pathlib import Path
+
+    from tmepde.apps.ct26.fitting import CONTROLLED_MM3, FLOOR_MM3, setup
+    from tmepde.config import load_config
+
+    root = Path(__file__).parents[1]
+    fit = json.loads((root / "results" / "ct26_fit.json").read_text())
+    with jax.enable_x64(True):
+        s = setup(load_config(str(root / "configs" / "fit" / "ct26.toml")))
+        theta = jnp.asarray([fit["theta_log"][n] for n in s.names])
+        predict = jax.jit(s.predict)
+        regressors = []
+        for c in fit["counterfactual"]:
+            i = next(k for k, (a, m) in enumerate(zip(s.arm_of, s.mouse_of)) if a != "PBS" and m == c["mouse"])
+            cls = 1.0 if (c["p_responder"] is None or c["p_responder"] >= 0.5) else 0.0
+            dose = jnp.asarray(s.data.covariates[i])
+            v = float(jnp.exp(predict(theta, jnp.asarray(c["eta"]), dose, cls)[-1])) - FLOOR_MM3
+            v0 = float(jnp.exp(predict(theta, jnp.asarray(c["eta"]), 0.0 * dose, cls)[-1])) - FLOOR_MM3
+            assert v == pytest.approx(c["v_end"], rel=1e-6, abs=1e-9), (c["mouse"], v, c["v_end"])
+            assert v0 == pytest.approx(c["v_end_no_il12"], rel=1e-6), (c["mouse"], v0)
+            if v < CONTROLLED_MM3:
+                regressors.append(c["mouse"])
+                assert v0 > CONTROLLED_MM3, (c["mouse"], v0)  # without IL-12 it escapes
+        data = sorted(c["mouse"] for c in fit["counterfactual"] if c["data_phenotype"] == "regressing")
+        assert sorted(regressors) == data and len(data) >= 2, (regressors, data)
