@@ -333,11 +333,9 @@ def run_config(config: Config | str | Path, out_path: str | Path | None = None, 
         per_call = -(-n_saves // -(-n_saves // chunk))
         from .compile_cache import program_store
 
-        store = program_store()  # where the application keeps whole programs (the CLI: its cache)
-        loop = sim.stored_loop(per_call, store) if store is not None else None
-        init = loop.init if loop is not None else sim.init
-        advance = (loop.advance if loop is not None
-                   else lambda carry, params: sim.advance(carry, params, per_call))
+        # whole programs where the application keeps them (the CLI: beside its cache), else
+        # the simulator's own init and advance
+        loop = sim.stored_loop(per_call, program_store())
 
         observe = model_observer(config.model, setup.params, config.grid)  # None: none to store
         with StopOnSignals() as stop:
@@ -370,14 +368,14 @@ def run_config(config: Config | str | Path, out_path: str | Path | None = None, 
                     bad = _first_nonfinite(y0[None], names)
                     if bad is not None:
                         raise NonFiniteError(bad[1], 0.0, writer.file_path)
-                    carry = init(y0, setup.params, t0=t_start)
+                    carry = loop.init(y0, setup.params, t0=t_start)
                     y_last = np.asarray(carry.y)  # last state written: the collapse check's reference
                     if branched:
                         writer.set_attrs({"start_time_h": t_start, "branched_from": branched})
                     _append(writer, observe, np.array([t_start]), y_last[None])
                     done = 0
                 else:  # the carry at the last save, exactly as the interrupted run held it
-                    template = init(y0, setup.params, t0=t_start)  # its tree structure
+                    template = loop.init(y0, setup.params, t0=t_start)  # its tree structure
                     leaves = jax.tree.leaves(template)
                     if len(leaves) != len(restart) or any(
                             np.shape(a) != np.shape(b) or np.asarray(a).dtype != b.dtype
@@ -396,7 +394,7 @@ def run_config(config: Config | str | Path, out_path: str | Path | None = None, 
                     if done < n_saves:
                         n = min(per_call, n_saves - done)
                         t0 = time.perf_counter()
-                        carry, ys = advance(carry, setup.params)
+                        carry, ys = loop.advance(carry, setup.params)
                         # the first call of this process blocks while the program compiles
                         timing["device_wait_s" if in_flight or timing["chunks"] else "compile_s"] += \
                             time.perf_counter() - t0

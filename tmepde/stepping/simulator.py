@@ -91,9 +91,11 @@ class Simulator:
         """Carry for the time loop (:class:`~tmepde.stepping.base.Carry`) from an initial
         state ``(S, *shape)`` at time ``t0`` (h); multistep schemes run their start here."""
         self.model.check_params(params)
-        y0 = jnp.asarray(y0, self.dtype)
-        carry = Carry(y=y0, step=jnp.asarray(0, jnp.int32), t0=jnp.asarray(t0, self.dtype))
-        return self._start(carry, self._as_params(params))
+        return self._start(self._initial_carry(y0, t0), self._as_params(params))
+
+    def _initial_carry(self, y0, t0) -> Carry:
+        return Carry(y=jnp.asarray(y0, self.dtype), step=jnp.asarray(0, jnp.int32),
+                     t0=jnp.asarray(t0, self.dtype))
 
     def time(self, carry: Carry):
         """Time (h) of ``carry.y``."""
@@ -140,10 +142,11 @@ class Simulator:
         except compile_cache.Unfingerprintable:
             return None
 
-    def stored_loop(self, n_saves: int, store: str | os.PathLike) -> "StoredLoop":
+    def stored_loop(self, n_saves: int, store: str | os.PathLike | None) -> "StoredLoop":
         """:meth:`init` and :meth:`advance` (``n_saves`` saves per call) as programs kept in
         the program store ``store`` (a folder): a later process with the same set-up loads
-        them without tracing (see :class:`StoredLoop`)."""
+        them without tracing (see :class:`StoredLoop`). ``store`` None: the simulator's own
+        :meth:`init` and :meth:`advance`, unchanged."""
         return StoredLoop(self, int(n_saves), store)
 
     def program(self, params, y0, n_saves: int, store: str | os.PathLike | None = None):
@@ -192,50 +195,50 @@ class StoredLoop:
     tracing and lowering its programs (~4 s of the default scenario's cached start on 2 CPU
     cores), which the XLA cache alone cannot (it needs the lowered program for its key).
 
-    ``loaded``: ``{"start": bool, "advance": bool}`` for the programs fetched so far.
+    ``loaded``: ``{"start": bool, "advance": bool}`` for the programs fetched so far. Without
+    a store, or for a model that cannot be fingerprinted, the calls are the simulator's own.
     """
 
     def __init__(self, sim: Simulator, n_saves: int, store):
         self.sim, self.n_saves, self.store = sim, int(n_saves), store
-        self.key = sim._store_key()
+        self.key = None if store is None else sim._store_key()
         self.loaded: dict[str, bool] = {}
         self._programs: dict = {}
 
-    def _program(self, name: str, jitted, *args):
+    def _program(self, name: str, make, *args):
+        """The stored program ``name``; ``make()`` gives its jitted function on a first call."""
         if name not in self._programs:
-            if self.key is None:
-                self._programs[name] = jitted
-            else:
-                from .. import compile_cache
+            from .. import compile_cache
 
-                # the start does not depend on the number of saves per call
-                what = (self.key, name) if name == "start" else (self.key, name, self.n_saves)
-                self._programs[name], self.loaded[name] = compile_cache.load_or_compile(
-                    self.store, what, jitted, *args)
+            # the start does not depend on the number of saves per call
+            what = (self.key, name) if name == "start" else (self.key, name, self.n_saves)
+            self._programs[name], self.loaded[name] = compile_cache.load_or_compile(
+                self.store, what, make(), *args)
         return self._programs[name]
 
     def init(self, y0, params, t0: float = 0.0) -> Carry:
         """As :meth:`Simulator.init`."""
         sim = self.sim
+        if self.key is None or not sim.stepper.history:  # one-step schemes: nothing to compile
+            return sim.init(y0, params, t0)
         sim.model.check_params(params)
-        p = sim._as_params(params)
-        carry = Carry(y=jnp.asarray(y0, sim.dtype), step=jnp.asarray(0, jnp.int32),
-                      t0=jnp.asarray(t0, sim.dtype))
-        if not sim.stepper.history:  # one-step schemes: nothing to compile at the start
-            return sim._start(carry, p)
-        return self._program("start", sim._start, carry, p)(carry, p)
+        p, carry = sim._as_params(params), sim._initial_carry(y0, t0)
+        return self._program("start", lambda: sim._start, carry, p)(carry, p)
 
     def advance(self, carry: Carry, params):
         """As :meth:`Simulator.advance` with this loop's ``n_saves``: ``(carry, ys)``."""
-        sim = self.sim
+        sim, n = self.sim, self.n_saves
+        if self.key is None:
+            return sim.advance(carry, params, n)
         sim.model.check_params(params)
         p = sim._as_params(params)
-        n = self.n_saves
 
-        def advance(c, q):  # named: the XLA cache's entries are named after the program
-            return sim._advance(c, q, n)
+        def make():
+            def advance(c, q):  # named: the XLA cache's entries are named after the program
+                return sim._advance(c, q, n)
+            return jax.jit(advance)
 
-        return self._program("advance", jax.jit(advance), carry, p)(carry, p)
+        return self._program("advance", make, carry, p)(carry, p)
 
 
 def simulate(model: Model, grid: Grid, y0, *, t_end: float, dt: float, save_every: float | None = None,
