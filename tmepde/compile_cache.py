@@ -288,12 +288,18 @@ def load_or_compile(folder: str | os.PathLike, key_material, jitted, *args):
     # Compiled past the XLA cache: an executable that XLA:CPU loaded from its cache
     # serialises without some of its kernels (jax 0.10: "Function ... not found" when the
     # stored copy runs), so a program meant for the store is always compiled afresh.
+    # JAX decides once per process whether its cache is used: switching it off takes effect
+    # only after reset_cache(), and the cache is re-initialised at the next compile.
+    from jax.experimental.compilation_cache import compilation_cache
+
     enabled = jax.config.jax_enable_compilation_cache
     jax.config.update("jax_enable_compilation_cache", False)
+    compilation_cache.reset_cache()
     try:
         compiled = jitted.lower(*args).compile()
     finally:
         jax.config.update("jax_enable_compilation_cache", enabled)
+        compilation_cache.reset_cache()
     try:
         folder.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".tmp{os.getpid()}")
