@@ -333,13 +333,16 @@ def test_nuts_per_class_effects_recover_the_class_and_effect_posterior():
 
 @pytest.mark.slow
 def test_nuts_aligned_class_effects_sum_the_class_out_exactly():
-    """One ζ per subject mapped per class onto that class's mode (z_c = m_c + L_c ζ) with
+    """One ζ per subject mapped per class onto that class's mode (z_c = m_c(u) + L_c ζ) with
     the class summed out: integrating exp(−potential) over the ambiguous subject's ζ (other
     coordinates held) gives its exact P(class 1 | y, θ, ω, σ) and E[η | y] of brute-force
     quadrature over η per class, whatever the map: checked with class 1's map centred 2.5 of
     its posterior s.d. off its mode (the class effect here also scales η's
     slope, so the classes' curvatures and Jacobians |L_c| differ by 3: a missing or wrong
-    Jacobian biases P)."""
+    Jacobian biases P), at the fit's θ and at a θ whose slope is 0.4 away, where the maps'
+    centres have followed the modes (follow_modes) or stayed (follow_modes=False): the
+    integral is exact either way, and only the followed map keeps class 1's peak where it
+    was in ζ."""
     import jax
     from tmepde.fit import PopulationFit, posterior_nuts
 
@@ -358,40 +361,52 @@ def test_nuts_aligned_class_effects_sum_the_class_out_exactly():
     y = np.array([theta[1] + 0.75, theta[1] - 0.3])[:, None] * TIMES + sigma * rng.standard_normal((2, TIMES.size))
     data = PopulationData(y, np.ones_like(y), np.zeros_like(y), np.zeros_like(y), x)
     etas = np.linspace(-5, 5, 200001)
-    lik, mean, sd = np.zeros(2), np.zeros(2), np.zeros(2)
-    for c in range(2):
-        mu = theta[0] + (theta[1] + etas[:, None] * (1 + 2 * c) + c * delta) * TIMES
-        w = np.exp(-0.5 * np.sum((y[0] - mu) ** 2, axis=1) / sigma**2 - 0.5 * (etas / omega) ** 2)
-        lik[c] = np.trapezoid(w, etas)
-        mean[c] = np.trapezoid(w * etas, etas) / lik[c]
-        sd[c] = np.sqrt(np.trapezoid(w * (etas - mean[c]) ** 2, etas) / lik[c])
-    pi = 1 / (1 + np.exp(-theta[2]))
-    p1 = pi * lik[1] / (pi * lik[1] + (1 - pi) * lik[0])
-    e_mean = (1 - p1) * mean[0] + p1 * mean[1]
+
+    def quadrature(th):
+        lik, mean, sd = np.zeros(2), np.zeros(2), np.zeros(2)
+        for c in range(2):
+            mu = th[0] + (th[1] + etas[:, None] * (1 + 2 * c) + c * delta) * TIMES
+            w = np.exp(-0.5 * np.sum((y[0] - mu) ** 2, axis=1) / sigma**2 - 0.5 * (etas / omega) ** 2)
+            lik[c] = np.trapezoid(w, etas)
+            mean[c] = np.trapezoid(w * etas, etas) / lik[c]
+            sd[c] = np.sqrt(np.trapezoid(w * (etas - mean[c]) ** 2, etas) / lik[c])
+        pi = 1 / (1 + np.exp(-th[2]))
+        p1 = pi * lik[1] / (pi * lik[1] + (1 - pi) * lik[0])
+        return p1, (1 - p1) * mean[0] + p1 * mean[1], mean, sd
+
+    p1, e_mean, mean, sd = quadrature(theta)
     assert 0.1 < p1 < 0.9, p1                    # ambiguous: both classes count
     assert sd[1] < 0.5 * sd[0]                  # the classes' curvatures differ
-    for offset in (2.5 * sd[1],):
-        eta_c = np.array([[mean[0], 0.0], [mean[1] + offset, 0.0]])[..., None]
-        start = PopulationFit(["a", "b", "logit_pi"], ["b"], theta, np.array([omega]), sigma, eta_c[1], 0.0,
-                              np.eye(5), np.ones(5), 0, [], free=np.array([True, True, True, False, True]),
-                              eta_components=eta_c, mixture=log_w)
+    eta_c = np.array([[mean[0], 0.0], [mean[1] + 2.5 * sd[1], 0.0]])[..., None]
+    start = PopulationFit(["a", "b", "logit_pi"], ["b"], theta, np.array([omega]), sigma, eta_c[1], 0.0,
+                          np.eye(5), np.ones(5), 0, [], free=np.array([True, True, True, False, True]),
+                          eta_components=eta_c, mixture=log_w)
+    zs = np.linspace(-40, 40, 16001)
+    peaks = {}
+    for follow in (True, False):
         post = posterior_nuts(predict, data, start, class_free=x == 0, class_effects="aligned",
-                              chains=2, warmup=4, samples=4, chunk=4)
+                              follow_modes=follow, chains=2, warmup=4, samples=4, chunk=4)
         U, logits = post.extra["potential"], post.extra["logits"]
-        q0 = np.concatenate([theta, [np.log(sigma)], [0.0], [0.0]])   # [θ, log σ, ξ_1, ζ_0]
-        assert len(post.names) == 4 and q0.size == 6
-        zs = np.linspace(-12, 12, 4801)
-        qs = jnp.asarray(np.repeat(q0[None], zs.size, axis=0)).at[:, -1].set(zs)
-        u = np.asarray(jax.vmap(U)(qs))
-        w = np.exp(-(u - u.min()))
-        a = np.asarray(jax.vmap(logits)(qs))[:, :, 0]                  # (n, C) subject 0
-        pc = np.exp(a - a.max(axis=1, keepdims=True))
-        pc /= pc.sum(axis=1, keepdims=True)
-        eta_z = np.asarray(jax.vmap(lambda q: post.extra["unpack_eta"](q)[:, 0, 0])(qs))   # (n, C)
-        assert w[0] < 1e-12 and w[-1] < 1e-12
-        Z = np.trapezoid(w, zs)
-        np.testing.assert_allclose(np.trapezoid(w * pc[:, 1], zs) / Z, p1, rtol=1e-6)
-        np.testing.assert_allclose(np.trapezoid(w * np.sum(pc * eta_z, axis=1), zs) / Z, e_mean, atol=1e-6)
+        for shift in (0.0, 0.4):
+            th = theta + np.array([0.0, shift, 0.0])
+            p1, e_mean, _, _ = quadrature(th)
+            q0 = np.concatenate([th, [np.log(sigma)], [0.0], [0.0]])   # [θ, log σ, ξ_1, ζ_0]
+            assert len(post.names) == 4 and q0.size == 6
+            qs = jnp.asarray(np.repeat(q0[None], zs.size, axis=0)).at[:, -1].set(zs)
+            u = np.asarray(jax.vmap(U)(qs))
+            w = np.exp(-(u - u.min()))
+            a = np.asarray(jax.vmap(logits)(qs))[:, :, 0]                  # (n, C) subject 0
+            pc = np.exp(a - a.max(axis=1, keepdims=True))
+            pc /= pc.sum(axis=1, keepdims=True)
+            eta_z = np.asarray(jax.vmap(lambda q: post.extra["unpack_eta"](q)[:, 0, 0])(qs))   # (n, C)
+            assert w[0] < 1e-12 and w[-1] < 1e-12
+            Z = np.trapezoid(w, zs)
+            np.testing.assert_allclose(np.trapezoid(w * pc[:, 1], zs) / Z, p1, rtol=1e-6)
+            np.testing.assert_allclose(np.trapezoid(w * np.sum(pc * eta_z, axis=1), zs) / Z, e_mean, atol=1e-6)
+            peaks[follow, shift] = zs[np.argmax(a[:, 1])]                # class 1's peak in ζ
+    # the model is linear in η and θ, so the first-order shift follows class 1's mode exactly
+    assert abs(peaks[True, 0.4] - peaks[True, 0.0]) < 0.02, peaks
+    assert abs(peaks[False, 0.4] - peaks[False, 0.0]) > 1.0, peaks
 
 
 def test_nuts_aligned_class_effects_recover_the_class_and_effect_posterior():

@@ -895,13 +895,38 @@ def _pseudo_priors(predict, data, start, eta_c, subjects, n_c, cov, arrays):
     return np.asarray(eta_c)[:, subjects] / start.omega, np.asarray(prec)
 
 
+def _mode_response(predict, data, start, eta_c, subjects, n_c, cov, arrays):
+    """``dη̂_i,c / du`` (C, n, k, p + k + 1): how each subject's class-c mode of its random effect
+    moves with the population coordinates ``u = [θ, log ω, log σ]`` at the fit, by the implicit
+    function theorem on ``∇_η ℓ_i(η̂; u) = 0``: ``−H_ηη⁻¹ ∂²ℓ_i/∂η∂u`` (H_ηη Gauss–Newton, the
+    cross term exact; :func:`_subject_terms`)."""
+    p, k = start.theta.size, start.omega.size
+    ell, terms = _subject_terms(lambda th, e, xc: predict(th, e, xc[0], xc[1]), "gauss-newton")
+    u = jnp.asarray(start.u)
+    idx = jnp.asarray(subjects)
+    sub = lambda a: jax.tree_util.tree_map(lambda v: v[idx], a)  # noqa: E731
+
+    def one(e, y, obs, cen, cmask, x):
+        args = (y, obs, cen, cmask, x)
+        H = terms(e, u[:p], u[p:p + k], u[-1], *args)[2]
+        cross = jax.jacfwd(lambda uu: jax.grad(ell)(e, uu[:p], uu[p:p + k], uu[-1], *args))(u)   # (k, p+k+1)
+        return -jnp.linalg.solve(H, cross)
+
+    def one_class(e, c):
+        x = (sub(cov), jnp.full(idx.size, c))
+        return jax.vmap(one)(e, *sub(arrays), x)
+
+    return np.asarray(jax.jit(jax.vmap(one_class))(jnp.asarray(eta_c)[:, idx], jnp.arange(n_c, dtype=u.dtype)))
+
+
 def posterior_nuts(predict: Callable, data: PopulationData, start: PopulationFit, *,
                    prior_mean=None, prior_sd=None, omega_prior=None, sigma_prior=None,
                    chains: int = 4, warmup: int = 300, samples: int = 300, seed: int = 0,
                    target_accept: float = 0.8, max_tree_depth: int = 7, chunk: int = 50,
                    dense_mass: bool = False, mixture=None, class_effects: str = "per-class",
                    class_free=None, pseudo_prior_scale: float = 1.5, centred=(), jacobian: str = "forward",
-                   init_jitter: float = 0.1, metric: str = "adapt", log=None) -> NutsResult:
+                   init_jitter: float = 0.1, metric: str = "adapt", follow_modes: bool = True,
+                   log=None) -> NutsResult:
     """Joint posterior of a population model by NUTS: fixed effects θ, log ω, log σ and every
     subject's random effects, with no Laplace approximation.
 
@@ -936,7 +961,12 @@ def posterior_nuts(predict: Callable, data: PopulationData, start: PopulationFit
     posterior of θ, ω, σ and of (class, η) is exactly the model's; both classes' modes sit at
     ζ ≈ 0, so the class weight moves continuously without a pseudo-prior's extra dimensions
     (it needs the fit's per-class modes to stay close to the posterior's: a class whose mode
-    moves many of its s.d. away sits at a distant ζ again).
+    moves many of its s.d. away sits at a distant ζ again). follow_modes (default): the class
+    modes move with ``u = [θ, log ω, log σ]`` to first order, ``η̂_i,c + G_i,c (u − û)``
+    (``G = dη̂/du`` by the implicit function theorem at the fit, :func:`_mode_response`): a
+    shift in the map that is triangular in (u, ζ), so the Jacobian is still ``|L_i,c|`` and the
+    posterior the same, while a class whose mode moves with a fixed effect (an animal that
+    responds only while the treatment effect is weak) stays near ζ ≈ 0.
     class_free: (N,) bool, subjects whose prediction does not depend on the class (e.g. an
     untreated animal when the classes differ in the treatment effect): one η_i for them, their
     class term Σ_c π_c p(y_i | η_i) = p(y_i | η_i), simulated once (as class 0).
@@ -1060,6 +1090,12 @@ def posterior_nuts(predict: Callable, data: PopulationData, start: PopulationFit
             a_L = np.linalg.cholesky(cov_xi * np.outer(start.omega, start.omega))
             a_mean = jnp.asarray(np.asarray(eta_c0)[:, own] + np.asarray(theta_re(jnp.asarray(start.theta))))
             a_L = jnp.asarray(a_L)
+            # the class modes follow the population coordinates to first order (a shift in ζ's
+            # map, triangular in (u, ζ): the Jacobian stays |L|), so a mode that moves with θ,
+            # ω or σ stays at ζ ≈ 0 instead of drifting away from where its class is sampled
+            a_u0 = jnp.asarray(start.u)
+            a_G = jnp.asarray(_mode_response(raw_predict, data, start, eta_c0, own, n_c, cov, arrays)
+                              if follow_modes else np.zeros((n_c, own.size, k, start.u.size)))
             a_logdet = jnp.sum(jnp.log(jnp.diagonal(a_L, axis1=-2, axis2=-1)), axis=-1)   # (C, n_own)
         g_mean, g_prec = jnp.asarray(g_mean), jnp.asarray(g_prec)
         g_logdet = jnp.linalg.slogdet(g_prec)[1]                      # (C, n_own)
@@ -1073,7 +1109,9 @@ def posterior_nuts(predict: Callable, data: PopulationData, start: PopulationFit
         xi = xi - shift(q[:p])
         if own.size and aligned:
             zeta = q[m + n_one:].reshape(own.size, k)
-            eta_own = a_mean + jnp.einsum("cikl,il->cik", a_L, zeta) - theta_re(q[:p])
+            du = jnp.concatenate([q[:p], log_omega, q[p + kf:p + kf + 1]]) - a_u0
+            eta_own = (a_mean + jnp.einsum("cikl,il->cik", a_L, zeta) + jnp.einsum("cikj,j->cik", a_G, du)
+                       - (theta_re(jnp.asarray(start.theta)) if follow_modes else theta_re(q[:p])))
             xi = xi.at[:, own].set(eta_own / jnp.exp(log_omega))
         return q[:p], log_omega, q[p + kf], xi
 
