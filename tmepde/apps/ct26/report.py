@@ -263,8 +263,10 @@ def _class_text(mode) -> str:
     """How the report's NUTS summed each IL-12 animal's class out."""
     if mode == "aligned":
         return ("Each IL-12 animal has one sampled random effect ζ, mapped per class (responder, "
-                "non-responder) onto the animal's own value at that class's Laplace mode, θ̂ + η̂_c + L_c ζ "
-                "(L_c L_c' the Gauss–Newton covariance there, 1.5² x), and the class summed out with the "
+                "non-responder) onto that class's mode, which follows the population coordinates u = [θ, log ω, "
+                "log σ] to first order, η̂_c + G_c (u − û) + L_c ζ (G_c = dη̂_c/du by the implicit function "
+                "theorem at the Laplace fit; L_c L_c' the Gauss–Newton covariance there, 1.5² x), and the class "
+                "summed out with the "
                 "Jacobian |L_c|: a class-wise change of variables of (class, η), so the posterior of θ, ω, σ and "
                 "of (class, η) is exactly the model's, while both classes' modes sit at ζ ≈ 0 and an animal "
                 "that both classes explain moves between them continuously (tmepde.fit.posterior_nuts, "
