@@ -873,33 +873,13 @@ def laplace_metric(potential: Callable, q0, *, dense: bool = True, h: float = 1e
     return cov if dense else np.diag(cov)
 
 
-def _pseudo_priors(predict, data, start, eta_c, subjects, n_c, cov, arrays):
-    """Means (C, n, k) and precisions (C, n, k, k) on ξ = η / ω̂ of Gaussians at the per-class
-    modes ``eta_c`` (C, N, k) of ``subjects``: the Gauss–Newton Hessian of the subject's
-    −log p(y_i, η | θ̂, ω̂, σ̂, class c) (:func:`_subject_terms`), scaled to ξ."""
-    p, k = start.theta.size, start.omega.size
-    _, terms = _subject_terms(lambda th, e, xc: predict(th, e, xc[0], xc[1]), "gauss-newton")
-    u = jnp.asarray(start.u)
-    theta, log_omega, log_sigma = u[:p], u[p:p + k], u[-1]
-    idx = jnp.asarray(subjects)
-    sub = lambda a: jax.tree_util.tree_map(lambda v: v[idx], a)  # noqa: E731
-    axes = (0, None, None, None, 0, 0, 0, 0, 0)
-
-    def one_class(e, c):
-        x = (sub(cov), jnp.full(idx.size, c))
-        return jax.vmap(terms, axes)(e, theta, log_omega, log_sigma, *sub(arrays), x)[2]
-
-    H = jax.jit(jax.vmap(one_class))(jnp.asarray(eta_c)[:, idx], jnp.arange(n_c, dtype=u.dtype))
-    om = jnp.exp(log_omega)
-    prec = H * om[:, None] * om[None, :]
-    return np.asarray(eta_c)[:, subjects] / start.omega, np.asarray(prec)
-
-
-def _mode_response(predict, data, start, eta_c, subjects, n_c, cov, arrays):
-    """``dη̂_i,c / du`` (C, n, k, p + k + 1): how each subject's class-c mode of its random effect
-    moves with the population coordinates ``u = [θ, log ω, log σ]`` at the fit, by the implicit
-    function theorem on ``∇_η ℓ_i(η̂; u) = 0``: ``−H_ηη⁻¹ ∂²ℓ_i/∂η∂u`` (H_ηη Gauss–Newton, the
-    cross term exact; :func:`_subject_terms`)."""
+def _class_mode_terms(predict, data, start, eta_c, subjects, n_c, cov, arrays, *, response: bool = False):
+    """At each subject's class-c mode ``eta_c`` (C, N, k) of ``subjects``: the Gauss–Newton
+    Hessian (C, n, k, k) of the subject's −log p(y_i, η | θ̂, ω̂, σ̂, class c)
+    (:func:`_subject_terms`), and with ``response`` also ``dη̂_i,c / du`` (C, n, k, p + k + 1),
+    how the mode moves with the population coordinates ``u = [θ, log ω, log σ]``, by the
+    implicit function theorem on ``∇_η ℓ_i(η̂; u) = 0``: ``−H_ηη⁻¹ ∂²ℓ_i/∂η∂u`` (the cross
+    term exact). One compiled pass over classes and subjects."""
     p, k = start.theta.size, start.omega.size
     ell, terms = _subject_terms(lambda th, e, xc: predict(th, e, xc[0], xc[1]), "gauss-newton")
     u = jnp.asarray(start.u)
@@ -909,14 +889,24 @@ def _mode_response(predict, data, start, eta_c, subjects, n_c, cov, arrays):
     def one(e, y, obs, cen, cmask, x):
         args = (y, obs, cen, cmask, x)
         H = terms(e, u[:p], u[p:p + k], u[-1], *args)[2]
+        if not response:
+            return H, None
         cross = jax.jacfwd(lambda uu: jax.grad(ell)(e, uu[:p], uu[p:p + k], uu[-1], *args))(u)   # (k, p+k+1)
-        return -jnp.linalg.solve(H, cross)
+        return H, -jnp.linalg.solve(H, cross)
 
     def one_class(e, c):
         x = (sub(cov), jnp.full(idx.size, c))
         return jax.vmap(one)(e, *sub(arrays), x)
 
-    return np.asarray(jax.jit(jax.vmap(one_class))(jnp.asarray(eta_c)[:, idx], jnp.arange(n_c, dtype=u.dtype)))
+    H, G = jax.jit(jax.vmap(one_class))(jnp.asarray(eta_c)[:, idx], jnp.arange(n_c, dtype=u.dtype))
+    return np.asarray(H), (None if G is None else np.asarray(G))
+
+
+def _pseudo_priors(H, eta_c, subjects, omega):
+    """Means (C, n, k) and precisions (C, n, k, k) on ξ = η / ω̂ of Gaussians at the per-class
+    modes ``eta_c`` (C, N, k) of ``subjects``, from their Hessians ``H`` in η
+    (:func:`_class_mode_terms`), scaled to ξ."""
+    return np.asarray(eta_c)[:, subjects] / omega, H * omega[:, None] * omega[None, :]
 
 
 def posterior_nuts(predict: Callable, data: PopulationData, start: PopulationFit, *,
@@ -963,7 +953,7 @@ def posterior_nuts(predict: Callable, data: PopulationData, start: PopulationFit
     (it needs the fit's per-class modes to stay close to the posterior's: a class whose mode
     moves many of its s.d. away sits at a distant ζ again). follow_modes (default): the class
     modes move with ``u = [θ, log ω, log σ]`` to first order, ``η̂_i,c + G_i,c (u − û)``
-    (``G = dη̂/du`` by the implicit function theorem at the fit, :func:`_mode_response`): a
+    (``G = dη̂/du`` by the implicit function theorem at the fit, :func:`_class_mode_terms`): a
     shift in the map that is triangular in (u, ζ), so the Jacobian is still ``|L_i,c|`` and the
     posterior the same, while a class whose mode moves with a fixed effect (an animal that
     responds only while the treatment effect is weak) stays near ζ ≈ 0.
@@ -1076,7 +1066,9 @@ def posterior_nuts(predict: Callable, data: PopulationData, start: PopulationFit
     if own.size:
         # pseudo-priors g_i,c = N(mean, prec⁻¹) on ξ_i,c: Gauss–Newton curvature of the
         # class-c subject term at the fit's mode, in ξ (Hη → diag ω Hη diag ω), widened
-        g_mean, g_prec = _pseudo_priors(raw_predict, data, start, eta_c0, own, n_c, cov, arrays)
+        H_own, G_own = _class_mode_terms(raw_predict, data, start, eta_c0, own, n_c, cov, arrays,
+                                         response=aligned and follow_modes)
+        g_mean, g_prec = _pseudo_priors(H_own, eta_c0, own, start.omega)
         g_prec = g_prec / pseudo_prior_scale**2
         if aligned:
             # one ζ_i per subject, mapped per class onto the subject's own value (θ + η) at
@@ -1088,14 +1080,15 @@ def posterior_nuts(predict: Callable, data: PopulationData, start: PopulationFit
             theta_re = lambda theta: jnp.where(has_theta, theta[re_idx], 0.0)  # noqa: E731
             cov_xi = np.linalg.inv(g_prec)                                  # (C, n_own, k, k)
             a_L = np.linalg.cholesky(cov_xi * np.outer(start.omega, start.omega))
-            a_mean = jnp.asarray(np.asarray(eta_c0)[:, own] + np.asarray(theta_re(jnp.asarray(start.theta))))
+            # map centre: the class mode η̂ when it follows u (below), else the subject's own
+            # value θ̂ + η̂ held where the fit put it
+            a_mean = jnp.asarray(np.asarray(eta_c0)[:, own]
+                                 + (0.0 if follow_modes else np.asarray(theta_re(jnp.asarray(start.theta)))))
             a_L = jnp.asarray(a_L)
             # the class modes follow the population coordinates to first order (a shift in ζ's
             # map, triangular in (u, ζ): the Jacobian stays |L|), so a mode that moves with θ,
             # ω or σ stays at ζ ≈ 0 instead of drifting away from where its class is sampled
-            a_u0 = jnp.asarray(start.u)
-            a_G = jnp.asarray(_mode_response(raw_predict, data, start, eta_c0, own, n_c, cov, arrays)
-                              if follow_modes else np.zeros((n_c, own.size, k, start.u.size)))
+            a_u0, a_G = jnp.asarray(start.u), (jnp.asarray(G_own) if follow_modes else None)
             a_logdet = jnp.sum(jnp.log(jnp.diagonal(a_L, axis1=-2, axis2=-1)), axis=-1)   # (C, n_own)
         g_mean, g_prec = jnp.asarray(g_mean), jnp.asarray(g_prec)
         g_logdet = jnp.linalg.slogdet(g_prec)[1]                      # (C, n_own)
@@ -1109,9 +1102,12 @@ def posterior_nuts(predict: Callable, data: PopulationData, start: PopulationFit
         xi = xi - shift(q[:p])
         if own.size and aligned:
             zeta = q[m + n_one:].reshape(own.size, k)
-            du = jnp.concatenate([q[:p], log_omega, q[p + kf:p + kf + 1]]) - a_u0
-            eta_own = (a_mean + jnp.einsum("cikl,il->cik", a_L, zeta) + jnp.einsum("cikj,j->cik", a_G, du)
-                       - (theta_re(jnp.asarray(start.theta)) if follow_modes else theta_re(q[:p])))
+            eta_own = a_mean + jnp.einsum("cikl,il->cik", a_L, zeta)
+            if follow_modes:
+                du = jnp.concatenate([q[:p], log_omega, q[p + kf:p + kf + 1]]) - a_u0
+                eta_own = eta_own + jnp.einsum("cikj,j->cik", a_G, du)
+            else:
+                eta_own = eta_own - theta_re(q[:p])
             xi = xi.at[:, own].set(eta_own / jnp.exp(log_omega))
         return q[:p], log_omega, q[p + kf], xi
 
