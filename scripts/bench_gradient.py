@@ -20,6 +20,12 @@ results/bench_gradient_finite.json.
 runs that scenario in one process with the engine's ``nonstiff`` and ``clip`` as of a git
 revision and as in the working tree (both compiled, runs alternated); it prints a table and
 writes results/bench_gradient_baseline.json.
+
+    python scripts/bench_gradient.py --cg-iterations --t-end 48
+counts the conjugate-gradient iterations of the cytokine solves in the --finite scenario: the
+forward run's (started from the extrapolated state) and, in the gradient's program, those of
+the adjoint solves (the transposed solves of ``lax.custom_linear_solve``, started from zero);
+it writes the section "CG iterations, forward and adjoint" of results/bench_gradient.md.
 """
 
 from __future__ import annotations
@@ -160,6 +166,85 @@ def finite_main(args, machine):
     write_finite_section(Path(args.out + ".md"), r, machine, args.config)
 
 
+def cg_iterations(cfg) -> dict:
+    """CG iterations of every cytokine solve (one per species and implicit solve) in the forward
+    run and in the gradient's program, told apart by the call site: the primal solve inside
+    ``_guessed_solve`` (extrapolated first iterate) or the linear (tangent/adjoint) solve of its
+    ``custom_linear_solve`` (from zero). Counted at run time by ``jax.debug.callback``."""
+    import collections
+    import inspect
+
+    import tmepde.discretization as disc
+
+    counts = collections.defaultdict(list)
+    pcg = disc._pcg
+
+    def counted(matvec, b, x0, precondition, tol, maxiter):
+        site = "primal" if inspect.stack()[1].function == "solve" else "adjoint"
+        x, it = pcg(matvec, b, x0, precondition, tol, maxiter)
+        jax.debug.callback(lambda it, site=site: counts[site].append(int(it)), it)
+        return x, it
+
+    disc._pcg = counted
+    try:
+        burden, s = final_burden(cfg)
+        jax.block_until_ready(jax.jit(burden)(s.params))
+        forward = {k: list(v) for k, v in counts.items()}
+        counts.clear()
+        jax.block_until_ready(jax.jit(jax.grad(burden))(s.params))
+        gradient = {k: list(v) for k, v in counts.items()}
+    finally:
+        disc._pcg = pcg
+    summary = lambda v: {"solves": len(v), "iterations": int(sum(v)), "mean": float(np.mean(v)) if v else 0.0,  # noqa: E731
+                         "histogram": np.bincount(v).tolist() if v else []}
+    return {"forward": {k: summary(v) for k, v in forward.items()},
+            "gradient": {k: summary(v) for k, v in gradient.items()}}
+
+
+def cg_main(args, machine):
+    base = load_config(args.config)
+    spacing = [e / n for e, n in zip(base.grid.extent, args.shape)]
+    t_end = args.t_end or 168.0
+    cfg = base.replace(f"grid.shape={list(args.shape)}", f"grid.spacing={spacing}", f"time.t_end={t_end}",
+                       f"solver.dtype={args.dtype}")
+    r = cg_iterations(cfg)
+    r["command"] = "python " + " ".join(shlex.quote(a) for a in sys.argv)
+    r.update(shape=list(args.shape), t_end=t_end, dtype=args.dtype, machine=machine)
+    print(json.dumps(r, indent=1), flush=True)
+    f, g = r["forward"].get("primal", {}), r["gradient"]
+    lines = ["## CG iterations, forward and adjoint", "",
+             f"Command: `{r['command']}`. Machine: {machine['cpu']}, {machine['cores']} cores, JAX "
+             f"{machine['jax']} ({machine['backend']}). Config {args.config} at {'×'.join(map(str, args.shape))}, "
+             f"t_end {t_end:g} h, {args.dtype}, sbdf2; scalar: the final tumor burden (as the finiteness section).",
+             "", "| program | solves | CG iterations | mean per solve |", "|---|---|---|---|",
+             f"| forward run: primal solves (first iterate: the extrapolated state) | {f.get('solves', 0)} | "
+             f"{f.get('iterations', 0)} | {f.get('mean', 0):.2f} |"]
+    v = g.get("adjoint", {})
+    lines.append(f"| gradient: adjoint solves (first iterate 0) | {v.get('solves', 0)} | {v.get('iterations', 0)} | "
+                 f"{v.get('mean', 0):.2f} |")
+    adj = g.get("adjoint", {}).get("iterations", 0)
+    lines += ["", f"Adjoint / forward CG iterations: **{adj / max(f.get('iterations', 1), 1):.2f}x**. "
+              "Histograms (iterations 0, 1, 2, ...) in results/bench_gradient_cg.json.", ""]
+    Path(args.out + "_cg.json").write_text(json.dumps(r, indent=1))
+    _replace_section(Path(args.out + ".md"), "## CG iterations, forward and adjoint", lines)
+
+
+def _replace_section(md: Path, heading: str, lines: list[str]):
+    """Replace the section of ``md`` that starts at ``heading`` (up to the next "## " heading,
+    which is kept with everything after it) by ``lines``; append it if ``md`` has none."""
+    text = md.read_text(encoding="utf-8") if md.exists() else ""
+    parts = text.split("\n")
+    if heading in parts:
+        i = parts.index(heading)
+        j = next((n for n in range(i + 1, len(parts)) if parts[n].startswith("## ")), len(parts))
+        parts = parts[:i] + lines + parts[j:]
+    else:
+        while parts and not parts[-1].strip():
+            parts.pop()
+        parts = parts + [""] + lines
+    md.write_text("\n".join(parts), encoding="utf-8")
+
+
 def _engine_at(rev: str):
     """The ``Discretization`` class of ``tmepde/discretization.py`` and ``tmepde/operators.py`` as of
     git revision ``rev`` (loaded from ``git show`` into temporary modules; the rest of tmepde is
@@ -297,11 +382,7 @@ def write_finite_section(md: Path, r: dict, machine: dict, config: str):
     lines += ["Exactly zero (the whole list is in "
               f"{md.stem}_finite.json; dose slots and agents with amount 0 and doses after t_end cannot "
               "act on the burden): " + _grouped(r["zero"]) + ".", ""]
-    # Replace this section only: the sections after it (the next "## " heading on) are kept.
-    text = md.read_text() if md.exists() else ""
-    head, found, rest = text.partition("## Gradient finiteness")
-    tail = rest[rest.find("\n## "):] if found and "\n## " in rest else ""
-    md.write_text((head.rstrip() + "\n\n" if head.strip() else "") + "\n".join(lines) + tail)
+    _replace_section(md, "## Gradient finiteness", lines)
     print("\n".join(lines))
 
 
@@ -318,7 +399,13 @@ def main():
     ap.add_argument("--dtype", default="float32", help="solver.dtype of the --finite run")
     ap.add_argument("--baseline", metavar="REV", default=None,
                     help="the --finite scenario side by side with nonstiff/clip of git revision REV")
+    ap.add_argument("--cg-iterations", action="store_true",
+                    help="count the CG iterations of the forward and adjoint solves of the --finite scenario")
     args = ap.parse_args()
+    if args.cg_iterations:
+        machine = {"cpu": cpu_model(), "cores": os.cpu_count(), "jax": jax.__version__,
+                   "backend": jax.default_backend(), "python": platform.python_version()}
+        return cg_main(args, machine)
     if args.baseline:
         machine = {"cpu": cpu_model(), "cores": os.cpu_count(), "jax": jax.__version__,
                    "backend": jax.default_backend(), "python": platform.python_version()}
