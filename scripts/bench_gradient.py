@@ -311,7 +311,7 @@ def baseline_main(args, machine):
                                          / (np.max(np.abs(np.asarray(g0[k]))) + 1e-30)) for k in g0)
     out["uptime_after"] = subprocess_uptime()
     Path(args.out + "_baseline.json").write_text(json.dumps(out, indent=1))
-    lines = [f"| engine | forward compile (CPU-s) | gradient compile (CPU-s) | compile ratio | forward run "
+    lines = ["| engine | forward compile (CPU-s) | gradient compile (CPU-s) | compile ratio | forward run "
              "(CPU-s, median) | gradient run (CPU-s, median) | run ratio (median of paired calls) | "
              "temp MB fwd / grad |", "|---|---|---|---|---|---|---|---|"]
     for variant in (args.baseline, "working tree"):

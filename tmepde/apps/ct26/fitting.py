@@ -39,10 +39,17 @@ PSEUDO = ("v0_mm3", "il12_dose_ng", "il12_response", "responder_fraction", *MEMO
 # of responders of the mixture.
 LOGIT = ("il12_response", "responder_fraction")
 MIXTURE = "responder_fraction"   # fitted: responder / non-responder mixture
+# NUTS: dense mass matrix (the fixed effects a6 and the response fraction trade off along a
+# ridge that a diagonal metric cannot follow); tree depth ≤ 5 (≤ 31 leapfrog steps per draw).
+# Random effects per class (Carlin and Chib 1995 pseudo-priors) for the IL-12 animals, one for
+# the PBS animals (their prediction does not depend on the class); the growth effect, whose ω
+# is held fixed, centred (tmepde.fit.posterior_nuts).
+NUTS_TREE_DEPTH = 5
 # Settings of the reduced model: time step (h), inner Newton and outer BFGS steps, profile grid.
 FULL = dict(dt=2.0, inner_steps=20, profile_offsets=(-3.0, -1.5, 1.5, 3.0), profile_steps=5,
             n_vpc=400, n_post=200)
-QUICK = dict(dt=6.0, inner_steps=20, profile_offsets=(-2.0, 2.0), profile_steps=4, n_vpc=100, n_post=50)
+QUICK = dict(dt=6.0, inner_steps=20, profile_offsets=(-2.0, 2.0), profile_steps=4, n_vpc=100, n_post=50,
+             nuts_draws=50, nuts_tree_depth=NUTS_TREE_DEPTH)   # at most, whatever the config says
 # −log L gain of a profile point over the fit above which the fit is continued from it (below
 # it the report notes the gap instead of paying another fit and round of profiles).
 REFIT_GAIN = 0.05
@@ -50,12 +57,6 @@ REFIT_GAIN = 0.05
 # the analytic outer gradient holds η̂ fixed in ½ log det H, and near this mixture's optimum it
 # stops finding descent while −log L can still drop (tmepde.fit.population_fit).
 POLISH_STEPS = 20
-# NUTS: dense mass matrix (the fixed effects a6 and the response fraction trade off along a
-# ridge that a diagonal metric cannot follow); tree depth ≤ 5 (≤ 31 leapfrog steps per draw).
-# Random effects per class (Carlin and Chib 1995 pseudo-priors) for the IL-12 animals, one for
-# the PBS animals (their prediction does not depend on the class); the growth effect, whose ω
-# is held fixed, centred (tmepde.fit.posterior_nuts).
-NUTS_TREE_DEPTH = 5
 # How each IL-12 animal's class is summed out (tmepde.fit.posterior_nuts): "aligned", one random
 # effect per animal mapped per class onto that class's mode (exact; both classes' modes at the
 # same point, so the class weight moves continuously); "per-class", Carlin–Chib pseudo-priors.
@@ -242,14 +243,16 @@ def _run_fit(config, *, quick: bool, log) -> dict:
 
         t1 = time.perf_counter()
         warm, draws = fc.get("nuts_warmup", 200), fc.get("nuts_samples", 200)
+        depth = int(fc.get("nuts_tree_depth", NUTS_TREE_DEPTH))
         if quick:
-            warm, draws = min(warm, 50), min(draws, 50)
+            warm, draws = min(warm, QUICK["nuts_draws"]), min(draws, QUICK["nuts_draws"])
+            depth = min(depth, QUICK["nuts_tree_depth"])
         chains = fc.get("nuts_chains", 4)
         log(f"NUTS posterior: {chains} chains, {warm} warm-up + {draws} draws each")
         post = posterior_nuts(s.predict, s.data, res, prior_mean=s.theta0, prior_sd=fc["prior_sd"],
                               omega_prior=(np.log(omega0), 1.0), sigma_prior=(np.log(fc["sigma"]), 1.0),
                               chains=chains, warmup=warm, samples=draws, chunk=min(50, draws),
-                              max_tree_depth=int(fc.get("nuts_tree_depth", NUTS_TREE_DEPTH)), dense_mass=True,
+                              max_tree_depth=depth, dense_mass=True,
                               class_free=np.asarray(s.data.covariates) == 0,
                               class_effects=fc.get("nuts_class_effects", NUTS_CLASS_EFFECTS),
                               target_accept=float(fc.get("nuts_target_accept", 0.8)),
@@ -257,6 +260,7 @@ def _run_fit(config, *, quick: bool, log) -> dict:
                               centred=nuts_centred(s, res), log=log)
         log(f"NUTS: max R-hat {post.r_hat.max():.3f} (random effects {post.extra['r_hat_eta_max']:.3f}), "
             f"min ESS {post.ess.min():.0f}, {post.divergences} divergences ({post.wall_s:.0f} s)")
+        post.extra.update(warmup=warm, max_tree_depth=depth)   # as run (--quick caps them)
         post.extra["omega_fixed"] = {f"omega_{n}": float(res.omega[i]) for i, n in enumerate(s.re_names)
                                      if not res.free_mask[len(s.names) + i]}
         out["posterior"] = post

@@ -11,7 +11,7 @@ from typing import Mapping
 import numpy as np
 
 from .data import FLOOR_MM3, IL12_ARM, PBS_ARM
-from .fitting import (CONTROLLED_MM3, NUTS_TREE_DEPTH, PSEUDO, parameter_values, responder_classes, u_names,
+from .fitting import (CONTROLLED_MM3, PSEUDO, parameter_values, responder_classes, u_names,
                       u_value)
 from .model import IL12_AMOUNTS, RHO0, radius_um
 
@@ -298,7 +298,7 @@ def _uncertainty_section(out: dict) -> list[str]:
     else:
         lines += [
             f"NUTS (`tmepde.fit.posterior_nuts`, numpyro): {post.samples.shape[0]} chains x {post.samples.shape[1]} "
-            f"draws after {out['config'].data['fit'].get('nuts_warmup', 0) if not out['quick'] else min(out['config'].data['fit'].get('nuts_warmup', 0), 50)} warm-up steps, "
+            f"draws after {post.extra['warmup']} warm-up steps, "
             f"joint over θ, log ω, log σ and all {post.extra['eta'].shape[2]} x {post.extra['eta'].shape[3]} "
             "random effects, exact likelihood (no Laplace). "
             + (_class_text(post.extra.get("class_effects")) if "membership" in post.extra else "")
@@ -306,7 +306,7 @@ def _uncertainty_section(out: dict) -> list[str]:
                if post.extra.get("centred") else "Non-centred. ")
             + "Gradients: each animal's prediction and its Jacobian in (θ, η) by forward-mode AD, "
             f"then the chain rule; {_metric_text(fc.get('nuts_metric', 'adapt'))}, tree depth "
-            f"≤ {fc.get('nuts_tree_depth', NUTS_TREE_DEPTH)}, target acceptance {fc.get('nuts_target_accept', 0.8):g}. "
+            f"≤ {post.extra['max_tree_depth']}, target acceptance {fc.get('nuts_target_accept', 0.8):g}. "
             + ("**Not converged** (goal R-hat ≤ 1.01): its intervals are indicative only. "
                if post.r_hat.max() > 1.01 or post.extra["r_hat_eta_max"] > 1.01 else "")
             + f"Max R-hat **{post.r_hat.max():.3f}** over θ, ω, σ; per animal, over its η (of the class drawn "
