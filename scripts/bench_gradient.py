@@ -152,13 +152,18 @@ def finiteness(cfg, repeat: int = 1) -> dict:
     return out
 
 
-def finite_main(args, machine):
+def day7_config(args):
+    """The --finite scenario: the config at ``--shape`` over the same extent, ``--t-end``
+    (default 168 h, day 7), ``--dtype``. Returns (config, t_end)."""
     base = load_config(args.config)
-    shape = args.shape
-    spacing = [e / n for e, n in zip(base.grid.extent, shape)]
+    spacing = [e / n for e, n in zip(base.grid.extent, args.shape)]
     t_end = args.t_end or 168.0
-    cfg = base.replace(f"grid.shape={list(shape)}", f"grid.spacing={spacing}", f"time.t_end={t_end}",
-                       f"solver.dtype={args.dtype}")
+    return base.replace(f"grid.shape={list(args.shape)}", f"grid.spacing={spacing}", f"time.t_end={t_end}",
+                        f"solver.dtype={args.dtype}"), t_end
+
+
+def finite_main(args, machine):
+    cfg, _ = day7_config(args)
     r = finiteness(cfg, args.repeat)
     r["command"] = "python " + " ".join(shlex.quote(a) for a in sys.argv)
     print(json.dumps(r, indent=1), flush=True)
@@ -202,11 +207,7 @@ def cg_iterations(cfg) -> dict:
 
 
 def cg_main(args, machine):
-    base = load_config(args.config)
-    spacing = [e / n for e, n in zip(base.grid.extent, args.shape)]
-    t_end = args.t_end or 168.0
-    cfg = base.replace(f"grid.shape={list(args.shape)}", f"grid.spacing={spacing}", f"time.t_end={t_end}",
-                       f"solver.dtype={args.dtype}")
+    cfg, t_end = day7_config(args)
     r = cg_iterations(cfg)
     r["command"] = "python " + " ".join(shlex.quote(a) for a in sys.argv)
     r.update(shape=list(args.shape), t_end=t_end, dtype=args.dtype, machine=machine)
@@ -402,17 +403,13 @@ def main():
     ap.add_argument("--cg-iterations", action="store_true",
                     help="count the CG iterations of the forward and adjoint solves of the --finite scenario")
     args = ap.parse_args()
+    machine = {"cpu": cpu_model(), "cores": os.cpu_count(), "jax": jax.__version__,
+               "backend": jax.default_backend(), "python": platform.python_version()}
     if args.cg_iterations:
-        machine = {"cpu": cpu_model(), "cores": os.cpu_count(), "jax": jax.__version__,
-                   "backend": jax.default_backend(), "python": platform.python_version()}
         return cg_main(args, machine)
     if args.baseline:
-        machine = {"cpu": cpu_model(), "cores": os.cpu_count(), "jax": jax.__version__,
-                   "backend": jax.default_backend(), "python": platform.python_version()}
         return baseline_main(args, machine)
     if args.finite:
-        machine = {"cpu": cpu_model(), "cores": os.cpu_count(), "jax": jax.__version__,
-                   "backend": jax.default_backend(), "python": platform.python_version()}
         return finite_main(args, machine)
     base = load_config(args.config)
     ext = [e for e in base.grid.extent]
@@ -430,9 +427,7 @@ def main():
         r["scenario"] = label
         print(json.dumps(r, indent=1), flush=True)
         rows.append(r)
-    machine = {"cpu": cpu_model(), "cores": os.cpu_count(), "jax": jax.__version__,
-               "backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()],
-               "python": platform.python_version()}
+    machine["devices"] = [str(d) for d in jax.devices()]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out + ".json").write_text(json.dumps({"machine": machine, "runs": rows}, indent=1))
     lines = ["# Gradient vs forward: time and memory (scripts/bench_gradient.py)", "",

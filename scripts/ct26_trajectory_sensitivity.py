@@ -21,23 +21,18 @@ jax.config.update("jax_enable_x64", True)
 
 from tmepde.apps.ct26 import fitting as F  # noqa: E402
 from tmepde.config import load_config  # noqa: E402
-from tmepde.fit import population_fit  # noqa: E402
 
 
 def main(path: str = "configs/fit/ct26.toml"):
     cfg = load_config(path)
     fc = cfg.data["fit"]
     s = F.setup(cfg)
-    omega0 = np.array(fc["omega_start"], float)
-    fixed = [s.re_names.index(n) for n in fc.get("omega_fixed", [])]
-    theta, omega, sigma = F.start_values(s, cfg, fc["start_from"], omega0)
-    res = population_fit(s.predict, s.data, theta, omega, sigma, names=s.names, re_names=s.re_names,
-                         inner_steps=20, max_steps=0, prior_sd=fc["prior_sd"], fixed_omega=fixed,
-                         mixture=s.mixture, polish_steps=0, prior_mean=s.theta0)
+    theta, omega, sigma = F.start_values(s, cfg, fc["start_from"], F.omega_start(s, fc))
+    res = F.fit_from(s, cfg, theta, omega, sigma, inner_steps=F.FULL["inner_steps"], max_steps=0, polish_steps=0)
     arm = np.asarray(s.data.covariates)
     observed = np.asarray(s.data.observed) > 0
     eta = np.asarray(res.eta_components)                      # (class, animal, k)
-    jac = jax.jit(jax.jacfwd(s.predict), static_argnums=())
+    jac = jax.jit(jax.jacfwd(s.predict))
     print(f"-log L {res.nll:.3f} at {fc['start_from']}; sensitivity max_t |d log(V+10) / d log θ|")
     print(f"{'animal':>6} {'dose':>6} " + " ".join(f"{n[:12]:>12}" for n in s.names))
     for i in range(arm.size):

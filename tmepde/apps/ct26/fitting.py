@@ -181,8 +181,27 @@ def run_fit(config, *, quick: bool = False, log=print) -> dict:
         return _run_fit(config, quick=quick, log=log)
 
 
+def omega_start(s: Ct26Setup, fc: Mapping) -> np.ndarray:
+    """(k,) starting random-effect s.d. (fitted scale): ``fit.omega_start``, else ``OMEGA0``."""
+    return np.array(fc.get("omega_start") or [OMEGA0.get(n, 0.3) for n in s.re_names], float)
+
+
+def fit_from(s: Ct26Setup, config, theta, omega, sigma, *, inner_steps: int, max_steps: int,
+             polish_steps: int, log=None):
+    """:func:`tmepde.fit.population_fit` of this setup from ``(θ, ω, σ)`` with the config's
+    priors, held ω (``fit.omega_fixed``) and mixture; ``max_steps = 0`` evaluates the start."""
+    from tmepde.fit import population_fit
+
+    fc = config.data["fit"]
+    fixed = [s.re_names.index(n) for n in fc.get("omega_fixed", [])]
+    return population_fit(s.predict, s.data, theta, omega, sigma, names=s.names, re_names=s.re_names,
+                          inner_steps=inner_steps, max_steps=max_steps, prior_sd=fc["prior_sd"],
+                          fixed_omega=fixed, mixture=s.mixture, polish_steps=polish_steps,
+                          prior_mean=s.theta0, log=log)
+
+
 def _run_fit(config, *, quick: bool, log) -> dict:
-    from tmepde.fit import population_fit, profile_likelihood, refit
+    from tmepde.fit import profile_likelihood, refit
 
     fc = config.data["fit"]
     settings = QUICK if quick else FULL
@@ -192,19 +211,16 @@ def _run_fit(config, *, quick: bool, log) -> dict:
     log(f"population fit: fixed {s.names}, random {s.re_names}, {int(s.data.observed.sum())} volumes, "
         f"{int((s.data.censored > 0).sum())} right-censored, {int((s.data.censored < 0).sum())} left-censored "
         f"(below {s.lloq_mm3} mm³), {len(s.arm_of)} animals" + (", responder mixture" if s.mixture else ""))
-    omega0 = np.array(fc.get("omega_start") or [OMEGA0.get(n, 0.3) for n in s.re_names], float)
-    fixed = [s.re_names.index(n) for n in fc.get("omega_fixed", [])]
+    omega0 = omega_start(s, fc)
     polish = 0 if quick else int(fc.get("polish_steps", POLISH_STEPS))
-    theta_start, omega_start, sigma_start = s.theta0, omega0, fc["sigma"]
+    theta_start, omega_begin, sigma_start = s.theta0, omega0, fc["sigma"]
     if fc.get("start_from") and not quick:
         # start the optimiser at an earlier fit's optimum (the priors stay at the values above)
-        theta_start, omega_start, sigma_start = start_values(s, config, fc["start_from"], omega0)
+        theta_start, omega_begin, sigma_start = start_values(s, config, fc["start_from"], omega0)
         log(f"starting at {fc['start_from']}: " + ", ".join(
             f"{n} {from_z(n, v):.4g}" for n, v in zip(s.names, theta_start)))
-    res = population_fit(s.predict, s.data, theta_start, omega_start, sigma_start,
-                         names=s.names, re_names=s.re_names, inner_steps=settings["inner_steps"],
-                         max_steps=steps, prior_sd=fc["prior_sd"], fixed_omega=fixed, mixture=s.mixture,
-                         polish_steps=polish, prior_mean=s.theta0, log=log)
+    res = fit_from(s, config, theta_start, omega_begin, sigma_start, inner_steps=settings["inner_steps"],
+                   max_steps=steps, polish_steps=polish, log=log)
     t_fit = time.perf_counter() - t0
     log(f"-log L {res.nll:.2f} after {res.n_steps} BFGS steps ({t_fit:.0f} s)")
     # Profiles of every fitted coordinate [θ, log ω, log σ]; a profile point below the optimum
