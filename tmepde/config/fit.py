@@ -13,8 +13,8 @@ __all__ = ["FIT", "FIT_PSEUDO", "check_param_names", "resolve_fit", "reference"]
 # volume (mm³), effective IL-12 per intratumoral injection (ng), the fraction of it an
 # animal responds to (0..1, logit scale) and the fraction of animals that respond at all
 # (0..1, logit scale; fitted: a responder / non-responder mixture), and the IL-12-primed
-# effector pool of the CT26 reduction (kill capacity mm³/h, expansion lag h, half-saturation
-# volume mm³; fitting kill_memory switches the pool on). Their meaning is defined by
+# effector pool of the CT26 reduction (kill capacity, 1/h or mm³/h by fit.pool, expansion lag h,
+# half-saturation volume mm³; fitting kill_memory switches the pool on). Their meaning is defined by
 # the CT26 fitting code that consumes them; this list only lets [fit] name them.
 FIT_PSEUDO = ("v0_mm3", "il12_dose_ng", "il12_response", "responder_fraction",
               "kill_memory", "memory_delay_h", "memory_ks_mm3")
@@ -70,6 +70,10 @@ FIT = {
                            "nuts_tree_depth = 5", positive("")),
     "nuts_target_accept": Key(NUMBER, 0.8, "NUTS target acceptance probability (step-size adaptation)",
                               "nuts_target_accept = 0.8", positive("")),
+    "pool": Key(STRING, "antigen", "kill law of the IL-12-primed effector pool (when kill_memory is fitted): "
+                "\"antigen\" = per-capita kill kill_memory·E·V/(V + memory_ks_mm3) (1/h; the pool needs antigen, "
+                "its plateau is stable), \"ratio\" = kill_memory·E/(V + memory_ks_mm3) (mm³/h; a fixed volume per "
+                "hour, its plateau unstable)", 'pool = "antigen"', one_of(["antigen", "ratio"])),
     "output": Key(STRING, "ct26", "prefix of the outputs: <output>_fit.png, <output>_fit.md, "
                   "<output>_fit.json, <output>_fit.h5, <output>_fitted.toml (relative to the working directory)", 'output = "fits/ct26"'),
 }
@@ -112,9 +116,9 @@ def reference() -> list[str]:
         "of that dose an animal responds to, 0–1, fitted on the logit scale: as a random effect, logit-normal)",
         "and `responder_fraction` (the fraction of animals that respond to IL-12 at all, logit scale: fitting it",
         "makes the population a responder / non-responder mixture with each animal's class summed out);",
-        "`kill_memory` (mm³/h), `memory_delay_h` (h) and `memory_ks_mm3` (mm³) are the IL-12-primed effector",
-        "pool of the CT26 well-mixed reduction (a kill that persists after the doses and saturates in the tumor",
-        "volume; fitting `kill_memory` switches it on; docs/fitting.md).",
+        "`kill_memory` (1/h, or mm³/h with `pool = \"ratio\"`), `memory_delay_h` (h) and `memory_ks_mm3` (mm³)",
+        "are the IL-12-primed effector pool of the CT26 well-mixed reduction (a kill that persists after the",
+        "doses; `pool` sets how it depends on the tumor volume; fitting `kill_memory` switches it on; docs/fitting.md).",
         "",
         *key_table(FIT),
         "",

@@ -138,7 +138,8 @@ def setup(config, *, quick: bool = False) -> Ct26Setup:
     n_days = int(max(arms[a].days.max() for a in (PBS_ARM, IL12_ARM))) - day0
     overrides = {k: v for k, v in raw.items() if np.ndim(v) == 0 and not k.startswith(("it_", "dose_"))}
     model = WellMixedCt26(n_days, dt=settings["dt"],
-                          injection_hours=[24.0 * (d - day0) for d in INJECTION_DAYS], params=overrides)
+                          injection_hours=[24.0 * (d - day0) for d in INJECTION_DAYS], params=overrides,
+                          pool=fc.get("pool", "antigen"))
     base = {k: np.asarray(v) for k, v in model.params.items()}
     first = np.concatenate([arms[a].volumes[:, 0] for a in (PBS_ARM, IL12_ARM)])
     base["v0_mm3"] = np.asarray(float(np.exp(np.nanmean(np.log(first)))))   # geometric mean day 11
@@ -303,14 +304,20 @@ def _run_fit(config, *, quick: bool, log) -> dict:
 def start_values(s: Ct26Setup, config, path, omega0):
     """``(θ, ω, σ)`` of an earlier fit's JSON (``theta_log``, ``omega``, ``sigma``; path relative
     to the config), for the names of this fit; a name it lacks starts at this config's value,
-    an ω held fixed (fit.omega_fixed) at ``omega0``."""
+    an ω held fixed (fit.omega_fixed) at ``omega0``, the pool's names too when that fit used
+    another kill law (``pool``)."""
     import json
 
     path = Path(path)
     if not path.is_absolute():
         path = Path(config.base_dir) / path
     d = json.loads(path.read_text(encoding="utf-8"))
-    theta = np.array([d["theta_log"].get(n, s.theta0[i]) for i, n in enumerate(s.names)], float)
+    start = dict(d["theta_log"])
+    if d.get("pool", "ratio") != s.model.pool:
+        # the pool's values mean something else under another kill law (kill_memory's units
+        # differ): those start at this config's values (fits before the law was recorded: "ratio")
+        start = {n: v for n, v in start.items() if n not in MEMORY_PARAMS}
+    theta = np.array([start.get(n, s.theta0[i]) for i, n in enumerate(s.names)], float)
     fixed = set(config.data["fit"].get("omega_fixed", []))
     omega = np.array([omega0[j] if n in fixed else d["omega"].get(n, omega0[j])
                       for j, n in enumerate(s.re_names)], float)

@@ -44,19 +44,27 @@ IL12_TIMES, IL12_AMOUNTS = schedule_keys(local_prefix("il12"))  # the virus's IL
 # primes tumor-specific CTLs while it is present: primed fraction A (0..1), dA/dt =
 # h(IL-12; ec50_il12) (1 − A) / PRIME_TAU_H, no decay (memory within the study); the primed
 # clones expand into an effector pool E (0..1) that follows A with a first-order lag,
-# dE/dt = (A − E) / memory_delay_h (clonal expansion takes days after priming). The pool
-# kills kill_memory·E mm³ of tumor per hour, saturating in the tumor volume like the TME
-# model's kill_sat: per-capita rate kill_memory·E / (V + memory_ks_mm3) (ratio-dependent
-# killing by a pool that does not grow with the tumor: Kuznetsov et al. 1994; de Pillis,
-# Radunskaya and Wiseman 2005). With the per-capita growth r, V* = kill_memory·E / r −
-# memory_ks_mm3 is an unstable equilibrium: a tumor near it stays flat for weeks, one below
-# it is eliminated, one above it escapes after a delay. kill_memory = 0 (the default) is the
-# reduction without the pool. Without IL-12 there is no pool.
+# dE/dt = (A − E) / memory_delay_h (clonal expansion takes days after priming). Without IL-12
+# there is no pool; kill_memory = 0 (the default) is the reduction without it. Two kill laws
+# (POOL_LAWS), both with a half-saturation volume memory_ks_mm3 (Ks):
+# - "antigen" (the default): per-capita kill kill_memory·E·V / (V + Ks) (1/h). The pool's
+#   activity needs antigen: effectors are restimulated in proportion to the tumor present,
+#   saturating above Ks (antigen-stimulated effector activity, Kuznetsov et al. 1994; de Pillis,
+#   Radunskaya and Wiseman 2005). Per-capita kill rises with V, so with growth r the plateau
+#   V* = Ks·r / (kill_memory·E − r) is a stable state: a responder tracks it down as the pool
+#   expands, and small changes of the parameters move the trajectory little.
+# - "ratio": per-capita kill kill_memory·E / (V + Ks) (kill_memory in mm³/h): a pool that does
+#   not grow with the tumor kills a fixed volume per hour. Per-capita kill falls with V, so
+#   V* = kill_memory·E / r − Ks is unstable: a tumor near it stays flat for weeks, one below it
+#   is eliminated, one above it escapes; trajectories near it amplify parameter changes ~20x
+#   (docs/fitting.md), which slows Hamiltonian Monte Carlo.
+POOL_LAWS = ("antigen", "ratio")
 PRIME_TAU_H = 24.0         # h, est: time constant of priming at saturating IL-12
 MEMORY_DELAY_H = 240.0     # h, est: clonal expansion lag (CTL expansion peaks ~1 week after priming)
 MEMORY_KS_MM3 = 10.0       # mm³, est: tumor volume of half-saturated killing by the pool
 # Starting values (the prior centres) when fitted, and plausible ranges (est, model units):
-# kill_memory 0.1 mm³/h ≈ 10⁵ cells/h (1 mm³ ≈ 10⁶ cells); delay 3-20 days; Ks 1-100 mm³.
+# kill_memory 0.1 /h ("antigen": de Pillis et al. 2005 fit CTL kill rates of ~2 /day) or
+# 0.1 mm³/h ("ratio": ≈ 10⁵ cells/h, 1 mm³ ≈ 10⁶ cells); delay 3-20 days; Ks 1-100 mm³.
 MEMORY_PARAMS = {"kill_memory": (0.1, 0.0, 1.0), "memory_delay_h": (MEMORY_DELAY_H, 72.0, 480.0),
                  "memory_ks_mm3": (MEMORY_KS_MM3, 1.0, 100.0)}
 
@@ -66,13 +74,17 @@ class WellMixedCt26:
 
     dt: time step (h, divides 24). n_days: days simulated after the first measurement.
     injection_hours: times (h after the first measurement) of the intratumoral IL-12 doses.
-    params: overrides of the TME defaults (model units).
+    params: overrides of the TME defaults (model units). pool: the primed pool's kill law,
+    one of ``POOL_LAWS``.
     """
 
     def __init__(self, n_days: int, *, dt: float = 1.0, injection_hours=(0.0, 72.0, 144.0),
-                 params: Mapping | None = None):
+                 params: Mapping | None = None, pool: str = "antigen"):
         if not (24.0 / dt).is_integer():
             raise ValueError(f"dt must divide 24 h, got {dt!r}")
+        if pool not in POOL_LAWS:
+            raise ValueError(f"pool law must be one of {POOL_LAWS}, got {pool!r}")
+        self.pool = pool
         self.model = tme_model(grid=None, n_doses=N_DOSES)
         self.dt = float(dt)
         self.n_days = int(n_days)
@@ -117,7 +129,8 @@ class WellMixedCt26:
             full["stem"] = jnp.asarray(RHO0 * 0.02, f)
             r = self.model.reactions(t, full, q)
             loss = self.model.local_decay(t, full, q)
-            memory = k_mem * y["effector"] / (jnp.exp(y["tumor"]) + ks)
+            v = jnp.exp(y["tumor"])
+            memory = k_mem * y["effector"] * (v if self.pool == "antigen" else 1.0) / (v + ks)
             new = {"tumor": y["tumor"] + dt * (r["tumor"] / full["tumor"] - memory)}
             prime = hill(y["il12"], q["ec50_il12"]) / PRIME_TAU_H
             new["primed"] = (y["primed"] + dt * prime) / (1.0 + dt * prime)

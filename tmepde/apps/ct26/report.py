@@ -122,8 +122,12 @@ def report(out: dict) -> str:
            "class is summed out of the likelihood (Laplace per class; in NUTS the potential sums it out, so "
            "no discrete parameter is sampled)." if s.mixture else "")
         + (" IL-12-primed effector pool (`kill_memory`, `memory_delay_h`, `memory_ks_mm3`; the reduction only): "
-           "IL-12 primes CTLs that expand after a lag into a pool killing `kill_memory` × pool / (V + "
-           "`memory_ks_mm3`) per hour, which persists after the doses." if "kill_memory" in s.names else ""),
+           "IL-12 primes CTLs that expand after a lag into a pool E (0–1) that persists after the doses and "
+           + ("kills a fraction `kill_memory` × E × V / (V + `memory_ks_mm3`) of the tumor per hour (its activity "
+              "needs antigen; kill law `pool = \"antigen\"`: the plateau it holds a tumor on is stable)."
+              if s.model.pool == "antigen" else
+              "kills `kill_memory` × E / (V + `memory_ks_mm3`) of the tumor per hour (a fixed volume per hour; "
+              "kill law `pool = \"ratio\"`: the plateau is unstable).") if "kill_memory" in s.names else ""),
         f"Wall time: fit {out['wall_fit_s']:.0f} s, profiles {out['wall_profile_s']:.0f} s, total "
         f"{out.get('wall_s', float('nan')):.0f} s (compile included). −log L = {res.nll:.2f} after "
         f"{res.n_steps} BFGS steps.",
@@ -368,6 +372,7 @@ def write_json(out: dict, path: Path) -> Path:
     doc = {
         "fixed_effects": parameter_values(s, res),
         "theta_log": dict(zip(s.names, map(float, res.theta))),
+        "pool": s.model.pool,     # kill law of the primed pool: the meaning of kill_memory
         # null: not identified (singular observed information), not an infinite number
         "std_error_log": {n: float(res.std_error[j]) if res.identified_mask[j] else None
                           for j, n in enumerate(s.names)},
