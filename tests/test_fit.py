@@ -473,3 +473,33 @@ def test_population_fit_marks_a_random_effect_without_data_not_identified():
     keep = [0, 1, 2, 3, 5]
     np.testing.assert_allclose(res.std_error[keep], ref.std_error, rtol=0.05)
     np.testing.assert_allclose(res.u[keep], ref.u, atol=0.1 * ref.std_error.min())
+
+
+def test_profile_starts_at_the_conditional_optimum_of_correlated_effects():
+    """Linear Gaussian mixed model (random intercept, fixed slope, times 30-37 so that the
+    intercept and slope estimates correlate, |ρ| > 0.9): −log L is exactly quadratic in θ at
+    fixed ω, σ, whose information is orthogonal to θ's at the optimum, so the profile deviance
+    at θ̂_j + c·SE is c² at the others' conditional optimum. With no BFGS step at all the
+    profile's start gives c² to 1e-3 (holding the others at θ̂ instead gives c² / (1 − ρ²)),
+    and its interval is the Wald interval."""
+    from tmepde.fit import profile_likelihood
+
+    def predict(theta, eta, x):
+        return theta[0] + eta[0] + theta[1] * (30.0 + jnp.asarray(TIMES))
+
+    rng = np.random.default_rng(5)
+    theta, omega, sigma = np.array([1.0, 0.05]), 0.2, 0.1
+    eta = rng.standard_normal((12, 1)) * omega
+    mu = np.array([predict(theta, e, None) for e in eta])
+    y = mu + sigma * rng.standard_normal(mu.shape)
+    data = PopulationData(y, np.ones_like(y), np.zeros_like(y), np.zeros_like(y))
+    res = population_fit(predict, data, theta0=[0.8, 0.06], omega0=[0.3], sigma0=0.2,
+                         max_steps=80, inner_steps=8, polish_steps=10)
+    rho = res.cov[0, 1] / math.sqrt(res.cov[0, 0] * res.cov[1, 1])
+    assert abs(rho) > 0.9, rho
+    offsets = (-2.0, -1.0, 1.0, 2.0)
+    for j in (0, 1):
+        vals, dev, (lo, hi) = profile_likelihood(predict, data, res, j, offsets, max_steps=0)
+        np.testing.assert_allclose(dev, np.square(offsets), rtol=1e-3)
+        z = 1.959964 * res.std_error[j]
+        assert lo == pytest.approx(res.u[j] - z, rel=1e-3) and hi == pytest.approx(res.u[j] + z, rel=1e-3)

@@ -423,16 +423,17 @@ def make_population_objective(predict: Callable, data: PopulationData, n_theta: 
     return jax.jit(laplace), jax.jit(jax.value_and_grad(laplace, has_aux=True))
 
 
-def _bfgs(value_grad, u0, eta0, max_steps, free, tol=1e-5, log=None):
+def _bfgs(value_grad, u0, eta0, max_steps, free, tol=1e-5, log=None, hinv0=None):
     """BFGS with Armijo backtracking on the coordinates ``free`` (bool mask); others fixed.
-    log: called with a line after the first evaluation (which compiles) and every step."""
+    log: called with a line after the first evaluation (which compiles) and every step.
+    hinv0: starting inverse-Hessian approximation (default the identity)."""
     u = np.asarray(u0, float).copy()
     t_start = time.perf_counter()
     (f, eta), g = value_grad(u, eta0)
     if log is not None:
         log(f"  start: -log L {float(f):.3f} ({time.perf_counter() - t_start:.0f} s, compiling included)")
     f, g, eta = float(f), np.asarray(g) * free, np.asarray(eta)
-    Hinv = np.eye(u.size)
+    Hinv = np.eye(u.size) if hinv0 is None else np.asarray(hinv0, float).copy()
     history, steps, restarts = [f], 0, 0
     for steps in range(1, max_steps + 1):
         d = -(Hinv @ g) * free
@@ -640,7 +641,8 @@ def profile_likelihood(predict: Callable, data: PopulationData, result: Populati
     A coordinate the information does not identify (infinite standard error) is stepped by
     ``offsets`` × 1 on its fitted scale instead.
     Returns ``(values (m,), deviance 2ΔnLL (m,), (lower, upper))``: the other parameters
-    re-optimised at each value; the interval is where the signed root deviance crosses
+    re-optimised at each value by ``max_steps`` BFGS steps, started at their conditional
+    optimum under the fit's covariance (:func:`_profile_start`); the interval is where the signed root deviance crosses
     ±z_(1+level)/2, interpolated linearly (None where the grid does not reach it: the
     likelihood is flatter than the Wald interval says).
     points: a list to which each grid point's re-optimised ``(u, η̂, −log L)`` is appended
@@ -658,10 +660,10 @@ def profile_likelihood(predict: Callable, data: PopulationData, result: Populati
     vals, dev = [], []
     se = float(result.std_error[index])
     step = se if np.isfinite(se) and se > 0 else 1.0   # not identified: unit steps (fitted scale)
+    direction, hinv0 = _profile_start(result.cov, index, free, step if np.isfinite(se) and se > 0 else None)
     for off in offsets:
-        u0 = u_hat.copy()
-        u0[index] += off * step
-        u1, f, eta1, _, _ = _bfgs(vg, u0, result.eta_start, max_steps, free)
+        u0 = u_hat + off * step * direction
+        u1, f, eta1, _, _ = _bfgs(vg, u0, result.eta_start, max_steps, free, hinv0=hinv0)
         if points is not None:
             points.append((u1, eta1, f))
         vals.append(u0[index])
@@ -682,6 +684,31 @@ def profile_likelihood(predict: Callable, data: PopulationData, result: Populati
         j = hit[0]
         bounds.append(float(xs[j - 1] + (side * zq - rs[j - 1]) * (xs[j] - xs[j - 1]) / (rs[j] - rs[j - 1])))
     return vals, dev, tuple(bounds)
+
+
+def _profile_start(cov, index: int, free, se):
+    """Where a profile point starts and the inverse Hessian its BFGS starts with.
+
+    Along coordinate ``index``, the others are moved to their conditional optimum of the
+    quadratic model at the fit, ``û + Δ Σ[:, j] / Σ[j, j]`` (exact for a quadratic −log L;
+    with the others held at û a correlated pair's deviance is 1/(1 − ρ²) too high), and the
+    BFGS starts from their conditional covariance ``Σ − Σ[:, j] Σ[j, :] / Σ[j, j]`` (the inverse
+    of the Hessian block it minimises over) rather than the identity. Returns
+    ``(direction (n,), hinv0 (n, n) or None)``; without a finite covariance row (``se`` None:
+    not identified) the others stay at û and BFGS starts from the identity."""
+    n = free.size
+    direction = np.zeros(n)
+    direction[index] = 1.0
+    if se is None or cov is None or not np.isfinite(cov[index, index]) or cov[index, index] <= 0:
+        return direction, None
+    c = np.where(np.isfinite(cov), cov, 0.0)
+    direction = np.where(free, c[:, index] / c[index, index], 0.0)
+    direction[index] = 1.0
+    hinv0 = c - np.outer(c[:, index], c[index, :]) / c[index, index]
+    hinv0 = hinv0 * np.outer(free, free)
+    missing = free & (np.diag(hinv0) <= 0)     # a coordinate the information does not identify
+    hinv0[missing, missing] = 1.0
+    return direction, hinv0
 
 
 def refit(result: PopulationFit, u0, *, max_steps: int = 60, fd_step: float = 1e-2, eta0=None,
