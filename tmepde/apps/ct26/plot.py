@@ -38,7 +38,7 @@ def plot_fit(out: dict, path: Path) -> Path:
             ax.annotate(str(n), (d, dq[2][list(v["data_days"]).index(d)]), fontsize=6,
                         textcoords="offset points", xytext=(0, 3), ha="center")
         ax.set_yscale("log")
-        ax.set_title(f"{arm}: visual predictive check (numbers: mice measured)")
+        ax.set_title(f"{arm}\nvisual predictive check (numbers: mice measured)", fontsize=10)
         ax.set_xlabel("day")
         ax.set_ylabel(f"volume + {FLOOR_MM3:g} mm³")
         ax.legend(fontsize=7, loc="upper left")
@@ -58,8 +58,8 @@ def plot_fit(out: dict, path: Path) -> Path:
         ax.set_yscale("log")
         ax.set_xlabel("day")
         ax.set_ylabel(f"volume + {FLOOR_MM3:g} mm³")
-        ax.set_title(f"{arm}: individual fits" + (" (dotted: same animal without IL-12)" if key else "")
-                     + "; △ right-, ▽ left-censored")
+        ax.set_title(f"{arm}\nindividual fits" + (" (dotted: same animal without IL-12)" if key else "")
+                     + "; △ right-, ▽ left-censored", fontsize=10)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
