@@ -4,8 +4,10 @@ At the population fit's optimum (``fit.start_from`` of the config, no BFGS steps
 animal in its arm's class (IL-12 animals as responders), the largest |∂ log(V + 10 mm³) /
 ∂ θ_j| over its quantified measurement days, θ on the fitted (log) scale: how much a 1 % change
 of a parameter moves the prediction, in units of 1 % of volume. An animal whose trajectory sits
-near an unstable equilibrium of the model amplifies parameter changes, which sets the step size
-a gradient sampler can take (docs/fitting.md).
+near an unstable equilibrium of the model (the primed pool's "ratio" kill law) amplifies
+parameter changes, which sets the step size a gradient sampler can take; on a stable plateau
+(the "antigen" law, the default) it does not (docs/fitting.md). The config's ``fit.pool`` sets
+the law; ``fit.start_from`` must be a fit made with it.
 
     python scripts/ct26_trajectory_sensitivity.py [configs/fit/ct26.toml]
 """
