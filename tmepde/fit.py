@@ -122,7 +122,6 @@ def fit(residual_fn: Callable[[dict], jax.Array], base_params: Mapping, fit_para
                       for fp in fit_params])
     prior_idx = [i for i, fp in enumerate(fit_params) if fp.prior_sd is not None]
     prior_sd = jnp.asarray([fit_params[i].prior_sd for i in prior_idx])
-    n_calls = {"n": 0}
 
     def to_params(z):
         p = dict(base_params)
@@ -642,8 +641,8 @@ def profile_likelihood(predict: Callable, data: PopulationData, result: Populati
     ``offsets`` × 1 on its fitted scale instead.
     Returns ``(values (m,), deviance 2ΔnLL (m,), (lower, upper))``: the other parameters
     re-optimised at each value by ``max_steps`` BFGS steps, started at their conditional
-    optimum under the fit's covariance (:func:`_profile_start`); the interval is where the signed root deviance crosses
-    ±z_(1+level)/2, interpolated linearly (None where the grid does not reach it: the
+    optimum under the fit's covariance (:func:`_profile_start`); the interval is where the
+    signed root deviance crosses ±z_(1+level)/2, interpolated linearly (None where the grid does not reach it: the
     likelihood is flatter than the Wald interval says).
     points: a list to which each grid point's re-optimised ``(u, η̂, −log L)`` is appended
     (a point below the optimum is where to continue the fit from, with its own modes).
@@ -659,8 +658,9 @@ def profile_likelihood(predict: Callable, data: PopulationData, result: Populati
     u_hat = result.u
     vals, dev = [], []
     se = float(result.std_error[index])
-    step = se if np.isfinite(se) and se > 0 else 1.0   # not identified: unit steps (fitted scale)
-    direction, hinv0 = _profile_start(result.cov, index, free, step if np.isfinite(se) and se > 0 else None)
+    identified = bool(np.isfinite(se) and se > 0)
+    step = se if identified else 1.0   # not identified: unit steps (fitted scale)
+    direction, hinv0 = _profile_start(result.cov, index, free, identified)
     for off in offsets:
         u0 = u_hat + off * step * direction
         u1, f, eta1, _, _ = _bfgs(vg, u0, result.eta_start, max_steps, free, hinv0=hinv0)
@@ -686,7 +686,7 @@ def profile_likelihood(predict: Callable, data: PopulationData, result: Populati
     return vals, dev, tuple(bounds)
 
 
-def _profile_start(cov, index: int, free, se):
+def _profile_start(cov, index: int, free, identified: bool):
     """Where a profile point starts and the inverse Hessian its BFGS starts with.
 
     Along coordinate ``index``, the others are moved to their conditional optimum of the
@@ -694,12 +694,12 @@ def _profile_start(cov, index: int, free, se):
     with the others held at û a correlated pair's deviance is 1/(1 − ρ²) too high), and the
     BFGS starts from their conditional covariance ``Σ − Σ[:, j] Σ[j, :] / Σ[j, j]`` (the inverse
     of the Hessian block it minimises over) rather than the identity. Returns
-    ``(direction (n,), hinv0 (n, n) or None)``; without a finite covariance row (``se`` None:
-    not identified) the others stay at û and BFGS starts from the identity."""
+    ``(direction (n,), hinv0 (n, n) or None)``; for a coordinate the information does not
+    identify the others stay at û and BFGS starts from the identity."""
     n = free.size
     direction = np.zeros(n)
     direction[index] = 1.0
-    if se is None or cov is None or not np.isfinite(cov[index, index]) or cov[index, index] <= 0:
+    if not identified or cov is None or not np.isfinite(cov[index, index]) or cov[index, index] <= 0:
         return direction, None
     c = np.where(np.isfinite(cov), cov, 0.0)
     direction = np.where(free, c[:, index] / c[index, index], 0.0)
