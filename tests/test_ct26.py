@@ -120,18 +120,19 @@ def test_antigen_pool_holds_tumors_on_its_stable_plateau_and_ratio_pool_splits_t
     k·E/(V + Ks) has the unstable V* = k/r − Ks (20 mm³ for k = 30 r mm³): the same two tumors
     part, one eliminated and one escaping (the log gap grows more than 5-fold)."""
     with jax.enable_x64(True):
-        ends = {}
+        ends, rates = {}, {}
         for law in ("antigen", "ratio"):
             m = WellMixedCt26(40, dt=2.0, pool=law, params={"a6_il12_to_ifng": 0.0, "growth_tumor": 0.05,
                                                             "memory_delay_h": 24.0, "memory_ks_mm3": 10.0})
             p = {k: jnp.asarray(v) for k, v in m.params.items()}
             f = jax.jit(lambda q, v0, dose: m.log_volumes(q, v0, dose, 0.0))
             lv = np.asarray(f(p, 10.0, 0.0))
-            r = (lv[-1] - lv[10]) / (24.0 * 30)      # untreated: exponential after the start
+            r = rates[law] = (lv[-1] - lv[10]) / (24.0 * 30)   # untreated: exponential after the start
             q = dict(p, kill_memory=jnp.asarray(1.5 * r if law == "antigen" else 30.0 * r))
             ends[law] = np.asarray(f(q, 5.0, 300.0)), np.asarray(f(q, 80.0, 300.0))
         small, large = ends["antigen"]
-        v_star = 10.0 * r / (0.5 * r)
+        r = rates["antigen"]
+        v_star = 10.0 * r / (1.5 * r - r)     # Ks·r / (k − r), Ks = 10 mm³
         assert abs(math.exp(small[-1]) / v_star - 1) < 0.1 and abs(math.exp(large[-1]) / v_star - 1) < 0.1, (
             math.exp(small[-1]), math.exp(large[-1]))
         small, large = ends["ratio"]
