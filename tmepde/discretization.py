@@ -96,6 +96,22 @@ def _pcg(matvec, b, x0, precondition, tol, maxiter):
     return x, it
 
 
+def _rows(x):
+    """``(S, *shape)`` -> ``S`` arrays ``(1, *shape)``, by one split."""
+    return jnp.split(x, x.shape[0], axis=0)
+
+
+def _stack_rows(rows, idx):
+    """The rows ``idx`` of :func:`_rows`' output as one ``(len(idx), *shape)`` array."""
+    return rows[idx[0]] if len(idx) == 1 else jnp.concatenate([rows[i] for i in idx])
+
+
+def _put_rows(rows, idx, x):
+    """Store the rows of ``x`` ``(len(idx), *shape)`` at positions ``idx`` of the list ``rows``."""
+    for i, part in zip(idx, _rows(x)):
+        rows[i] = part
+
+
 def _dot(x, y):
     return jnp.vdot(x, y, precision=jax.lax.Precision.HIGHEST).real
 
@@ -294,7 +310,7 @@ class Discretization:
         return self._per_species(params, "decay_", idx, dtype)
 
     def as_dict(self, y: Fields) -> dict[str, Float[Array, "*grid"]]:
-        return {n: y[i] for i, n in enumerate(self.model.names)}
+        return self.model.unstack(y)
 
     def from_dict(self, fields: dict, like: Fields) -> Fields:
         """Stack a partial ``{species: rate}`` dict to ``like``'s shape (zeros elsewhere)."""
@@ -307,32 +323,47 @@ class Discretization:
             for n in self.model.names
         ])
 
-    def local_decay(self, t: Float[ArrayLike, ""], y: Fields, params: dict) -> Fields:
-        """(S, *shape) state-dependent decay rates (1/h, clipped >= 0), zeros if none."""
+    def local_decay(self, t: Float[ArrayLike, ""], y: Fields, params: dict,
+                    positive: bool = False) -> Fields:
+        """(S, *shape) state-dependent decay rates (1/h, clipped >= 0), zeros if none.
+
+        positive: evaluate them at :meth:`positive_part` of ``y`` (an extrapolated state may
+        undershoot). Both clips act field by field on what the rates read and return, not on
+        the whole stack: in reverse mode each ``max`` is a compare-select-divide pass over its
+        operand (default TME scenario at 256²: two such passes over all 23 fields took 11 of
+        the step gradient's ~150 ms)."""
         if self.model.local_decay is None:
             return jnp.zeros_like(y)
-        return jnp.maximum(self.from_dict(self.model.local_decay(t, self.as_dict(y), params), y), 0)
+        state = self.as_dict(y)
+        if positive:
+            state = {n: jnp.maximum(v, 0) if nonneg else v
+                     for (n, v), nonneg in zip(state.items(), self.nonnegative)}
+        rates = self.model.local_decay(t, state, params)
+        return self.from_dict({n: jnp.maximum(v, 0) for n, v in rates.items()}, y)
 
     # -- right-hand sides -------------------------------------------------------------
     def nonstiff(self, t: Float[ArrayLike, ""], y: Fields, params: dict,
                  limiter_dt: float | None = None) -> Fields:
         """Reactions + chemotaxis, (S, *shape) per hour."""
-        fields = dict(self.model.reactions(t, self.as_dict(y), params)) if self.model.reactions is not None else {}
+        names = self.model.names
+        state = self.as_dict(y)
+        fields = dict(self.model.reactions(t, state, params)) if self.model.reactions is not None else {}
         for group in self._taxis_groups:
             rows, j, taxis, crowd = group
-            chi = jnp.stack([jnp.asarray(params[f"chi_{self.model.names[i]}"], y.dtype) for i in rows])
+            chi = jnp.stack([jnp.asarray(params[f"chi_{names[i]}"], y.dtype) for i in rows])
             chi = chi * SECONDS_PER_HOUR
-            crowding = sum(y[c] for c in crowd)[None] if taxis.capacity is not None else None
-            u = jnp.stack([y[i] for i in rows])
+            crowding = sum(state[names[c]] for c in crowd)[None] if taxis.capacity is not None else None
+            u = jnp.stack([state[names[i]] for i in rows])
             if self.radial:
                 flux_div = radial.chemotaxis_divergence(
-                    u, y[j][None], chi, self.grid, crowding=crowding, capacity=taxis.capacity, dt=limiter_dt)
+                    u, state[names[j]][None], chi, self.grid, crowding=crowding, capacity=taxis.capacity,
+                    dt=limiter_dt)
             else:
                 flux_div = operators.chemotaxis_divergence(
-                    u, y[j][None], chi, self.grid, self.bcs[rows[0]], crowding=crowding,
+                    u, state[names[j]][None], chi, self.grid, self.bcs[rows[0]], crowding=crowding,
                     capacity=taxis.capacity, dt=limiter_dt)
             for r, i in enumerate(rows):
-                name = self.model.names[i]
+                name = names[i]
                 fields[name] = (jnp.asarray(fields[name], y.dtype) + flux_div[r] if name in fields
                                 else flux_div[r])
         if not fields:
@@ -380,17 +411,21 @@ class Discretization:
         guess: optional (S, *shape) first iterate for the iterative (krylov) groups.
         """
         dtype = rhs.dtype
-        out = []
+        # Species rows by split and concatenation, not gathers: in reverse mode those become
+        # splits of the cotangent and one concatenation (a gather becomes a scatter-add).
+        rhs_rows, out_rows = _rows(rhs), [None] * rhs.shape[0]
+        k_rows = None if k_local is None else _rows(k_local)
+        guess_rows = None if guess is None else _rows(guess)
         for g in self.groups:
-            r = jnp.take(rhs, g.index, axis=0)
+            r = _stack_rows(rhs_rows, g.index)
             k = self.decay(params, g.index, dtype)
             if g.kind == "local":
-                out.append(r / (1 + gamma * k))
+                _put_rows(out_rows, g.index, r / (1 + gamma * k))
                 continue
             D = self.diffusivity(params, g.index, dtype)
             if g.kind == "radial":
-                k_tot = k + (jnp.take(k_local, g.index, axis=0) if k_local is not None else 0.0)
-                out.append(radial.implicit_solve(r, gamma, D, k_tot, self.grid, g.bcs))
+                k_tot = k + (_stack_rows(k_rows, g.index) if k_local is not None else 0.0)
+                _put_rows(out_rows, g.index, radial.implicit_solve(r, gamma, D, k_tot, self.grid, g.bcs))
                 continue
             eig = jnp.asarray(g.transform.eigenvalues, dtype)
             lift = jnp.asarray(g.lift, dtype)
@@ -404,22 +439,22 @@ class Discretization:
                 # Implicit derivative: the operator is symmetric, so the backward pass is the same
                 # transform solve, and D, k, γ enter through the stencil (16² Gray–Scott gradient, one
                 # pair of runs: compile and run ~13 % less than differentiating through the transforms).
-                out.append(jax.lax.custom_linear_solve(
+                _put_rows(out_rows, g.index, jax.lax.custom_linear_solve(
                     matvec, r, lambda _, b, g=g, mult=mult: g.transform.apply_multiplier(b, mult), symmetric=True))
                 continue
             if g.kind == "stencil":
-                out.append(self._stencil_solve(g, r + gamma * D * lift, gamma, D, k, eig))
+                _put_rows(out_rows, g.index, self._stencil_solve(g, r + gamma * D * lift, gamma, D, k, eig))
                 continue
             # krylov: variable D and/or local decay
-            k_tot = k + (jnp.take(k_local, g.index, axis=0) if k_local is not None else 0.0)
+            k_tot = k + (_stack_rows(k_rows, g.index) if k_local is not None else 0.0)
             k_tot = jnp.broadcast_to(k_tot, r.shape)
             if D.shape[1:] == self.grid.shape:  # a map: D extrapolated to Dirichlet faces
                 r = r + gamma * operators.variable_dirichlet_lift(D, self.grid, g.bcs)
             else:
                 r = r + gamma * D * lift
-            g_guess = None if guess is None else jnp.take(guess, g.index, axis=0)
-            out.append(self._krylov_solve(g, r, gamma, D, k_tot, eig, g_guess))
-        return jnp.take(jnp.concatenate(out), self._unpermute, axis=0)
+            g_guess = None if guess is None else _stack_rows(guess_rows, g.index)
+            _put_rows(out_rows, g.index, self._krylov_solve(g, r, gamma, D, k_tot, eig, g_guess))
+        return jnp.concatenate(out_rows)
 
     def _krylov_solve(self, g: _Group, rhs, gamma, D, k_tot, eig, guess=None):
         """PCG for ``(I - γ(∇·D∇ - k)) u = rhs``, one species at a time.

@@ -160,7 +160,7 @@ class ExponentialRK:
         limiter_dt = ctx.limiter_dt(h)
 
         def rate(t, v):
-            k_loc = disc.local_decay(t, disc.positive_part(v), params)
+            k_loc = disc.local_decay(t, v, params, positive=True)
             return disc.stiff(t, v, params, k_loc) + disc.nonstiff(t, v, params, limiter_dt), k_loc
 
         f0, k_loc = rate(t, y)

@@ -148,7 +148,7 @@ def _solve_step(disc, params, rhs, gamma, y_ext, t_new):
     not). flush: the solve's round-off in cells nothing has reached becomes exactly 0 (growth
     terms would amplify it; Discretization.flush).
     """
-    k_loc = disc.local_decay(t_new, disc.positive_part(y_ext), params)
+    k_loc = disc.local_decay(t_new, y_ext, params, positive=True)
     return disc.clip(disc.flush(disc.implicit_solve(rhs, gamma, params, k_loc, guess=y_ext)))
 
 
@@ -247,7 +247,7 @@ class ImexBDF:
             rates = (n_now,) + hist_n
             rhs = sum(a_r[i] * hist_y[i] for i in range(H)) + g * sum(b_r[i] * rates[i] for i in range(H))
             y_ext = sum(b_r[i] * hist_y[i] for i in range(H))
-            k_loc = disc.local_decay(t_new, disc.positive_part(y_ext), params)
+            k_loc = disc.local_decay(t_new, y_ext, params, positive=True)
             # γ = 0 rows: the rhs is the answer; as first iterate it stops CG at once.
             guess = jnp.where(g == 0, rhs, y_ext)
             y_new = disc.clip(disc.flush(disc.implicit_solve(rhs, g, params, k_loc, guess=guess)))
