@@ -96,22 +96,6 @@ def _pcg(matvec, b, x0, precondition, tol, maxiter):
     return x, it
 
 
-def _rows(x):
-    """``(S, *shape)`` -> ``S`` arrays ``(1, *shape)``, by one split."""
-    return jnp.split(x, x.shape[0], axis=0)
-
-
-def _stack_rows(rows, idx):
-    """The rows ``idx`` of :func:`_rows`' output as one ``(len(idx), *shape)`` array."""
-    return rows[idx[0]] if len(idx) == 1 else jnp.concatenate([rows[i] for i in idx])
-
-
-def _put_rows(rows, idx, x):
-    """Store the rows of ``x`` ``(len(idx), *shape)`` at positions ``idx`` of the list ``rows``."""
-    for i, part in zip(idx, _rows(x)):
-        rows[i] = part
-
-
 def _dot(x, y):
     return jnp.vdot(x, y, precision=jax.lax.Precision.HIGHEST).real
 
@@ -411,21 +395,19 @@ class Discretization:
         guess: optional (S, *shape) first iterate for the iterative (krylov) groups.
         """
         dtype = rhs.dtype
-        # Species rows by split and concatenation, not gathers: in reverse mode those become
-        # splits of the cotangent and one concatenation (a gather becomes a scatter-add).
-        rhs_rows, out_rows = _rows(rhs), [None] * rhs.shape[0]
-        k_rows = None if k_local is None else _rows(k_local)
-        guess_rows = None if guess is None else _rows(guess)
-        for g in self.groups:
-            r = _stack_rows(rhs_rows, g.index)
+        n = len(self.groups)
+        k_parts = self.split_groups(k_local) if k_local is not None else [None] * n
+        guess_parts = self.split_groups(guess) if guess is not None else [None] * n
+        out = []
+        for g, r, k_loc, g_guess in zip(self.groups, self.split_groups(rhs), k_parts, guess_parts):
             k = self.decay(params, g.index, dtype)
             if g.kind == "local":
-                _put_rows(out_rows, g.index, r / (1 + gamma * k))
+                out.append(r / (1 + gamma * k))
                 continue
             D = self.diffusivity(params, g.index, dtype)
             if g.kind == "radial":
-                k_tot = k + (_stack_rows(k_rows, g.index) if k_local is not None else 0.0)
-                _put_rows(out_rows, g.index, radial.implicit_solve(r, gamma, D, k_tot, self.grid, g.bcs))
+                k_tot = k + (k_loc if k_loc is not None else 0.0)
+                out.append(radial.implicit_solve(r, gamma, D, k_tot, self.grid, g.bcs))
                 continue
             eig = jnp.asarray(g.transform.eigenvalues, dtype)
             lift = jnp.asarray(g.lift, dtype)
@@ -439,22 +421,40 @@ class Discretization:
                 # Implicit derivative: the operator is symmetric, so the backward pass is the same
                 # transform solve, and D, k, γ enter through the stencil (16² Gray–Scott gradient, one
                 # pair of runs: compile and run ~13 % less than differentiating through the transforms).
-                _put_rows(out_rows, g.index, jax.lax.custom_linear_solve(
+                out.append(jax.lax.custom_linear_solve(
                     matvec, r, lambda _, b, g=g, mult=mult: g.transform.apply_multiplier(b, mult), symmetric=True))
                 continue
             if g.kind == "stencil":
-                _put_rows(out_rows, g.index, self._stencil_solve(g, r + gamma * D * lift, gamma, D, k, eig))
+                out.append(self._stencil_solve(g, r + gamma * D * lift, gamma, D, k, eig))
                 continue
             # krylov: variable D and/or local decay
-            k_tot = k + (_stack_rows(k_rows, g.index) if k_local is not None else 0.0)
-            k_tot = jnp.broadcast_to(k_tot, r.shape)
+            k_tot = jnp.broadcast_to(k + (k_loc if k_loc is not None else 0.0), r.shape)
             if D.shape[1:] == self.grid.shape:  # a map: D extrapolated to Dirichlet faces
                 r = r + gamma * operators.variable_dirichlet_lift(D, self.grid, g.bcs)
             else:
                 r = r + gamma * D * lift
-            g_guess = None if guess is None else _stack_rows(guess_rows, g.index)
-            _put_rows(out_rows, g.index, self._krylov_solve(g, r, gamma, D, k_tot, eig, g_guess))
-        return jnp.concatenate(out_rows)
+            out.append(self._krylov_solve(g, r, gamma, D, k_tot, eig, g_guess))
+        return self.join_groups(out)
+
+    def split_groups(self, x: Fields) -> list:
+        """``(S, *shape)`` -> one ``(len(g.index), *shape)`` array per group of ``self.groups``.
+
+        One split into species rows, then a concatenation per group; :meth:`join_groups` is
+        its inverse. Reverse mode turns these into splits of the cotangent and one
+        concatenation, where a gather (``jnp.take``) becomes a scatter-add and slices become
+        zero pads that XLA sums cell by cell over the whole stack.
+        """
+        rows = jnp.split(x, x.shape[0], axis=0)
+        return [rows[g.index[0]] if len(g.index) == 1 else jnp.concatenate([rows[i] for i in g.index])
+                for g in self.groups]
+
+    def join_groups(self, parts: list) -> Fields:
+        """Inverse of :meth:`split_groups`: per-group arrays -> ``(S, *shape)`` in species order."""
+        rows = [None] * len(self.model.names)
+        for g, x in zip(self.groups, parts):
+            for i, row in zip(g.index, jnp.split(x, len(g.index), axis=0)):
+                rows[i] = row
+        return jnp.concatenate(rows)
 
     def _krylov_solve(self, g: _Group, rhs, gamma, D, k_tot, eig, guess=None):
         """PCG for ``(I - γ(∇·D∇ - k)) u = rhs``, one species at a time.

@@ -95,7 +95,7 @@ class _Linear:
     def __init__(self, scheme: str, disc, params, k_loc, h, dtype, need_phi2: bool):
         self.disc = disc
         self.parts = []
-        for g in disc.groups:
+        for g, k_loc_g in zip(disc.groups, disc.split_groups(k_loc)):
             if g.kind == "radial":
                 raise ValueError(f"solver.scheme = {scheme!r} needs a fast transform and does not "
                                  "support spherical grids; use scheme = \"sbdf2\"")
@@ -108,14 +108,14 @@ class _Linear:
                     names = [disc.model.names[i] for i in g.index]
                     raise ValueError(f"solver.scheme = {scheme!r} does not support diffusivity maps "
                                      f"(species {names}); use scheme = \"sbdf2\"")
-                k_ref = reference_decay(k + jnp.take(k_loc, g.index, axis=0))
+                k_ref = reference_decay(k + k_loc_g)
                 z = -h * (D * jnp.asarray(g.transform.eigenvalues, dtype) + k_ref)
             p1, p2 = phi_functions(z)
             self.parts.append((g, D, k_ref, h * p1, h * p2 if need_phi2 else None))
 
     def _per_group(self, v, fn):
-        out = [fn(g, D, k_ref, m1, m2, jnp.take(v, g.index, axis=0)) for g, D, k_ref, m1, m2 in self.parts]
-        return jnp.take(jnp.concatenate(out), self.disc._unpermute, axis=0)
+        return self.disc.join_groups([fn(g, D, k_ref, m1, m2, u)
+                                      for (g, D, k_ref, m1, m2), u in zip(self.parts, self.disc.split_groups(v))])
 
     def phi(self, which: int, v):
         """``h φ_which(hL) v`` for ``v`` (S, *shape) (units of ``v`` times h)."""
