@@ -21,6 +21,11 @@ runs that scenario in one process with the engine's ``nonstiff`` and ``clip`` as
 revision and as in the working tree (both compiled, runs alternated); it prints a table and
 writes results/bench_gradient_baseline.json.
 
+    python scripts/bench_gradient.py --loop-levels --repeat 4
+runs that scenario with the time loop's block level forced on and with the loop as it is (save
+intervals of up to ``STEPS_PER_INTERVAL`` steps recomputed step by step), side by side in one
+process; it writes the section "Checkpoint levels of the time loop" of results/bench_gradient.md.
+
     python scripts/bench_gradient.py --cg-iterations --t-end 48
 counts the conjugate-gradient iterations of the cytokine solves in the --finite scenario: the
 forward run's (started from the extrapolated state) and, in the gradient's program, those of
@@ -270,33 +275,31 @@ def _engine_at(rev: str):
     return mods["discretization"].Discretization
 
 
-def baseline_main(args, machine):
-    """Day-7 burden (as --finite) in one process with the engine's reactions + chemotaxis and
-    positivity limiter (``nonstiff``, ``clip``) as of ``--baseline REV`` and as now: compile
-    each forward and gradient once, then alternate the four programs ``--repeat`` rounds."""
-    base = load_config(args.config)
-    spacing = [e / n for e, n in zip(base.grid.extent, args.shape)]
-    cfg = base.replace(f"grid.shape={list(args.shape)}", f"grid.spacing={spacing}",
-                       f"time.t_end={args.t_end or 168.0}", f"solver.dtype={args.dtype}")
-    Old = _engine_at(args.baseline)
+def side_by_side(args, machine, variants) -> tuple[dict, list[str]]:
+    """Day-7 burden (as --finite) in one process under each of ``variants``, a list of
+    ``(label, patch)`` where ``patch(simulator_setup)`` returns a function that undoes it
+    (``None``: as now); each forward and gradient compiled once under its patch, then all
+    programs alternated ``--repeat`` rounds. Returns (record, markdown table lines)."""
+    cfg, _ = day7_config(args)
     out = {"command": "python " + " ".join(shlex.quote(a) for a in sys.argv), "machine": machine,
            "uptime_before": subprocess_uptime(), "programs": {}}
     progs, values = {}, {}
-    for variant in (args.baseline, "working tree"):
+    for variant, patch in variants:
         burden, s = final_burden(cfg)
-        d = s.simulator.disc
-        if variant != "working tree":
-            old = Old(d.model, d.grid, stencil_dt=s.simulator.dt)
-            d.nonstiff, d.clip = old.nonstiff, old.clip  # looked up when the step is traced
-        for name, fn in (("forward", burden), ("gradient", jax.value_and_grad(burden))):
-            c0, t0 = time.process_time(), time.perf_counter()
-            comp = jax.jit(fn).lower(s.params).compile()
-            rec = {"compile_s": time.perf_counter() - t0, "compile_cpu_s": time.process_time() - c0,
-                   "temp_mb": comp.memory_analysis().temp_size_in_bytes / 1e6, "run_s": [], "run_cpu_s": []}
-            values[(variant, name)] = jax.block_until_ready(comp(s.params))
-            progs[(variant, name)] = (comp, s.params)
-            out["programs"][f"{variant} / {name}"] = rec
-            print(variant, name, {k: v for k, v in rec.items() if not isinstance(v, list)}, flush=True)
+        undo = patch(s) if patch is not None else None
+        try:
+            for name, fn in (("forward", burden), ("gradient", jax.value_and_grad(burden))):
+                c0, t0 = time.process_time(), time.perf_counter()
+                comp = jax.jit(fn).lower(s.params).compile()
+                rec = {"compile_s": time.perf_counter() - t0, "compile_cpu_s": time.process_time() - c0,
+                       "temp_mb": comp.memory_analysis().temp_size_in_bytes / 1e6, "run_s": [], "run_cpu_s": []}
+                values[(variant, name)] = jax.block_until_ready(comp(s.params))
+                progs[(variant, name)] = (comp, s.params)
+                out["programs"][f"{variant} / {name}"] = rec
+                print(variant, name, {k: v for k, v in rec.items() if not isinstance(v, list)}, flush=True)
+        finally:
+            if undo is not None:
+                undo()
     keys = list(progs)
     for r in range(args.repeat):
         for k in (keys if r % 2 == 0 else keys[::-1]):
@@ -306,16 +309,16 @@ def baseline_main(args, machine):
             rec = out["programs"][f"{k[0]} / {k[1]}"]
             rec["run_s"].append(time.perf_counter() - t0)
             rec["run_cpu_s"].append(time.process_time() - c0)
-    (v0, g0), (v1, g1) = values[(args.baseline, "gradient")], values[("working tree", "gradient")]
+    labels = [v for v, _ in variants]
+    (v0, g0), (v1, g1) = values[(labels[0], "gradient")], values[(labels[-1], "gradient")]
     out["burden"] = [float(v0), float(v1)]
     out["max_rel_grad_diff"] = max(float(np.max(np.abs(np.asarray(g0[k]) - np.asarray(g1[k])))
                                          / (np.max(np.abs(np.asarray(g0[k]))) + 1e-30)) for k in g0)
     out["uptime_after"] = subprocess_uptime()
-    Path(args.out + "_baseline.json").write_text(json.dumps(out, indent=1))
     lines = ["| engine | forward compile (CPU-s) | gradient compile (CPU-s) | compile ratio | forward run "
              "(CPU-s, median) | gradient run (CPU-s, median) | run ratio (median of paired calls) | "
              "temp MB fwd / grad |", "|---|---|---|---|---|---|---|---|"]
-    for variant in (args.baseline, "working tree"):
+    for variant in labels:
         f, g = out["programs"][f"{variant} / forward"], out["programs"][f"{variant} / gradient"]
         ratio = np.median(np.asarray(g["run_cpu_s"]) / np.asarray(f["run_cpu_s"]))
         lines.append(f"| {variant} | {f['compile_cpu_s']:.1f} | {g['compile_cpu_s']:.1f} | "
@@ -325,6 +328,51 @@ def baseline_main(args, machine):
               f"{out['max_rel_grad_diff']:.1e} (largest relative difference of a parameter's entries)."]
     print(out["command"], out["uptime_before"], out["uptime_after"], sep="\n")
     print("\n".join(lines))
+    return out, lines
+
+
+def baseline_main(args, machine):
+    """The engine's reactions + chemotaxis and positivity limiter (``nonstiff``, ``clip``) as of
+    ``--baseline REV`` against the working tree, side by side (:func:`side_by_side`)."""
+    Old = _engine_at(args.baseline)
+
+    def patch(s):
+        d = s.simulator.disc
+        old = Old(d.model, d.grid, stencil_dt=s.simulator.dt)
+        d.nonstiff, d.clip = old.nonstiff, old.clip  # looked up when the step is traced
+        return None
+
+    out, _ = side_by_side(args, machine, [(args.baseline, patch), ("working tree", None)])
+    Path(args.out + "_baseline.json").write_text(json.dumps(out, indent=1))
+
+
+def loop_levels_main(args, machine):
+    """The time loop with its block level forced on (every save interval in blocks of ~√n
+    steps, each block checkpointed) against the loop as it is, side by side
+    (:func:`side_by_side`); writes the section "Checkpoint levels of the time loop"."""
+    from tmepde.stepping import loop
+
+    def three_levels(s):
+        keep = loop.STEPS_PER_INTERVAL
+        loop.STEPS_PER_INTERVAL = 0
+
+        def undo():
+            loop.STEPS_PER_INTERVAL = keep
+        return undo
+
+    cfg, t_end = day7_config(args)
+    dt = final_burden(cfg)[1].simulator.dt
+    steps, per_save = int(round(t_end / dt)), int(round(cfg.data["time"]["save_every"] / dt))
+    out, table = side_by_side(args, machine, [("save, block and step levels", three_levels),
+                                              (f"as now (n ≤ {loop.STEPS_PER_INTERVAL}: save and step levels)", None)])
+    Path(args.out + "_loop_levels.json").write_text(json.dumps(out, indent=1))
+    lines = ["## Checkpoint levels of the time loop", "",
+             f"Command: `{out['command']}`. Machine: {machine['cpu']}, {machine['cores']} cores, JAX "
+             f"{machine['jax']} ({machine['backend']}); `uptime` {out['uptime_before']} before, "
+             f"{out['uptime_after']} after. The --finite scenario ({args.shape[0]}², {steps} steps, "
+             f"{per_save} per save, {args.dtype}); one process, each program compiled once, then all "
+             f"alternated {args.repeat} rounds (CPU-seconds).", ""] + table + [""]
+    _replace_section(Path(args.out + ".md"), "## Checkpoint levels of the time loop", lines)
 
 
 def subprocess_uptime() -> str:
@@ -400,6 +448,8 @@ def main():
     ap.add_argument("--dtype", default="float32", help="solver.dtype of the --finite run")
     ap.add_argument("--baseline", metavar="REV", default=None,
                     help="the --finite scenario side by side with nonstiff/clip of git revision REV")
+    ap.add_argument("--loop-levels", action="store_true",
+                    help="the --finite scenario with the time loop's block level forced on against the loop as is")
     ap.add_argument("--cg-iterations", action="store_true",
                     help="count the CG iterations of the forward and adjoint solves of the --finite scenario")
     args = ap.parse_args()
@@ -409,6 +459,8 @@ def main():
         return cg_main(args, machine)
     if args.baseline:
         return baseline_main(args, machine)
+    if args.loop_levels:
+        return loop_levels_main(args, machine)
     if args.finite:
         return finite_main(args, machine)
     base = load_config(args.config)
