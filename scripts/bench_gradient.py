@@ -500,7 +500,7 @@ def main():
         g = rows[1]["gradient_temp_bytes"] / rows[0]["gradient_temp_bytes"]
         lines += ["", f"Longer run: {rows[1]['steps'] / rows[0]['steps']:.1f}× the steps and "
                   f"{rows[1]['saves'] / rows[0]['saves']:.1f}× the saves; gradient temp memory grows "
-                  f"{g:.2f}× (checkpointing: memory ∝ saves + 2√(steps per save) carries, not steps)."]
+                  f"{g:.2f}× (checkpointing: memory ∝ saves + min(n, 2√n) carries for n steps per save, not steps)."]
     md = Path(args.out + ".md")
     finite = md.read_text().partition("## Gradient finiteness") if md.exists() else ("", "", "")
     md.write_text("\n".join(lines) + "\n" + ("\n" + finite[1] + finite[2] if finite[1] else ""))

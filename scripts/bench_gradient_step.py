@@ -1,12 +1,26 @@
-"""One default-scenario step at 64² × 80 µm (state after 24 h): forward vs jax.grad (state and params) of a weighted sum, per part (whole step, reactions + chemotaxis, implicit solve, limiter), CPU time per call (process_time, mean of 20 calls) and XLA cost analysis.
+"""One default-scenario step (state after 24 h of the run) at ``--shape`` over the same
+5.12 mm section: forward vs jax.grad (state and params) of a weighted sum, per part (whole step,
+reactions + chemotaxis, implicit solve, limiter), CPU time per call (process_time, mean of 20
+calls) and XLA cost analysis. ``--json`` appends one record per part to a file.
 
-    python scripts/bench_gradient_step.py
+    python scripts/bench_gradient_step.py                 # 64² × 80 µm
+    python scripts/bench_gradient_step.py --shape 256     # the default grid, 256² × 20 µm
 """
+import argparse
+import json
 import time
+from pathlib import Path
 import numpy as np, jax, jax.numpy as jnp
 from tmepde.config import load_config
 from tmepde.runner import build
-cfg = load_config(str(__import__("pathlib").Path(__file__).resolve().parents[1] / "configs" / "default.toml"), ["grid.shape=[64,64]", "grid.spacing=80.0", "time.t_end=48.0"])
+ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+ap.add_argument("--shape", type=int, default=64, help="cells per side")
+ap.add_argument("--json", default=None, help="append the records to this JSON-lines file")
+ap.add_argument("--label", default="", help="label of the records (e.g. the revision)")
+args = ap.parse_args()
+root = Path(__file__).resolve().parents[1]
+cfg = load_config(str(root / "configs" / "default.toml"), [
+    f"grid.shape=[{args.shape},{args.shape}]", f"grid.spacing={5120.0 / args.shape}", "time.t_end=48.0"])
 s = build(cfg); sim = s.simulator; ctx = sim.context; p = sim._as_params(s.params)
 carry = jax.block_until_ready(sim.init(s.y0, s.params))
 carry, _ = sim.advance(carry, s.params, 2)
@@ -34,5 +48,10 @@ for name, f in parts.items():
     c0 = time.process_time()
     for _ in range(20):
         jax.block_until_ready(comp(carry, p))
-    print(f"{name:28s} compile {cc:6.2f} CPU-s  run {(time.process_time() - c0) / 20 * 1e3:7.2f} CPU-ms  "
+    run_ms = (time.process_time() - c0) / 20 * 1e3
+    print(f"{name:28s} compile {cc:6.2f} CPU-s  run {run_ms:7.2f} CPU-ms  "
           f"flops {ca.get('flops', 0):.3g} bytes {ca.get('bytes accessed', 0):.3g}", flush=True)
+    if args.json:
+        with open(args.json, "a") as f:
+            f.write(json.dumps({"label": args.label, "shape": args.shape, "part": name, "compile_cpu_s": cc,
+                                "run_cpu_ms": run_ms, "flops": ca.get("flops", 0)}) + "\n")

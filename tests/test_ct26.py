@@ -271,6 +271,7 @@ def test_cli_quick_writes_consistent_report(tmp_path, monkeypatch):
     with h5py.File(h5, "r") as f:
         assert f.attrs["format"] == "tmepde-fit"
         assert f"{f.attrs['neg_log_likelihood']:.2f}" in md
+        assert f.attrs["pool"] == doc["pool"]  # the kill law that gives kill_memory its units
 
 
 def test_depot_release_rate_is_not_a_dose_scale():

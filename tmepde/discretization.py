@@ -311,8 +311,8 @@ class Discretization:
                     positive: bool = False) -> Fields:
         """(S, *shape) state-dependent decay rates (1/h, clipped >= 0), zeros if none.
 
-        positive: evaluate them at :meth:`positive_part` of ``y`` (an extrapolated state may
-        undershoot). Both clips act field by field on what the rates read and return, not on
+        positive: evaluate them at ``max(y, 0)`` of the nonnegative species (an extrapolated
+        state may undershoot; no mass fixing). Both clips act field by field on what the rates read and return, not on
         the whole stack: in reverse mode each ``max`` is a compare-select-divide pass over its
         operand (default TME scenario at 256²: two such passes over all 23 fields took 11 of
         the step gradient's ~150 ms)."""
@@ -676,15 +676,6 @@ class Discretization:
             b *= factor
         # A species whose total is negative cannot be made nonnegative: set it to 0.
         return jnp.maximum(z, 0) / w
-
-    def positive_part(self, y: Fields) -> Fields:
-        """``max(y, 0)`` for nonnegative species, ``y`` for the others (no mass fixing)."""
-        if not self.nonnegative.any():
-            return y
-        if self.nonnegative.all():
-            return jnp.maximum(y, 0)
-        mask = jnp.asarray(self.nonnegative.reshape((-1,) + (1,) * self.grid.ndim))
-        return jnp.where(mask, jnp.maximum(y, 0), y)
 
     def roundoff_floor(self, dtype) -> float:
         """Relative level below which :meth:`flush` treats a nonnegative field as exactly 0:

@@ -496,6 +496,7 @@ def write_fit_h5(out: dict, path: Path) -> Path:
               config_toml=toml_text, floor_mm3=FLOOR_MM3, injection_days=[11.0, 14.0, 17.0])
     with h5py.File(path, "a") as f:
         f.attrs["neg_log_likelihood"] = float(res.nll)
+        f.attrs["pool"] = s.model.pool  # kill law of the primed pool: the meaning of kill_memory
         f.attrs["command"] = command(out)
         g = f.create_group("uncertainty")
         g["names"] = np.array([r["name"] for r in rows], dtype=h5py.string_dtype())
