@@ -232,8 +232,6 @@ class Discretization:
                          if kind in ("spectral", "krylov", "stencil") else None)
             lift = np.stack([operators.dirichlet_lift(grid, bcs)] * len(idx))
             self.groups.append(_Group(kind, np.asarray(idx), bcs, transform, lift, kappa))
-        order = np.concatenate([g.index for g in self.groups])
-        self._unpermute = np.argsort(order)
         self.nonnegative = np.array([s.nonnegative for s in model.species])
         volumes = grid.cell_volumes()
         self._volume_weights = volumes / volumes.mean()
@@ -358,19 +356,12 @@ class Discretization:
               k_local: Fields | None = None) -> Fields:
         """Diffusion + implicit decays, (S, *shape) per hour (full affine operator)."""
 
-        def select(x, idx):
-            # A contiguous block of species is a slice, which XLA fuses into the stencil loop;
-            # a gather with constant indices was materialised (explicit step ~2x slower).
-            if np.array_equal(idx, np.arange(idx[0], idx[0] + len(idx))):
-                return jax.lax.slice_in_dim(x, int(idx[0]), int(idx[0]) + len(idx), axis=0)
-            return jnp.take(x, idx, axis=0)
-
         out = []
-        for g in self.groups:
-            u = select(y, g.index)
+        k_parts = self.split_groups(k_local) if k_local is not None else [None] * len(self.groups)
+        for g, u, k_loc in zip(self.groups, self.split_groups(y), k_parts):
             k = self.decay(params, g.index, y.dtype)
-            if k_local is not None:
-                k = k + select(k_local, g.index)
+            if k_loc is not None:
+                k = k + k_loc
             r = -k * u
             if g.kind != "local":
                 D = self.diffusivity(params, g.index, y.dtype)
@@ -381,10 +372,7 @@ class Discretization:
                 else:
                     r = r + D * operators.laplacian(u, self.grid, g.bcs)
             out.append(jnp.broadcast_to(r, u.shape))
-        out = jnp.concatenate(out) if len(out) > 1 else out[0]
-        if np.array_equal(self._unpermute, np.arange(len(self._unpermute))):
-            return out
-        return jnp.take(out, self._unpermute, axis=0)
+        return self.join_groups(out)
 
     # -- implicit solve ---------------------------------------------------------------
     def implicit_solve(self, rhs: Fields, gamma: Float[ArrayLike, ""], params: dict,
@@ -444,12 +432,16 @@ class Discretization:
         concatenation, where a gather (``jnp.take``) becomes a scatter-add and slices become
         zero pads that XLA sums cell by cell over the whole stack.
         """
+        if len(self.groups) == 1:  # every species, in order
+            return [x]
         rows = jnp.split(x, x.shape[0], axis=0)
         return [rows[g.index[0]] if len(g.index) == 1 else jnp.concatenate([rows[i] for i in g.index])
                 for g in self.groups]
 
     def join_groups(self, parts: list) -> Fields:
         """Inverse of :meth:`split_groups`: per-group arrays -> ``(S, *shape)`` in species order."""
+        if len(self.groups) == 1:
+            return parts[0]
         rows = [None] * len(self.model.names)
         for g, x in zip(self.groups, parts):
             for i, row in zip(g.index, jnp.split(x, len(g.index), axis=0)):
