@@ -6,10 +6,10 @@ An outer ``lax.scan`` over saves, every level under ``jax.checkpoint`` (Griewank
 more inside its own derivative. Long intervals (``n >`` :data:`STEPS_PER_INTERVAL`) add a
 level of blocks of ~√n steps: one carry per block and one per step of the block being
 recomputed, ``2√n`` in all instead of ``n``, for one more recomputation of every step.
-Memory grows as ``n_saves + min(n, 2√n)`` carries, not one per step. The block level costs
-a third of the gradient's run when it is not needed (default TME scenario, day-7 burden at
-64², 12 steps per save: gradient 2.87 against 2.55 CPU-s, 6.7x against 5.7x the forward;
-scripts/bench_gradient.py --finite).
+Memory grows as ``n_saves + min(n, 2√n)`` carries, not one per step. Where it is not needed
+the block level only costs time (default TME scenario, day-7 burden at 64², 12 steps per
+save, side by side: gradient 3.46 against 3.24 CPU-s, 6.2x against 5.5x the forward, temp
+memory 57 against 63 MB; ``scripts/bench_gradient.py --loop-levels``).
 
 ``prevent_cse=False`` on every level: the default wraps each recomputation in an optimisation
 barrier so that XLA cannot merge it with the forward pass it repeats (common-subexpression
