@@ -642,8 +642,8 @@ def profile_likelihood(predict: Callable, data: PopulationData, result: Populati
     Returns ``(values (m,), deviance 2ΔnLL (m,), (lower, upper))``: the other parameters
     re-optimised at each value by ``max_steps`` BFGS steps, started at their conditional
     optimum under the fit's covariance (:func:`_profile_start`); the interval is where the
-    signed root deviance crosses ±z_(1+level)/2, interpolated linearly (None where the grid does not reach it: the
-    likelihood is flatter than the Wald interval says).
+    signed root deviance crosses ±z_(1+level)/2, interpolated linearly (None where the grid
+    does not reach it: the likelihood is flatter than the Wald interval says).
     points: a list to which each grid point's re-optimised ``(u, η̂, −log L)`` is appended
     (a point below the optimum is where to continue the fit from, with its own modes).
     """

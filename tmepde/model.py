@@ -389,7 +389,9 @@ class Model:
         cell (default TME scenario, reactions + chemotaxis at 256², reverse mode: that fusion
         alone took 40 of 80 ms).
         """
-        parts = jnp.split(jnp.asarray(y), len(self.names), axis=0)
+        if isinstance(y, np.ndarray):  # host data: NumPy views, dtype kept (no float32 cast)
+            return {n: y[i] for i, n in enumerate(self.names)}
+        parts = jnp.split(y, len(self.names), axis=0)
         return {n: part.reshape(part.shape[1:]) for n, part in zip(self.names, parts)}
 
     def fields_of(self, ys) -> dict:
