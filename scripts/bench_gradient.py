@@ -375,6 +375,35 @@ def loop_levels_main(args, machine):
     _replace_section(Path(args.out + ".md"), "## Checkpoint levels of the time loop", lines)
 
 
+def step_residuals_main(args, machine):
+    """The step checkpoint recomputing everything (no named residuals) against storing the
+    implicit and CG solutions (``loop.STEP_RESIDUALS``), side by side (:func:`side_by_side`);
+    writes the section "Stored solves in the step checkpoint"."""
+    from tmepde.stepping import loop
+
+    def recompute_all(s):
+        keep = loop.STEP_RESIDUALS
+        loop.STEP_RESIDUALS = ()
+
+        def undo():
+            loop.STEP_RESIDUALS = keep
+        return undo
+
+    cfg, t_end = day7_config(args)
+    dt = final_burden(cfg)[1].simulator.dt
+    steps, per_save = int(round(t_end / dt)), int(round(cfg.data["time"]["save_every"] / dt))
+    out, table = side_by_side(args, machine, [("step recomputed whole", recompute_all),
+                                              (f"as now (stores {', '.join(loop.STEP_RESIDUALS)})", None)])
+    Path(args.out + "_step_residuals.json").write_text(json.dumps(out, indent=1))
+    lines = ["## Stored solves in the step checkpoint", "",
+             f"Command: `{out['command']}`. Machine: {machine['cpu']}, {machine['cores']} cores, JAX "
+             f"{machine['jax']} ({machine['backend']}); `uptime` {out['uptime_before']} before, "
+             f"{out['uptime_after']} after. The --finite scenario ({args.shape[0]}², {steps} steps, "
+             f"{per_save} per save, {args.dtype}); one process, each program compiled once, then all "
+             f"alternated {args.repeat} rounds (CPU-seconds).", ""] + table + [""]
+    _replace_section(Path(args.out + ".md"), "## Stored solves in the step checkpoint", lines)
+
+
 def subprocess_uptime() -> str:
     import subprocess
     try:
@@ -450,6 +479,8 @@ def main():
                     help="the --finite scenario side by side with nonstiff/clip of git revision REV")
     ap.add_argument("--loop-levels", action="store_true",
                     help="the --finite scenario with the time loop's block level forced on against the loop as is")
+    ap.add_argument("--step-residuals", action="store_true",
+                    help="the --finite scenario with the step checkpoint recomputing its solves against storing them")
     ap.add_argument("--cg-iterations", action="store_true",
                     help="count the CG iterations of the forward and adjoint solves of the --finite scenario")
     args = ap.parse_args()
@@ -461,6 +492,8 @@ def main():
         return baseline_main(args, machine)
     if args.loop_levels:
         return loop_levels_main(args, machine)
+    if args.step_residuals:
+        return step_residuals_main(args, machine)
     if args.finite:
         return finite_main(args, machine)
     base = load_config(args.config)

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import jax
 import jax.numpy as jnp
+from jax.ad_checkpoint import checkpoint_name
 
 from . import operators, radial
 from .grid import Grid
@@ -47,6 +48,13 @@ class _Group:
     transform: LaplacianTransform | None
     lift: np.ndarray  # (len(index), *grid.shape) Dirichlet lift of the Laplacian, 1/µm² · units
     kappa: float = 0.0  # stencil groups: the condition number their Chebyshev steps are sized for
+
+
+#: ``checkpoint_name`` of :meth:`Discretization.implicit_solve`'s result and of each CG
+#: solution: the time loop's step checkpoint stores them (tmepde.stepping.loop.STEP_RESIDUALS)
+#: so that a step's derivative does not repeat its transforms and CG iterations.
+IMPLICIT_SOLUTION = "implicit_solution"
+KRYLOV_SOLUTION = "krylov_solution"
 
 
 def _bc_key(bcs):
@@ -145,6 +153,7 @@ def _guessed_solve(matvec, transform, b, d, k, gamma, m, x0, tol, maxiter):
         b, d, k, gamma, m, x0 = primals
         b_dot, d_dot, k_dot, gamma_dot = tangents[:4]
         u, it = solve(b, d, k, gamma, m, x0)
+        u = checkpoint_name(u, KRYLOV_SOLUTION)  # a residual of the tangent: stored, not re-solved
         # A u = b  =>  A u̇ = ḃ - (∂A/∂d ḋ + ∂A/∂k k̇ + ∂A/∂γ γ̇) u
         _, a_dot_u = jax.jvp(lambda d, k, gamma: matvec(u, d, k, gamma), (d, k, gamma),
                              (d_dot, k_dot, gamma_dot))
@@ -422,7 +431,7 @@ class Discretization:
             else:
                 r = r + gamma * D * lift
             out.append(self._krylov_solve(g, r, gamma, D, k_tot, eig, g_guess))
-        return self.join_groups(out)
+        return checkpoint_name(self.join_groups(out), IMPLICIT_SOLUTION)
 
     def split_groups(self, x: Fields) -> list:
         """``(S, *shape)`` -> one ``(len(g.index), *shape)`` array per group of ``self.groups``.
