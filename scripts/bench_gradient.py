@@ -404,6 +404,34 @@ def step_residuals_main(args, machine):
     _replace_section(Path(args.out + ".md"), "## Stored solves in the step checkpoint", lines)
 
 
+def tabulated_inputs_main(args, machine):
+    """The model's time-only inputs (plasma levels) evaluated in every step against tabulated
+    once per loop call (``Model.inputs``), side by side (:func:`side_by_side`); writes the
+    section "Plasma levels tabulated before the loop"."""
+    def per_step(s):
+        model = s.simulator.model
+        keep = model.inputs
+        model.inputs = {}  # the loop's table is then empty and the reactions evaluate them
+
+        def undo():
+            model.inputs = keep
+        return undo
+
+    cfg, t_end = day7_config(args)
+    dt = final_burden(cfg)[1].simulator.dt
+    steps, per_save = int(round(t_end / dt)), int(round(cfg.data["time"]["save_every"] / dt))
+    out, table = side_by_side(args, machine, [("plasma evaluated in every step", per_step),
+                                              ("as now (tabulated before the loop)", None)])
+    Path(args.out + "_tabulated_inputs.json").write_text(json.dumps(out, indent=1))
+    lines = ["## Plasma levels tabulated before the loop", "",
+             f"Command: `{out['command']}`. Machine: {machine['cpu']}, {machine['cores']} cores, JAX "
+             f"{machine['jax']} ({machine['backend']}); `uptime` {out['uptime_before']} before, "
+             f"{out['uptime_after']} after. The --finite scenario ({args.shape[0]}², {steps} steps, "
+             f"{per_save} per save, {args.dtype}); one process, each program compiled once, then all "
+             f"alternated {args.repeat} rounds (CPU-seconds).", ""] + table + [""]
+    _replace_section(Path(args.out + ".md"), "## Plasma levels tabulated before the loop", lines)
+
+
 def subprocess_uptime() -> str:
     import subprocess
     try:
@@ -481,6 +509,8 @@ def main():
                     help="the --finite scenario with the time loop's block level forced on against the loop as is")
     ap.add_argument("--step-residuals", action="store_true",
                     help="the --finite scenario with the step checkpoint recomputing its solves against storing them")
+    ap.add_argument("--tabulated-inputs", action="store_true",
+                    help="the --finite scenario with the plasma levels evaluated in every step against tabulated")
     ap.add_argument("--cg-iterations", action="store_true",
                     help="count the CG iterations of the forward and adjoint solves of the --finite scenario")
     args = ap.parse_args()
@@ -494,6 +524,8 @@ def main():
         return loop_levels_main(args, machine)
     if args.step_residuals:
         return step_residuals_main(args, machine)
+    if args.tabulated_inputs:
+        return tabulated_inputs_main(args, machine)
     if args.finite:
         return finite_main(args, machine)
     base = load_config(args.config)

@@ -161,6 +161,21 @@ class Observable:
             raise ValueError(f"observable name must be an identifier, got {self.name!r}")
 
 
+#: Prefix of a tabulated input's value in a parameter dict (set by the time loop for one step;
+#: never a parameter: ``@`` cannot start a config key).
+INPUT_PREFIX = "@"
+
+
+def input_value(name: str, fn: Callable, t, p: Mapping):
+    """The time-only input ``name`` of a model (``fn(t, p)``) at time ``t`` (h): the value the
+    time loop tabulated for this step when ``p`` holds one (``p[INPUT_PREFIX + name]``), else
+    ``fn(t, p)``. Reactions call this instead of ``fn``: a dose schedule's plasma level, a
+    sum over every dose slot with erfc and exp per slot, then costs one look-up per step
+    instead of ~two dozen small kernels in the step and as many in its derivative."""
+    key = INPUT_PREFIX + name
+    return p[key] if key in p else fn(t, p)
+
+
 class Model:
     """Species + a reaction function + default parameters.
 
@@ -177,12 +192,19 @@ class Model:
         default is > 0, and every transport and dose parameter (``D_*``, ``decay_*``,
         ``*_times``, ``*_amounts``, ``*_rate``, ``*_start``, ``*_stop``), must stay >= 0
         (:meth:`check_params`): a negative rate is a typo, not a model.
+    inputs: optional ``{name: fn(t, p)}``, time-only inputs the reactions read through
+        :func:`input_value` (plasma concentrations of a dose schedule): functions of time and
+        parameters, never of the state. A time loop that knows the times at which its scheme
+        evaluates the reactions tabulates them once per call, over all its steps in one
+        vectorised evaluation, and hands each step its value (:meth:`tabulate_inputs`);
+        everywhere else they are evaluated as written.
     """
 
     def __init__(self, species: Sequence[Species], reactions: ReactionFn | None = None,
                  params: Mapping[str, object] | None = None,
                  local_decay: ReactionFn | None = None, name: str = "model",
-                 observables: Sequence[Observable] = (), signed_params: Sequence[str] = ()):
+                 observables: Sequence[Observable] = (), signed_params: Sequence[str] = (),
+                 inputs: Mapping[str, Callable] | None = None):
         species = tuple(species)
         if not species:
             raise ValueError("a model needs at least one species")
@@ -208,6 +230,7 @@ class Model:
         self._spec = None  # {name: (default shape, must be >= 0)}, built on first check
         self._last_checked = None  # values of the last dict that passed check_params
         self.observables = tuple(observables)
+        self.inputs = dict(inputs or {})
         obs_names = [o.name for o in self.observables]
         clash = sorted({n for n in obs_names if obs_names.count(n) > 1}
                        | {n for n in obs_names if n.split("_", 1)[0] in ("total", "min", "max")
@@ -224,7 +247,14 @@ class Model:
             raise ValueError(f"with_species must keep the species and their order {list(self.names)}, "
                              f"got {[s.name for s in species]}")
         return Model(species, self.reactions, self._params, self.local_decay, self.name,
-                     self.observables, self.signed_params)
+                     self.observables, self.signed_params, self.inputs)
+
+    def tabulate_inputs(self, times, params) -> dict:
+        """The :attr:`inputs` at ``times`` (h, shape ``(n,)``) for ``params``:
+        ``{INPUT_PREFIX + name: (n, ...)}``, one vectorised evaluation per input. Row ``i`` is
+        what :func:`input_value` returns at ``times[i]`` (same formula, rounding aside)."""
+        return {INPUT_PREFIX + name: jax.vmap(lambda t, fn=fn: fn(t, params))(times)
+                for name, fn in self.inputs.items()}
 
     def observe(self, t, y, params, grid: Grid) -> dict:
         """The model's observables at one time: ``y`` stacked ``(S, *grid.shape)`` -> {name: scalar}."""

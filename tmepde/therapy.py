@@ -65,7 +65,8 @@ __all__ = [
     "is_dose_amount_key", "is_dosing_key", "schedule_prefixes", "infusion_prefixes",
     # typed dosing
     "Schedule", "PK", "Infusion", "Deposit", "SystemicDosing", "LocalDosing", "systemic", "local",
-    "systemic_params", "local_params", "plasma_concentration", "local_input", "dose_events",
+    "systemic_params", "local_params", "plasma_concentration", "local_rate", "local_input",
+    "dose_events",
     # schedules, pulses and PK
     "dose_to_ng", "single", "repeated", "from_list", "pad", "pulse_rate", "infusion_rate",
     "pk_concentration", "gaussian_site", "LAG_WIDTHS", "DEFAULT_WIDTH_H", "UM3_PER_ML",
@@ -350,17 +351,26 @@ def plasma_concentration(t: Float[ArrayLike, "*t"], dosing: SystemicDosing,
                             bioavailability=pk.bioavailability, width=width)
 
 
+def local_rate(t: Float[ArrayLike, "*t"], dosing: LocalDosing,
+               width: Float[ArrayLike, ""] = DEFAULT_WIDTH_H) -> Float[Array, "*t"]:
+    """Amount per hour (ng/h) an intratumoral agent's boluses and infusion put into its depot
+    at time(s) ``t`` (h), before it is spread over the tissue (:func:`local_input`)."""
+    s, inf = dosing.schedule, dosing.infusion
+    return pulse_rate(t, s.times, s.amounts, width) + infusion_rate(t, *inf, width)
+
+
 def local_input(t: Float[ArrayLike, ""], dosing: LocalDosing,
                 width: Float[ArrayLike, ""] = DEFAULT_WIDTH_H,
-                coords: Sequence[Float[ArrayLike, "*grid"]] | None = None
-                ) -> Float[Array, "*grid"]:
+                coords: Sequence[Float[ArrayLike, "*grid"]] | None = None,
+                rate: Float[ArrayLike, ""] | None = None) -> Float[Array, "*grid"]:
     """Input rate (ng/mL/h) of an intratumoral agent into its depot at time ``t`` (h).
 
     With ``coords`` (the grid's cell-centre coordinates, µm) the dose is deposited at
     ``dosing.deposit``; without, it is spread evenly in ``dosing.volume_ml``.
+    rate: :func:`local_rate` at ``t`` when the caller has it already (a tabulated value).
     """
-    s, inf, deposit, volume_ml = dosing
-    rate = pulse_rate(t, s.times, s.amounts, width) + infusion_rate(t, *inf, width)  # ng/h
+    _, _, deposit, volume_ml = dosing
+    rate = local_rate(t, dosing, width) if rate is None else rate  # ng/h
     if coords is None:
         if volume_ml is None:
             raise ValueError(f"well-mixed intratumoral dosing needs its volume: set "

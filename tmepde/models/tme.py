@@ -25,7 +25,7 @@ import numpy as np
 import jax.numpy as jnp
 
 from .. import therapy
-from ..model import Chemotaxis, Model, Observable, Species
+from ..model import Chemotaxis, Model, Observable, Species, input_value
 
 H = 3600.0  # s per h
 CELLS = ("tumor", "stem", "cd8", "cd8_ex", "nk", "treg", "mdsc", "m1", "m2")
@@ -283,6 +283,34 @@ def plasma(agent, t, p):
     return therapy.plasma_concentration(t, therapy.systemic(p, agent), p["dose_width_h"])
 
 
+def _plasma_input(agent):
+    """``plasma(agent, ·, ·)`` as a model input ``fn(t, p)`` (a closure, so the program store
+    fingerprints the agent with it)."""
+    def plasma_of(t, p):
+        return plasma(agent, t, p)
+    return plasma_of
+
+
+def _depot_rate_input(agent):
+    """The amount per hour (ng/h) the doses of intratumoral ``agent`` put into its depot,
+    as a model input ``fn(t, p)`` (:func:`tmepde.therapy.local_rate`)."""
+    def depot_rate(t, p):
+        return therapy.local_rate(t, therapy.local(p, agent), p["dose_width_h"])
+    return depot_rate
+
+
+#: The model's time-only inputs: the plasma level of every systemic agent and the dose rate
+#: into every intratumoral depot (tabulated by the time loop; :func:`tmepde.model.input_value`).
+INPUTS = ({f"plasma_{agent}": _plasma_input(agent) for agent in SYSTEMIC}
+          | {f"depot_rate_{agent}": _depot_rate_input(agent) for agent in LOCAL})
+
+
+def _plasma_now(agent, t, p):
+    """Plasma level of ``agent`` where the reactions need it (tabulated by the time loop)."""
+    name = f"plasma_{agent}"
+    return input_value(name, INPUTS[name], t, p)
+
+
 def tme_model(grid=None, n_doses=4, boundaries=None, cd8_chi: float = 2.0, nk_chi: float = 2.0,
               name: str = "tme") -> Model:
     """Build the TME model.
@@ -326,7 +354,8 @@ def tme_model(grid=None, n_doses=4, boundaries=None, cd8_chi: float = 2.0, nk_ch
 
     def local_input(agent, t, p):
         """ng/mL/h deposited into the depot of ``agent``."""
-        return therapy.local_input(t, therapy.local(p, agent), p["dose_width_h"], coords)
+        rate = input_value(f"depot_rate_{agent}", INPUTS[f"depot_rate_{agent}"], t, p)
+        return therapy.local_input(t, therapy.local(p, agent), p["dose_width_h"], coords, rate=rate)
 
     def derived(t, y, p):
         T, S = y["tumor"], y["stem"]
@@ -385,7 +414,7 @@ def tme_model(grid=None, n_doses=4, boundaries=None, cd8_chi: float = 2.0, nk_ch
         # recruits effectors even where tissue uptake keeps it from reaching tumor cells
         # the luminal surface is bathed in plasma: the plasma level counts in full (the
         # interstitial : plasma partition applies to what crosses into tissue, not to it)
-        i_wall = I + plasma("ifng", t, p)
+        i_wall = I + _plasma_now("ifng", t, p)
         c_wall = C + p["a3_endothelial"] * hill(i_wall, p["ec50_a3"])
         chemo = p["rec_basal"] + (1.0 - p["rec_basal"]) * hill(c_wall, p["ec50_cxcl"])   # A3
         # A3 adhesion: firm arrest on ICAM-1/VCAM-1, which IFN-γ induces on endothelium, is a
@@ -424,7 +453,7 @@ def tme_model(grid=None, n_doses=4, boundaries=None, cd8_chi: float = 2.0, nk_ch
         revert = p["m1_to_m2"] * (1.0 + hill(L10, p["ec50_il10"]) + hill(B, p["ec50_tgfb"])) * M1
         # A4 in the blood: plasma IFN-γ activates circulating monocytes, so a share of the
         # recruits enters already M1 (systemic IFN-γ acts on cells it reaches undiluted)
-        primed = p["a4_systemic"] * hill(plasma("ifng", t, p), p["ec50_monocyte"])        # A4
+        primed = p["a4_systemic"] * hill(_plasma_now("ifng", t, p), p["ec50_monocyte"])        # A4
         dM1 = p["rec_mac"] * V * free * primed + polar - revert - p["death_mac"] * M1
         dM2 = p["rec_mac"] * V * free * (1.0 - primed) - polar + revert - p["death_mac"] * M2
 
@@ -457,7 +486,7 @@ def tme_model(grid=None, n_doses=4, boundaries=None, cd8_chi: float = 2.0, nk_ch
 
         # -- therapy ----------------------------------------------------------------
         for agent, field in SYSTEMIC.items():
-            src = p[f"perm_{agent}"] * V * p[f"partition_{agent}"] * plasma(agent, t, p)
+            src = p[f"perm_{agent}"] * V * p[f"partition_{agent}"] * _plasma_now(agent, t, p)
             out[field] = out.get(field, 0.0) + src
         for agent, depot in LOCAL.items():
             out[depot] = local_input(agent, t, p)
@@ -480,7 +509,7 @@ def tme_model(grid=None, n_doses=4, boundaries=None, cd8_chi: float = 2.0, nk_ch
 
     observables = tme_observables(plasma)
     return Model(species, reactions, params, local_decay=local_decay, name=name,
-                 observables=observables)
+                 observables=observables, inputs=INPUTS)
 
 
 # -- observables -----------------------------------------------------------------------------

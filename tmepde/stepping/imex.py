@@ -165,6 +165,10 @@ class ImexEuler:
     def start(self, ctx: StepContext, carry: Carry, params: Mapping) -> Carry:
         return carry
 
+    def explicit_times(self, ctx: StepContext, t0, steps):
+        """Time (h) at which step number ``steps`` evaluates the explicit rates: its start."""
+        return t0 + jnp.asarray(steps).astype(ctx.dtype) * ctx.dt
+
     def step(self, ctx: StepContext, carry: Carry, params: Mapping) -> Carry:
         disc, dt = ctx.disc, ctx.dt
         t, y = ctx.time(carry), carry.y
@@ -271,15 +275,22 @@ class ImexBDF:
         uniform; one compiled step, coefficients looked up by step number."""
         dtype, dt = ctx.dtype, ctx.dt
         ahead, n_ahead = carry.ahead, carry.n_ahead
-        tab_coef, tab_t, tab_h = bdf_tables(self.order, ctx.start_steps, dt)[1]
-        row = jnp.minimum(carry.step, len(tab_t) - 1)
+        tab_coef, _, tab_h = bdf_tables(self.order, ctx.start_steps, dt)[1]
+        row = jnp.minimum(carry.step, len(tab_h) - 1)
         coef = jnp.asarray(tab_coef, dtype)[row]
-        t_newest = carry.t0 + jnp.asarray(tab_t, dtype)[row] + jnp.maximum(
-            carry.step - (len(tab_t) - 1), 0).astype(dtype) * dt
+        t_newest = self.explicit_times(ctx, carry.t0, carry.step)
         h = jnp.asarray(tab_h, dtype)[row]
         y_next, n_newest = self._bdf_step(ctx, t_newest, h, coef, ahead[::-1], n_ahead[::-1], params)
         return carry.replace(y=ahead[0], ahead=ahead[1:] + (y_next,), n_ahead=n_ahead[1:] + (n_newest,),
                              step=carry.step + 1)
+
+    def explicit_times(self, ctx: StepContext, t0, steps):
+        """Time (h) at which loop step number ``steps`` (any shape) evaluates the explicit
+        rates: that of the newest state it steps from."""
+        _, tab_t, _ = bdf_tables(self.order, ctx.start_steps, ctx.dt)[1]
+        row = jnp.minimum(steps, len(tab_t) - 1)
+        return t0 + jnp.asarray(tab_t, ctx.dtype)[row] + jnp.maximum(
+            steps - (len(tab_t) - 1), 0).astype(ctx.dtype) * ctx.dt
 
     def _bdf_step(self, ctx, t, h, coef, hist_y, hist_n, params):
         """IMEX BDF step from ``t`` to ``t + h``: solve

@@ -51,11 +51,27 @@ scan_checkpoint = functools.partial(jax.checkpoint, prevent_cse=False)
 STEP_RESIDUALS: tuple[str, ...] = ("implicit_solution", "krylov_solution")
 
 
-def advance(step: Step, steps_per_save: int, carry: Carry, params: Mapping, n_saves: int):
+def advance(step: Step, steps_per_save: int, carry: Carry, params: Mapping, n_saves: int,
+            tabulate: Callable[[Carry, int, Mapping], dict] | None = None):
     """Apply ``step`` ``n_saves · steps_per_save`` times; returns ``(carry, ys)`` with ys
     ``(n_saves, S, *shape)`` the states at the end of each save interval. Pure: jit it with
-    ``n_saves`` static."""
+    ``n_saves`` static.
+
+    tabulate: optional ``(carry, n_steps, params) -> {key: (n_steps, ...)}``, the model's
+    time-only inputs at the times the steps evaluate them (:meth:`tmepde.model.Model.tabulate_inputs`),
+    computed once before the loop; step ``i`` gets row ``i`` of each under its key in
+    ``params``. In reverse mode each step adds its row's cotangent to the table and the
+    table's own derivative runs once, vectorised, after the loop.
+    """
     n = steps_per_save
+    tables = tabulate(carry, n_saves * n, params) if tabulate is not None else {}
+    first = carry.step
+
+    def step_params(c):
+        if not tables:
+            return params
+        i = c.step - first
+        return {**params, **{k: jax.lax.dynamic_index_in_dim(v, i, keepdims=False) for k, v in tables.items()}}
     block = n if n <= STEPS_PER_INTERVAL else max(1, math.isqrt(n))
     n_blocks, remainder = divmod(n, block)
 
@@ -63,7 +79,7 @@ def advance(step: Step, steps_per_save: int, carry: Carry, params: Mapping, n_sa
 
     @functools.partial(jax.checkpoint, prevent_cse=False, policy=policy)
     def one_step(c, _):
-        return step(c, params), None
+        return step(c, step_params(c)), None
 
     def one_block(c, _):
         c, _ = jax.lax.scan(one_step, c, None, length=block)
