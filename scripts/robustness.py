@@ -118,6 +118,8 @@ def main(argv=None) -> int:
           f"{args.seed}); " + ", ".join(f"`{k}`" for k in CAPPED if k in names)
           + " in [0.7, 1] (1 is their maximum). Criteria: those of "
           "tests/test_tme_behaviours.py (docs/model.md). **Harness: well-mixed** for B1–B4, B6–B8 "
+          "(the same sample on the 2D scenario sections, coarsened: results/robustness_space.md, "
+          "scripts/robustness_space.py) "
           "(2-cell uniform grid, 14 days, dt 1 h), B5 on its 1D transect (2 mm, 5 µm voxels): "
           "the 2D scenarios cost 50–560 s per scenario for one parameter set on this machine "
           "(results/scenarios.md), 64 sets of all of them did not fit.", "",
