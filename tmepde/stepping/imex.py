@@ -238,16 +238,20 @@ class ImexBDF:
         t0, y = carry.t0, carry.y
         (gamma, a, b, times, valid), block = start_rows(k, ctx.start_steps, ctx.dt)
         dt_ = ctx.dtype
-        xs = (jnp.asarray(gamma, dt_), jnp.asarray(a, dt_), jnp.asarray(b, dt_),
-              t0 + jnp.asarray(times, dt_), jnp.asarray(valid))
+        tt_all = t0 + jnp.asarray(times, dt_)
+        # the model's time-only inputs at every row's explicit-rate time, in one evaluation
+        # (tmepde.model.Model.tabulate_inputs; the time loop does the same for its steps)
+        inputs = disc.model.tabulate_inputs(tt_all[:, 0], params)
+        xs = (jnp.asarray(gamma, dt_), jnp.asarray(a, dt_), jnp.asarray(b, dt_), tt_all,
+              jnp.asarray(valid), inputs)
 
         # both levels are scan bodies (see tmepde.stepping.loop)
         @scan_checkpoint
         def one(c, x):
             hist_y, hist_n = c  # H states newest first; rates at all but the newest
-            g, a_r, b_r, tt, ok = x
+            g, a_r, b_r, tt, ok, row_inputs = x
             t_now, t_new, h_lim = tt[0], tt[1], tt[2]
-            n_now = disc.nonstiff(t_now, hist_y[0], params, ctx.limiter_dt(h_lim))
+            n_now = disc.nonstiff(t_now, hist_y[0], {**params, **row_inputs}, ctx.limiter_dt(h_lim))
             rates = (n_now,) + hist_n
             rhs = sum(a_r[i] * hist_y[i] for i in range(H)) + g * sum(b_r[i] * rates[i] for i in range(H))
             y_ext = sum(b_r[i] * hist_y[i] for i in range(H))
