@@ -83,6 +83,36 @@ def test_grad_through_diffusivity_map_and_krylov_solve():
         assert np.all(np.asarray(g[key]) == 0.0), (key, g[key])
 
 
+def _while_loops(jaxpr) -> int:
+    from jax._src import core
+    return sum((eqn.primitive.name == "while") + sum(_while_loops(j) for j in core.jaxprs_in_params(eqn.params))
+               for eqn in jaxpr.eqns)
+
+
+def test_step_checkpoint_stores_its_solves_instead_of_solving_again(monkeypatch):
+    """The step checkpoint keeps the implicit and CG solutions (loop.STEP_RESIDUALS): the
+    gradient program has one CG loop fewer per CG group than when the step's derivative
+    recomputes them (ablation), and the same gradient."""
+    from tmepde.stepping import loop
+
+    grid = tp.Grid((12,), 10.0)
+    (x,) = grid.coordinates()
+    model = tp.Model([tp.Species("u", diffusivity=5.0 + 4.0 * np.tanh((x - 40) / 20), decay=0.2)],
+                     lambda t, y, p: {"u": p["r"] * y["u"] * (1 - y["u"])}, {"r": 0.3})
+    u0 = model.stack({"u": 0.1 + 0.5 * np.exp(-((x - 30) ** 2) / 500)}, grid)
+    params = model.default_params()
+    out = {}
+    for label, names in (("stored", loop.STEP_RESIDUALS), ("recomputed", ())):
+        monkeypatch.setattr(loop, "STEP_RESIDUALS", names)
+        sim = tp.Simulator(model, grid, dt=0.2, save_every=0.6)  # traced under this setting
+        loss = lambda p, sim=sim: jnp.sum(sim.run(p, u0, 2)[-1, 0] ** 2)  # noqa: E731
+        out[label] = (_while_loops(jax.make_jaxpr(jax.grad(loss))(params).jaxpr), jax.jit(jax.grad(loss))(params))
+    (n_stored, g_stored), (n_recomputed, g_recomputed) = out["stored"], out["recomputed"]
+    assert n_stored == n_recomputed - 1, (n_stored, n_recomputed)
+    for key in g_stored:
+        np.testing.assert_allclose(np.asarray(g_stored[key]), np.asarray(g_recomputed[key]), rtol=1e-9, atol=1e-15)
+
+
 def test_chemotaxis_limiter_finite_next_to_an_empty_negative_cell():
     # Cell 1 holds a round-off negative and, on a flat attractant, has no outflow: the limiter
     # must leave it alone (it was divided by its zero outflow: NaN in the state and gradient).
