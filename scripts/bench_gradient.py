@@ -346,90 +346,63 @@ def baseline_main(args, machine):
     Path(args.out + "_baseline.json").write_text(json.dumps(out, indent=1))
 
 
-def loop_levels_main(args, machine):
-    """The time loop with its block level forced on (every save interval in blocks of ~√n
-    steps, each block checkpointed) against the loop as it is, side by side
-    (:func:`side_by_side`); writes the section "Checkpoint levels of the time loop"."""
-    from tmepde.stepping import loop
+def _patched(obj, name, value):
+    """A :func:`side_by_side` patch: ``obj.name = value`` (``obj`` a module or, when a
+    function, called on the set-up to get it) until undone."""
+    def patch(s):
+        target = obj(s) if callable(obj) else obj
+        keep = getattr(target, name)
+        setattr(target, name, value)
+        return lambda: setattr(target, name, keep)
+    return patch
 
-    def three_levels(s):
-        keep = loop.STEPS_PER_INTERVAL
-        loop.STEPS_PER_INTERVAL = 0
 
-        def undo():
-            loop.STEPS_PER_INTERVAL = keep
-        return undo
-
+def variant_section(args, machine, title: str, suffix: str, variants) -> None:
+    """Run ``variants`` side by side (:func:`side_by_side`) on the --finite scenario; writes
+    ``<out><suffix>.json`` and the section ``title`` of ``<out>.md``."""
     cfg, t_end = day7_config(args)
     dt = final_burden(cfg)[1].simulator.dt
     steps, per_save = int(round(t_end / dt)), int(round(cfg.data["time"]["save_every"] / dt))
-    out, table = side_by_side(args, machine, [("save, block and step levels", three_levels),
-                                              (f"as now (n ≤ {loop.STEPS_PER_INTERVAL}: save and step levels)", None)])
-    Path(args.out + "_loop_levels.json").write_text(json.dumps(out, indent=1))
-    lines = ["## Checkpoint levels of the time loop", "",
+    out, table = side_by_side(args, machine, variants)
+    Path(args.out + suffix + ".json").write_text(json.dumps(out, indent=1))
+    lines = [title, "",
              f"Command: `{out['command']}`. Machine: {machine['cpu']}, {machine['cores']} cores, JAX "
              f"{machine['jax']} ({machine['backend']}); `uptime` {out['uptime_before']} before, "
              f"{out['uptime_after']} after. The --finite scenario ({args.shape[0]}², {steps} steps, "
              f"{per_save} per save, {args.dtype}); one process, each program compiled once, then all "
              f"alternated {args.repeat} rounds (CPU-seconds).", ""] + table + [""]
-    _replace_section(Path(args.out + ".md"), "## Checkpoint levels of the time loop", lines)
+    _replace_section(Path(args.out + ".md"), title, lines)
+
+
+def loop_levels_main(args, machine):
+    """The time loop with its block level forced on (every save interval in blocks of ~√n
+    steps, each block checkpointed) against the loop as it is; writes the section
+    "Checkpoint levels of the time loop"."""
+    from tmepde.stepping import loop
+
+    variant_section(args, machine, "## Checkpoint levels of the time loop", "_loop_levels", [
+        ("save, block and step levels", _patched(loop, "STEPS_PER_INTERVAL", 0)),
+        (f"as now (n ≤ {loop.STEPS_PER_INTERVAL}: save and step levels)", None)])
 
 
 def step_residuals_main(args, machine):
     """The step checkpoint recomputing everything (no named residuals) against storing the
-    implicit and CG solutions (``loop.STEP_RESIDUALS``), side by side (:func:`side_by_side`);
-    writes the section "Stored solves in the step checkpoint"."""
+    implicit and CG solutions (``loop.STEP_RESIDUALS``); writes the section "Stored solves in
+    the step checkpoint"."""
     from tmepde.stepping import loop
 
-    def recompute_all(s):
-        keep = loop.STEP_RESIDUALS
-        loop.STEP_RESIDUALS = ()
-
-        def undo():
-            loop.STEP_RESIDUALS = keep
-        return undo
-
-    cfg, t_end = day7_config(args)
-    dt = final_burden(cfg)[1].simulator.dt
-    steps, per_save = int(round(t_end / dt)), int(round(cfg.data["time"]["save_every"] / dt))
-    out, table = side_by_side(args, machine, [("step recomputed whole", recompute_all),
-                                              (f"as now (stores {', '.join(loop.STEP_RESIDUALS)})", None)])
-    Path(args.out + "_step_residuals.json").write_text(json.dumps(out, indent=1))
-    lines = ["## Stored solves in the step checkpoint", "",
-             f"Command: `{out['command']}`. Machine: {machine['cpu']}, {machine['cores']} cores, JAX "
-             f"{machine['jax']} ({machine['backend']}); `uptime` {out['uptime_before']} before, "
-             f"{out['uptime_after']} after. The --finite scenario ({args.shape[0]}², {steps} steps, "
-             f"{per_save} per save, {args.dtype}); one process, each program compiled once, then all "
-             f"alternated {args.repeat} rounds (CPU-seconds).", ""] + table + [""]
-    _replace_section(Path(args.out + ".md"), "## Stored solves in the step checkpoint", lines)
+    variant_section(args, machine, "## Stored solves in the step checkpoint", "_step_residuals", [
+        ("step recomputed whole", _patched(loop, "STEP_RESIDUALS", ())),
+        (f"as now (stores {', '.join(loop.STEP_RESIDUALS)})", None)])
 
 
 def tabulated_inputs_main(args, machine):
     """The model's time-only inputs (plasma levels) evaluated in every step against tabulated
-    once per loop call (``Model.inputs``), side by side (:func:`side_by_side`); writes the
-    section "Plasma levels tabulated before the loop"."""
-    def per_step(s):
-        model = s.simulator.model
-        keep = model.inputs
-        model.inputs = {}  # the loop's table is then empty and the reactions evaluate them
-
-        def undo():
-            model.inputs = keep
-        return undo
-
-    cfg, t_end = day7_config(args)
-    dt = final_burden(cfg)[1].simulator.dt
-    steps, per_save = int(round(t_end / dt)), int(round(cfg.data["time"]["save_every"] / dt))
-    out, table = side_by_side(args, machine, [("plasma evaluated in every step", per_step),
-                                              ("as now (tabulated before the loop)", None)])
-    Path(args.out + "_tabulated_inputs.json").write_text(json.dumps(out, indent=1))
-    lines = ["## Plasma levels tabulated before the loop", "",
-             f"Command: `{out['command']}`. Machine: {machine['cpu']}, {machine['cores']} cores, JAX "
-             f"{machine['jax']} ({machine['backend']}); `uptime` {out['uptime_before']} before, "
-             f"{out['uptime_after']} after. The --finite scenario ({args.shape[0]}², {steps} steps, "
-             f"{per_save} per save, {args.dtype}); one process, each program compiled once, then all "
-             f"alternated {args.repeat} rounds (CPU-seconds).", ""] + table + [""]
-    _replace_section(Path(args.out + ".md"), "## Plasma levels tabulated before the loop", lines)
+    once per loop call (``Model.inputs``; withdrawn, the loop's table is empty and the
+    reactions evaluate them); writes the section "Plasma levels tabulated before the loop"."""
+    variant_section(args, machine, "## Plasma levels tabulated before the loop", "_tabulated_inputs", [
+        ("plasma evaluated in every step", _patched(lambda s: s.simulator.model, "inputs", {})),
+        ("as now (tabulated before the loop)", None)])
 
 
 def subprocess_uptime() -> str:
