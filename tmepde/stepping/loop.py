@@ -34,6 +34,7 @@ from typing import Callable, Mapping
 
 import jax
 
+from ..discretization import IMPLICIT_SOLUTION, KRYLOV_SOLUTION
 from .base import Carry
 
 Step = Callable[[Carry, Mapping], Carry]
@@ -45,10 +46,9 @@ STEPS_PER_INTERVAL = 16
 scan_checkpoint = functools.partial(jax.checkpoint, prevent_cse=False)
 
 #: Values a step stores for its own derivative instead of recomputing them (names given with
-#: ``jax.ad_checkpoint.checkpoint_name``): the implicit solve's solution
-#: (:data:`tmepde.discretization.IMPLICIT_SOLUTION`) and each CG solve's
-#: (:data:`tmepde.discretization.KRYLOV_SOLUTION`). Module docstring: why.
-STEP_RESIDUALS: tuple[str, ...] = ("implicit_solution", "krylov_solution")
+#: ``jax.ad_checkpoint.checkpoint_name``): the implicit solve's solution and each CG solve's.
+#: Module docstring: why.
+STEP_RESIDUALS: tuple[str, ...] = (IMPLICIT_SOLUTION, KRYLOV_SOLUTION)
 
 
 def advance(step: Step, steps_per_save: int, carry: Carry, params: Mapping, n_saves: int,
