@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .base import Carry, StepContext, register
-from .loop import scan_checkpoint
+from .loop import scan_checkpoint, step_checkpoint
 
 
 def imex_bdf_coefficients(nodes) -> tuple[float, np.ndarray, np.ndarray]:
@@ -245,8 +245,8 @@ class ImexBDF:
         xs = (jnp.asarray(gamma, dt_), jnp.asarray(a, dt_), jnp.asarray(b, dt_), tt_all,
               jnp.asarray(valid), inputs)
 
-        # both levels are scan bodies (see tmepde.stepping.loop)
-        @scan_checkpoint
+        # both levels are scan bodies (see tmepde.stepping.loop); a row stores its solves
+        @step_checkpoint
         def one(c, x):
             hist_y, hist_n = c  # H states newest first; rates at all but the newest
             g, a_r, b_r, tt, ok, row_inputs = x

@@ -51,6 +51,13 @@ scan_checkpoint = functools.partial(jax.checkpoint, prevent_cse=False)
 STEP_RESIDUALS: tuple[str, ...] = (IMPLICIT_SOLUTION, KRYLOV_SOLUTION)
 
 
+def step_checkpoint(fn):
+    """:data:`scan_checkpoint` for one step's body, storing :data:`STEP_RESIDUALS` (read when
+    the body is traced, so a caller may change them before)."""
+    policy = jax.checkpoint_policies.save_only_these_names(*STEP_RESIDUALS) if STEP_RESIDUALS else None
+    return jax.checkpoint(fn, prevent_cse=False, policy=policy)
+
+
 def advance(step: Step, steps_per_save: int, carry: Carry, params: Mapping, n_saves: int,
             tabulate: Callable[[Carry, int, Mapping], dict] | None = None):
     """Apply ``step`` ``n_saves · steps_per_save`` times; returns ``(carry, ys)`` with ys
@@ -75,9 +82,7 @@ def advance(step: Step, steps_per_save: int, carry: Carry, params: Mapping, n_sa
     block = n if n <= STEPS_PER_INTERVAL else max(1, math.isqrt(n))
     n_blocks, remainder = divmod(n, block)
 
-    policy = jax.checkpoint_policies.save_only_these_names(*STEP_RESIDUALS) if STEP_RESIDUALS else None
-
-    @functools.partial(jax.checkpoint, prevent_cse=False, policy=policy)
+    @step_checkpoint
     def one_step(c, _):
         return step(c, step_params(c)), None
 
