@@ -62,3 +62,36 @@ def test_b5_holds_at_both_ends_of_the_uptake_range():
     assert lo["dense λ µm"] <= 40 and ok_lo
     assert hi["sparse reach µm"] >= 800 and ok_hi
     assert cut["sparse reach µm"] < 800 and not ok_cut
+
+
+def test_space_sample_crosses_every_arm_with_every_point_and_keeps_the_ablations():
+    """scripts/robustness_space.py: the sampled sweep has one arm per (scenario arm, point), the
+    point's strengths on every arm except where the arm itself sets the key (an ablation: a
+    mechanism switched off stays off at every point), and the arms the criteria never read left
+    out."""
+    spec = importlib.util.spec_from_file_location("robustness_space", ROOT / "scripts" / "robustness_space.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    from tmepde.config import load_config
+    from tmepde.sweep import plan_sweep
+
+    name = "b2_pulsed_vs_continuous"
+    base = load_config(ROOT / "configs" / "scenarios" / f"{name}.toml")
+    sets = [{"p3_treg": 0.5, "kill_cd8": 2.0}, {"p3_treg": 0.7, "kill_cd8": 3.0}]
+    cfg, arms = mod.sampled_config(base, [{}] + sets, mod.UNUSED_ARMS[name])
+    plan = plan_sweep(cfg)
+    kept = [a["name"] for a in base.data["sweep"]["arms"] if a["name"] not in mod.UNUSED_ARMS[name]]
+    assert arms == kept and len(kept) == 6
+    assert plan.n == 3 * len(arms)
+    default = float(base.params()["p3_treg"])
+    for j, s in enumerate([{}] + sets):
+        for arm in arms:
+            i = plan.arm_names.index(f"{arm}@{j}")
+            treg = plan.values["p3_treg"][plan.arm_index == i]
+            kill = plan.values["kill_cd8"][plan.arm_index == i]
+            off = "p1_p4_off" in arm
+            # rtol: the config's dtype is float32, its defaults reach the plan through it
+            np.testing.assert_allclose(treg, 0.0 if off else s.get("p3_treg", default), rtol=1e-6,
+                                       err_msg=f"{arm} at point {j}")
+            np.testing.assert_allclose(kill, s.get("kill_cd8", float(base.params()["kill_cd8"])), rtol=1e-6,
+                                       err_msg=f"{arm} at point {j}")
