@@ -20,7 +20,7 @@ _EXPORTS = {
     # models and grids
     "Boundary": "grid", "Grid": "grid", "resolve_boundaries": "grid",
     "Chemotaxis": "model", "Model": "model", "Observable": "model", "Species": "model",
-    "load_model": "model",
+    "load_model": "model", "input_value": "model",
     # time stepping
     "SCHEMES": "stepping", "Simulator": "stepping", "simulate": "stepping",
     # configs and runs (what `tmepde run` and `tmepde sweep` do)
