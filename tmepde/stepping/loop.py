@@ -79,6 +79,7 @@ def advance(step: Step, steps_per_save: int, carry: Carry, params: Mapping, n_sa
             return params
         i = c.step - first
         return {**params, **{k: jax.lax.dynamic_index_in_dim(v, i, keepdims=False) for k, v in tables.items()}}
+
     block = n if n <= STEPS_PER_INTERVAL else max(1, math.isqrt(n))
     n_blocks, remainder = divmod(n, block)
 

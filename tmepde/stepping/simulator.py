@@ -81,16 +81,13 @@ class Simulator:
         self._start = jax.jit(start) if self.stepper.history else start
         self._advance = jax.jit(functools.partial(
             _advance_loop, functools.partial(self.stepper.step, self.context), self.steps_per_save,
-            tabulate=self._tabulate if self._tabulates else None), static_argnums=(2,))
-
-    @property
-    def _tabulates(self) -> bool:
-        """Whether the loop tabulates the model's inputs: the model has some and the scheme
-        evaluates its reactions once per step at a known time (``explicit_times``)."""
-        return bool(self.model.inputs) and hasattr(self.stepper, "explicit_times")
+            # schemes that evaluate their reactions once per step at a known time
+            tabulate=self._tabulate if hasattr(self.stepper, "explicit_times") else None),
+            static_argnums=(2,))
 
     def _tabulate(self, carry: Carry, n_steps: int, params):
-        """The model's inputs at the explicit-rate times of the next ``n_steps`` loop steps."""
+        """The model's inputs at the explicit-rate times of the next ``n_steps`` loop steps
+        (read when the loop is traced; none: an empty table, nothing looked up)."""
         steps = carry.step + jnp.arange(n_steps, dtype=carry.step.dtype)
         return self.model.tabulate_inputs(self.stepper.explicit_times(self.context, carry.t0, steps), params)
 
